@@ -1,0 +1,163 @@
+"""Generator bundles: a directory that holds everything needed to use a trained Exemplar VAE.
+
+Layout::
+
+    config.json            format version, ModelConfig, TrainConfig, data checksum, file hashes
+    model.safetensors      the network and prior weights
+    exemplars.safetensors  "means" (N×d float32), "images" (N×C×H×W uint8), "labels" (N int64, optional)
+
+Loading never unpickles (safetensors + JSON only) and checks every file against
+``config.json`` so a truncated, corrupt or mismatched bundle fails with a message naming
+the file and the problem. Files are written atomically, ``config.json`` last: a crash
+mid-save leaves hashes that disagree with the files, which loading reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_path, atomic_write_text
+from .config import ModelConfig, TrainConfig
+from .vae import ExemplarVAE
+
+FORMAT_NAME = "exaug.exemplar-vae"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+EXEMPLARS_FILE = "exemplars.safetensors"
+
+
+class BundleError(ValueError):
+    """A bundle directory that cannot be loaded; the message names the file and the problem."""
+
+
+def save_bundle(model: ExemplarVAE, directory: str | os.PathLike, train_config: TrainConfig | None = None,
+                data_checksum: str | None = None) -> Path:
+    """Write ``model`` (weights and exemplar set) as a bundle directory and return its path."""
+    if model.exemplar_images is None:
+        raise ValueError("the model has no exemplar set; call model.set_exemplars(images, labels) before saving")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    exemplars = {
+        "means": model.exemplar_means.detach().cpu().float().contiguous(),
+        "images": model.exemplar_images.contiguous(),
+    }
+    if model.exemplar_labels is not None:
+        exemplars["labels"] = model.exemplar_labels.contiguous()
+    hashes = {
+        MODEL_FILE: _write_safetensors(weights, directory / MODEL_FILE),
+        EXEMPLARS_FILE: _write_safetensors(exemplars, directory / EXEMPLARS_FILE),
+    }
+    config = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "model": model.config.to_dict(),
+        "training": None if train_config is None else train_config.to_dict(),
+        "data_checksum": data_checksum,
+        "exemplar_count": int(model.exemplar_images.shape[0]),
+        "sha256": hashes,
+    }
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    return directory
+
+
+def read_bundle_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """The parsed and checked ``config.json`` of a bundle."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BundleError(f"{directory} is not a directory; a bundle is a folder written by save_pretrained")
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise BundleError(f"{path} is missing; is {directory} a bundle written by save_pretrained?")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BundleError(f"{path} is not valid JSON ({error}); the file is corrupt") from error
+    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        raise BundleError(f"{path} does not describe an exaug generator (expected format {FORMAT_NAME!r})")
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{path} has format_version={version!r}; this exaug reads version {FORMAT_VERSION}: upgrade exaug"
+        )
+    for key in ("model", "sha256", "exemplar_count"):
+        if key not in config:
+            raise BundleError(f"{path} lacks the {key!r} entry; the file is incomplete")
+    return config
+
+
+def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu") -> ExemplarVAE:
+    """Rebuild the ExemplarVAE saved in ``directory``, checking every file on the way."""
+    directory = Path(directory)
+    config = read_bundle_config(directory)
+    try:
+        model_config = ModelConfig.from_dict(config["model"])
+    except (TypeError, ValueError) as error:
+        raise BundleError(f"{directory / CONFIG_FILE}: invalid 'model' entry: {error}") from error
+    weights = _read_safetensors(directory / MODEL_FILE, config["sha256"].get(MODEL_FILE))
+    exemplars = _read_safetensors(directory / EXEMPLARS_FILE, config["sha256"].get(EXEMPLARS_FILE))
+
+    model = ExemplarVAE(model_config)
+    result = model.load_state_dict(weights, strict=False)
+    problems = [f"missing {name}" for name in result.missing_keys] + [f"unexpected {name}" for name in result.unexpected_keys]
+    if problems:
+        raise BundleError(f"{directory / MODEL_FILE} does not match the architecture in config.json: {', '.join(problems)}")
+    _check_exemplars(exemplars, model_config, int(config["exemplar_count"]), directory / EXEMPLARS_FILE)
+    model.set_exemplars(exemplars["images"], exemplars.get("labels"), means=exemplars["means"])
+    return model.to(device).eval()
+
+
+def _check_exemplars(exemplars: dict[str, torch.Tensor], config: ModelConfig, count: int, path: Path) -> None:
+    expected = {
+        "means": ((count, config.latent_dim), torch.float32),
+        "images": ((count, *config.input_shape), torch.uint8),
+        "labels": ((count,), torch.int64),
+    }
+    for name, (shape, dtype) in expected.items():
+        if name not in exemplars:
+            if name == "labels":
+                continue
+            raise BundleError(f"{path} lacks the {name!r} tensor")
+        tensor = exemplars[name]
+        if tuple(tensor.shape) != shape or tensor.dtype != dtype:
+            raise BundleError(
+                f"{path}: {name!r} is {tuple(tensor.shape)} {tensor.dtype}; config.json implies {shape} {dtype}"
+            )
+
+
+def _write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> str:
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary))
+        digest = file_sha256(temporary)
+    return digest
+
+
+def _read_safetensors(path: Path, expected_sha256: str | None) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise BundleError(f"{path} is missing; the bundle is incomplete")
+    if expected_sha256 is not None and file_sha256(path) != expected_sha256:
+        raise BundleError(
+            f"{path} does not match the sha256 recorded in config.json: the file is corrupt, truncated "
+            "or from another bundle; re-save or re-download the bundle"
+        )
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise BundleError(f"{path} is not a readable safetensors file ({error})") from error
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

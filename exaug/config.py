@@ -1,0 +1,97 @@
+"""The two dataclasses that describe a generator: what it is, and how it was trained.
+
+`ModelConfig` fixes the architecture (everything needed to rebuild the weights);
+`TrainConfig` is the recipe of paper §5 / appendix D.2. Both serialise to plain
+JSON beside the weights; the CLI maps its flags onto them and nothing else parses
+options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+PRIORS = ("gaussian", "vamp", "exemplar")
+EXEMPLAR_SEARCHES = ("exact", "knn")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of appendix D(a): gated MLP encoder and decoder, Bernoulli likelihood."""
+
+    input_shape: tuple[int, ...] = (1, 28, 28)  # C×H×W of the data, flattened inside the model
+    latent_dim: int = 40  # d_z; the paper uses 40 throughout
+    hidden_dim: int = 300  # width of both gated hidden layers, encoder and decoder
+    prior: str = "exemplar"  # one of PRIORS
+    num_pseudo_inputs: int = 500  # K of the VampPrior (ignored by the other priors)
+
+    def __post_init__(self) -> None:
+        self.input_shape = tuple(int(s) for s in self.input_shape)
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior={self.prior!r} is not known; expected one of {PRIORS}")
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            raise ValueError(f"input_shape={self.input_shape} must be C×H×W with positive sizes")
+        for name in ("latent_dim", "hidden_dim", "num_pseudo_inputs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be a positive integer")
+
+    @property
+    def input_dim(self) -> int:
+        channels, height, width = self.input_shape
+        return channels * height * width
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        return _from_dict(cls, values)
+
+
+@dataclass
+class TrainConfig:
+    """Training recipe: the paper's defaults (§5, D.2) unless a field says otherwise."""
+
+    epochs: int = 2000  # upper bound; early stopping usually ends training first
+    batch_size: int = 100
+    learning_rate: float = 5e-4  # Adam on per-tensor L2-normalised gradients
+    warmup_epochs: int = 100  # linear KL annealing from 0 to 1 over this many epochs
+    patience: int = 50  # stop after this many epochs without a better validation ELBO
+    exemplar_fraction: float = 0.5  # M/N, the exemplar subsampling ratio of eq. 5
+    exemplar_search: str = "knn"  # "exact": all M exemplars; "knn": k nearest ones (§3.1)
+    knn: int = 10  # k of the kNN approximation
+    neighbour_gradient: bool = True  # re-encode prior exemplars with gradient (Algorithm 1)
+    seed: int = 0
+    device: str = "auto"  # "auto" picks CUDA when present
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in the bundle
+
+    def __post_init__(self) -> None:
+        if self.exemplar_search not in EXEMPLAR_SEARCHES:
+            raise ValueError(
+                f"exemplar_search={self.exemplar_search!r} is not known; expected one of {EXEMPLAR_SEARCHES}"
+            )
+        if not 0.0 < self.exemplar_fraction <= 1.0:
+            raise ValueError(f"exemplar_fraction={self.exemplar_fraction} must lie in (0, 1]")
+        for name in ("epochs", "batch_size", "knn", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be a positive integer")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs={self.warmup_epochs} must be >= 0 (0 disables warm-up)")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate={self.learning_rate} must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, values)
+
+
+def _from_dict(cls: type, values: dict[str, Any]) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields are {sorted(known)}")
+    return cls(**values)

@@ -1,0 +1,106 @@
+"""The exemplar prior term of the training objective (eq. 13), exact or kNN-approximated (§3.1).
+
+For a batch of training points i with latent samples z_i this computes
+
+    log r(z_i) = log (1/M_i) Σ_{j ∈ π, j ≠ i} N(z_i; μ(x_j), σ² I)
+
+with a fresh exemplar subset π of size M = fraction·N per batch (exemplar subsampling),
+leave-one-out (a point never explains itself, and M_i counts only the exemplars that may
+explain it), and either every exemplar of π ("exact") or only the k nearest members of π
+to μ(x_i) in the latent cache ("knn", a lower bound by eq. 15).
+
+The exemplar means come from the latent cache, or — with ``neighbour_gradient`` — are
+re-encoded from the grey exemplar images with gradient, as Algorithm 1 does, and written
+back to the cache.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import TrainConfig
+from .latent_cache import LatentCache
+from .priors import ExemplarPrior, isotropic_mixture_log_prob
+from .vae import Encoder
+
+
+class LeaveOneOutExemplarPrior:
+    """Training-time log r(z) over a subsampled, leave-one-out exemplar set.
+
+    Args:
+        prior: the model's exemplar prior (owns the learned log σ²).
+        encoder: the model's encoder, for re-encoding exemplars with gradient.
+        exemplars: N×D flattened grey exemplar images on the training device.
+        cache: latent cache of the N exemplar means.
+        config: the training recipe (search mode, k, subsampling fraction, gradient switch).
+        generator: random stream for drawing exemplar subsets.
+    """
+
+    def __init__(self, prior: ExemplarPrior, encoder: Encoder, exemplars: torch.Tensor, cache: LatentCache,
+                 config: TrainConfig, generator: torch.Generator) -> None:
+        if exemplars.shape[0] < 2:
+            raise ValueError("leave-one-out needs at least 2 exemplars")
+        self.prior = prior
+        self.encoder = encoder
+        self.exemplars = exemplars
+        self.cache = cache
+        self.search = config.exemplar_search
+        self.knn = config.knn
+        self.neighbour_gradient = config.neighbour_gradient
+        self.generator = generator
+        n = exemplars.shape[0]
+        # M ≥ 2 so that every point keeps at least one exemplar after leaving itself out.
+        self.subset_size = max(2, min(n, round(config.exemplar_fraction * n)))
+
+    def __call__(self, z: torch.Tensor, batch_indices: torch.Tensor) -> torch.Tensor:
+        """log r(z_b) for each row b, where row b encodes training exemplar ``batch_indices[b]``."""
+        in_subset = self._draw_subset(z.device)
+        log_count = torch.log((self.subset_size - in_subset[batch_indices].to(z.dtype)))
+        if self.search == "exact":
+            members = in_subset.nonzero().squeeze(1)
+            mask = members.unsqueeze(0) != batch_indices.unsqueeze(1)
+        else:
+            members, mask = self._nearest_members(batch_indices, in_subset)
+        centres = self._centres(members)
+        return isotropic_mixture_log_prob(z, centres, self.prior.log_var, log_count, mask)
+
+    def _draw_subset(self, device: torch.device) -> torch.Tensor:
+        n = self.exemplars.shape[0]
+        chosen = torch.randperm(n, generator=self.generator, device=self.generator.device)[: self.subset_size]
+        in_subset = torch.zeros(n, dtype=torch.bool, device=device)
+        in_subset[chosen.to(device)] = True
+        return in_subset
+
+    def _nearest_members(self, batch_indices: torch.Tensor, in_subset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k nearest subset members of each row's cached mean, as (unique indices U, B×U mask).
+
+        The search asks for enough neighbours that k of them usually survive the subset and
+        leave-one-out filters; a row left with none keeps its nearest other exemplar, so
+        log r(z) stays finite.
+        """
+        device = in_subset.device
+        n = self.exemplars.shape[0]
+        wanted = min(n, math.ceil(self.knn * n / self.subset_size) + 1)
+        queries = self.cache.values[batch_indices.to(self.cache.values.device)]
+        neighbours = self.cache.search(queries, wanted).to(device)
+        not_self = neighbours != batch_indices.unsqueeze(1)
+        valid = not_self & in_subset[neighbours]
+        keep = valid & (valid.cumsum(1) <= self.knn)
+        empty_rows = ~keep.any(1)
+        if empty_rows.any():
+            first_other = not_self[empty_rows].int().argmax(1)
+            keep[empty_rows.nonzero().squeeze(1), first_other] = True
+        rows, cols = keep.nonzero(as_tuple=True)
+        members, positions = torch.unique(neighbours[rows, cols], return_inverse=True)
+        mask = torch.zeros(neighbours.shape[0], members.shape[0], dtype=torch.bool, device=device)
+        mask[rows, positions] = True
+        return members, mask
+
+    def _centres(self, members: torch.Tensor) -> torch.Tensor:
+        if not self.neighbour_gradient:
+            return self.cache.values[members.to(self.cache.values.device)].to(self.prior.log_var.device)
+        centres = self.encoder.mean_only(self.exemplars[members])
+        self.cache.update(members.to(self.cache.values.device), centres)
+        return centres

@@ -1,0 +1,207 @@
+"""Latent priors p(z) behind one interface: standard Gaussian, VampPrior, Exemplar prior.
+
+Every prior is an ``nn.Module`` with
+
+* ``log_prob(z, encoder)`` — log p(z) per row of ``z`` (B×d), and
+* ``sample(n, encoder, generator)`` — n latent codes.
+
+``encoder`` maps flattened images to ``(mu, log_var)``; the VampPrior needs it to place
+its components, the others ignore it. The log-densities are pure functions at the top
+of the module so tests can check them against brute force.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+Encoder = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+LOG_2PI = math.log(2 * math.pi)
+# Rows of z per chunk when scoring against many components, so B×N stays ~64 MB.
+_MAX_CHUNK_ELEMENTS = 1 << 24
+
+
+def log_normal_diag(x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(exp(log_var))), summed over the last dimension."""
+    return -0.5 * (LOG_2PI + log_var + (x - mean).pow(2) * torch.exp(-log_var)).sum(-1)
+
+
+def log_standard_normal(x: torch.Tensor) -> torch.Tensor:
+    """log N(x; 0, I), summed over the last dimension."""
+    return -0.5 * (LOG_2PI + x.pow(2)).sum(-1)
+
+
+def squared_distances(z: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """||z_b - c_j||² for all pairs (B×M) with one matrix product, never a B×M×d tensor."""
+    z_sq = z.pow(2).sum(-1, keepdim=True)
+    c_sq = centres.pow(2).sum(-1)
+    return torch.addmm(z_sq + c_sq, z, centres.t(), alpha=-2.0).clamp_min_(0.0)
+
+
+def isotropic_mixture_log_prob(
+    z: torch.Tensor,
+    centres: torch.Tensor,
+    log_var: torch.Tensor,
+    log_count: torch.Tensor | float,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Eq. 14: log (1/count) Σ_j N(z; c_j, σ² I), over the components ``mask`` allows.
+
+    Args:
+        z: B×d latent codes.
+        centres: M×d component means (the exemplars' latent means).
+        log_var: scalar log σ², shared by all components.
+        log_count: log of the mixture's normaliser, a scalar or one value per row (B).
+            With leave-one-out it counts only the exemplars that may explain the row.
+        mask: optional B×M boolean; False removes a component from that row's sum.
+
+    Returns:
+        log r(z) per row (B).
+    """
+    dim = z.shape[-1]
+    logits = squared_distances(z, centres) * (-0.5 * torch.exp(-log_var))
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    log_norm = 0.5 * dim * (LOG_2PI + log_var)
+    return torch.logsumexp(logits, dim=-1) - log_norm - log_count
+
+
+def diagonal_mixture_log_prob(z: torch.Tensor, means: torch.Tensor, log_vars: torch.Tensor) -> torch.Tensor:
+    """log (1/K) Σ_k N(z; means_k, diag exp(log_vars_k)) per row of z, via two matrix products.
+
+    Expanding the square keeps memory at B×K instead of B×K×d, which matters when
+    scoring thousands of importance samples against hundreds of pseudo-inputs.
+    """
+    precision = torch.exp(-log_vars)  # K×d
+    quadratic = (
+        z.pow(2) @ precision.t()
+        - 2.0 * z @ (means * precision).t()
+        + (means.pow(2) * precision).sum(-1)
+    )
+    log_dets = log_vars.sum(-1)
+    log_components = -0.5 * (z.shape[-1] * LOG_2PI + log_dets + quadratic)
+    return torch.logsumexp(log_components, dim=-1) - math.log(means.shape[0])
+
+
+class GaussianPrior(nn.Module):
+    """The standard normal prior N(0, I) of a plain VAE."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+
+    def log_prob(self, z: torch.Tensor, encoder: Encoder | None = None) -> torch.Tensor:
+        return log_standard_normal(z)
+
+    def sample(self, n: int, encoder: Encoder | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        device = next(iter(encoder.parameters())).device if isinstance(encoder, nn.Module) else None
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
+
+class VampPrior(nn.Module):
+    """Tomczak & Welling (2018): a uniform mixture of the posteriors of K learned pseudo-inputs.
+
+    Args:
+        latent_dim: d_z (kept for the interface; the components come from the encoder).
+        input_dim: flattened size of one image.
+        num_pseudo_inputs: K.
+    """
+
+    def __init__(self, latent_dim: int, input_dim: int, num_pseudo_inputs: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.pseudo_inputs = nn.Parameter(torch.empty(num_pseudo_inputs, input_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """N(0.05, 0.01) as in the VampPrior code; must run after the network's He init."""
+        nn.init.normal_(self.pseudo_inputs, mean=0.05, std=0.01)
+
+    def pseudo_images(self) -> torch.Tensor:
+        """Pseudo-inputs clipped to the data range [0, 1] (hardtanh), as the encoder sees them."""
+        return F.hardtanh(self.pseudo_inputs, 0.0, 1.0)
+
+    def log_prob(self, z: torch.Tensor, encoder: Encoder | None = None) -> torch.Tensor:
+        if encoder is None:
+            raise ValueError("VampPrior.log_prob needs the encoder that maps its pseudo-inputs to the latent space")
+        means, log_vars = encoder(self.pseudo_images())
+        return _chunked_rows(z, means.shape[0], lambda rows: diagonal_mixture_log_prob(rows, means, log_vars))
+
+    def sample(self, n: int, encoder: Encoder | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        if encoder is None:
+            raise ValueError("VampPrior.sample needs the encoder that maps its pseudo-inputs to the latent space")
+        means, log_vars = encoder(self.pseudo_images())
+        picks = torch.randint(means.shape[0], (n,), generator=generator, device=means.device)
+        noise = torch.randn(n, means.shape[1], generator=generator, device=means.device)
+        return means[picks] + torch.exp(0.5 * log_vars[picks]) * noise
+
+
+class ExemplarPrior(nn.Module):
+    """Eq. 10/14: isotropic Gaussians N(μ(x_j), σ² I) around the latent means of the exemplars.
+
+    The single learned scalar ``log_var`` (log σ²) is a parameter; the exemplar means are a
+    non-persistent buffer set with :meth:`set_exemplar_means` (a bundle stores them beside
+    the weights). This module scores with *all* exemplars and no leave-one-out, which is
+    the test-time prior; the training objective with leave-one-out, subsampling and kNN
+    lives in :mod:`exaug.exemplar_objective`.
+
+    Args:
+        latent_dim: d_z.
+    """
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.log_var = nn.Parameter(torch.zeros(()))
+        self.register_buffer("means", torch.empty(0, latent_dim), persistent=False)
+
+    def set_exemplar_means(self, means: torch.Tensor) -> None:
+        if means.ndim != 2 or means.shape[1] != self.latent_dim:
+            raise ValueError(f"exemplar means have shape {tuple(means.shape)}; expected N×{self.latent_dim}")
+        self.means = means.detach().to(device=self.log_var.device, dtype=self.log_var.dtype)
+
+    def _require_means(self) -> torch.Tensor:
+        if self.means.shape[0] == 0:
+            raise RuntimeError(
+                "the exemplar prior has no exemplars yet; call ExemplarVAE.set_exemplars(images) "
+                "or load a bundle with ExemplarVAE.from_pretrained(dir)"
+            )
+        return self.means
+
+    def log_prob(self, z: torch.Tensor, encoder: Encoder | None = None) -> torch.Tensor:
+        means = self._require_means()
+        log_count = math.log(means.shape[0])
+        return _chunked_rows(z, means.shape[0], lambda rows: isotropic_mixture_log_prob(rows, means, self.log_var, log_count))
+
+    def sample(self, n: int, encoder: Encoder | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        means = self._require_means()
+        picks = torch.randint(means.shape[0], (n,), generator=generator, device=means.device)
+        return self.sample_around(means[picks], generator)
+
+    def sample_around(self, centres: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z ~ N(centre, σ² I) for each row: the exemplar-conditioned draw of §3 and §5.4."""
+        noise = torch.randn(centres.shape, generator=generator, device=centres.device, dtype=centres.dtype)
+        return centres + torch.exp(0.5 * self.log_var) * noise
+
+
+def build_prior(name: str, latent_dim: int, input_dim: int, num_pseudo_inputs: int) -> nn.Module:
+    """The prior module named ``name`` ("gaussian", "vamp" or "exemplar")."""
+    if name == "gaussian":
+        return GaussianPrior(latent_dim)
+    if name == "vamp":
+        return VampPrior(latent_dim, input_dim, num_pseudo_inputs)
+    if name == "exemplar":
+        return ExemplarPrior(latent_dim)
+    raise ValueError(f"prior={name!r} is not known; expected 'gaussian', 'vamp' or 'exemplar'")
+
+
+def _chunked_rows(z: torch.Tensor, num_components: int, score: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    rows_per_chunk = max(1, _MAX_CHUNK_ELEMENTS // max(1, num_components))
+    if z.shape[0] <= rows_per_chunk:
+        return score(z)
+    return torch.cat([score(chunk) for chunk in z.split(rows_per_chunk)])

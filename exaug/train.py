@@ -1,0 +1,343 @@
+"""fit_generator: the resumable training loop of an ExemplarVAE (paper §5, appendix D.2).
+
+One epoch: shuffle, dynamically binarise each batch (exemplars stay grey), one-sample
+ELBO with linear KL warm-up, gradient-normalised Adam. After each epoch the exemplar
+means are re-encoded (they refresh the latent cache and place the validation prior),
+the validation ELBO decides early stopping, the best model is written as a bundle, and
+a checkpoint with the full training state is written atomically, so a killed run
+resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .atomic import atomic_path, atomic_write_text
+from .bundle import save_bundle
+from .config import ModelConfig, TrainConfig
+from .exemplar_objective import LeaveOneOutExemplarPrior
+from .latent_cache import LatentCache
+from .optim import NormalizedAdam
+from .priors import ExemplarPrior, log_normal_diag
+from .vae import ExemplarVAE, as_uint8, reparameterize
+
+CHECKPOINT_FILE = "checkpoint.pt"
+LOG_FILE = "train_log.jsonl"
+EVAL_SEED = 0  # validation images are binarised once, and scored with the same noise, in every run
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" → CUDA when present, else CPU; any other name is passed to torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def stack_dataset(dataset: Dataset, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """All images of ``dataset`` as one float32 N×C×H×W tensor in [0, 1], plus labels when it has them.
+
+    Accepts any dataset yielding ``(image, label)`` or bare images, images being tensors in
+    [0, 1] of one C×H×W shape. Datasets exposing uint8 ``images`` (and ``labels``), like
+    :class:`exaug.data.ImageTensorDataset`, are read without iterating.
+    """
+    if isinstance(getattr(dataset, "images", None), torch.Tensor) and dataset.images.dtype == torch.uint8:
+        return dataset.images.float() / 255.0, getattr(dataset, "labels", None)
+    if len(dataset) == 0:
+        raise ValueError("the dataset is empty; a generator needs at least 2 training images")
+    images, labels = [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        if isinstance(batch, (list, tuple)):
+            images.append(batch[0])
+            if len(batch) > 1:
+                labels.append(torch.as_tensor(batch[1]))
+        else:
+            images.append(batch)
+    stacked = torch.cat(images)
+    if not isinstance(stacked, torch.Tensor) or not stacked.is_floating_point() or stacked.ndim != 4:
+        raise ValueError(
+            f"dataset images must be float tensors C×H×W in [0, 1] (got {stacked.dtype} of shape "
+            f"{tuple(stacked.shape[1:])}); add torchvision.transforms.v2.ToImage() and ToDtype(torch.float32, scale=True)"
+        )
+    if not torch.isfinite(stacked).all() or stacked.min() < 0 or stacked.max() > 1:
+        raise ValueError(
+            f"dataset images must lie in [0, 1]; found values in [{stacked.min():.3g}, {stacked.max():.3g}]: "
+            "scale them with ToDtype(torch.float32, scale=True)"
+        )
+    return stacked.float(), (torch.cat(labels).to(torch.int64) if labels else None)
+
+
+def kl_weight(epoch: int, warmup_epochs: int) -> float:
+    """Linear KL warm-up β for 1-based ``epoch``: epoch/warmup, capped at 1 (1 when warm-up is off)."""
+    return 1.0 if warmup_epochs == 0 else min(1.0, epoch / warmup_epochs)
+
+
+def fit_generator(
+    train: Dataset,
+    val: Dataset | None = None,
+    config: TrainConfig | None = None,
+    out: str | os.PathLike = "runs/generator",
+    model_config: ModelConfig | None = None,
+    progress: bool = True,
+    log: Callable[[dict[str, Any]], None] | None = None,
+) -> ExemplarVAE:
+    """Train an ExemplarVAE on ``train`` and write it to the bundle directory ``out``.
+
+    Args:
+        train: dataset of images in [0, 1] (any C×H×W), optionally with labels; it becomes
+            the exemplar set and is stored in the bundle.
+        val: dataset for early stopping on the validation ELBO; without it training runs
+            ``config.epochs`` epochs and keeps the last model.
+        config: training recipe (defaults to the paper's).
+        out: bundle directory; also holds ``checkpoint.pt`` and ``train_log.jsonl``. An
+            unfinished run with the same configuration and data there is resumed.
+        model_config: architecture; ``input_shape`` is always taken from the data.
+        progress: show a progress bar on stderr.
+        log: called with each epoch's record (default: print it as a JSON line on stdout).
+
+    Returns:
+        The best model (by validation ELBO), in eval mode, with its exemplar set.
+    """
+    config = config or TrainConfig()
+    train_images, train_labels = stack_dataset(train)
+    if train_images.shape[0] < 2:
+        raise ValueError(f"the training set has {train_images.shape[0]} image(s); a generator needs at least 2")
+    model_config = dataclasses.replace(model_config or ModelConfig(), input_shape=tuple(train_images.shape[1:]))
+    val_images = None
+    if val is not None:
+        val_images, _ = stack_dataset(val)
+        if tuple(val_images.shape[1:]) != model_config.input_shape:
+            raise ValueError(f"validation images are {tuple(val_images.shape[1:])} but training images are {model_config.input_shape}")
+    trainer = _GeneratorTrainer(train_images, train_labels, val_images, model_config, config, Path(out))
+    return trainer.run(progress=progress, log=log or _print_json_line)
+
+
+def _print_json_line(record: dict[str, Any]) -> None:
+    tqdm.write(json.dumps(record), file=sys.stdout)
+
+
+class _GeneratorTrainer:
+    """State of one training run: model, optimiser, random stream, cache, early-stopping book-keeping."""
+
+    def __init__(self, train_images: torch.Tensor, train_labels: torch.Tensor | None, val_images: torch.Tensor | None,
+                 model_config: ModelConfig, config: TrainConfig, out: Path) -> None:
+        self.config = config
+        self.model_config = model_config
+        self.out = out
+        self.device = resolve_device(config.device)
+        self.train_u8 = as_uint8(train_images)
+        self.train_labels = train_labels
+        self.data_checksum = _checksum(self.train_u8, train_labels)
+        torch.manual_seed(config.seed)
+        self.model = ExemplarVAE(model_config).to(self.device)
+        self.optimizer = NormalizedAdam(self.model.parameters(), lr=config.learning_rate)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.train_flat = self.model.flatten(train_images).to(self.device)
+        self.val_flat = None
+        if val_images is not None:
+            binarizer = torch.Generator().manual_seed(EVAL_SEED)
+            self.val_flat = torch.bernoulli(self.model.flatten(val_images), generator=binarizer).to(self.device)
+        self.cache: LatentCache | None = None
+        self.epoch = 0
+        self.best_elbo = -math.inf
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_means: torch.Tensor | None = None
+        self.finished = False
+
+    # ------------------------------------------------------------------ run
+    def run(self, progress: bool, log: Callable[[dict[str, Any]], None]) -> ExemplarVAE:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if (self.out / CHECKPOINT_FILE).exists():
+            self._resume()
+        else:
+            self._refuse_to_overwrite()
+            self.cache = LatentCache(self.model.encode_means(self.train_flat))
+        prior_term = self._prior_term()
+        epochs = tqdm(range(self.epoch + 1, self.config.epochs + 1), desc="epochs", disable=not progress,
+                      initial=self.epoch, total=self.config.epochs, file=sys.stderr)
+        for epoch in epochs:
+            if self.finished:
+                break
+            started = time.perf_counter()
+            train_record = self._train_epoch(epoch, prior_term, progress)
+            record = {"epoch": epoch, **train_record, **self._end_of_epoch(epoch)}
+            record["seconds"] = round(time.perf_counter() - started, 3)
+            self._append_log(record)
+            log(record)
+            epochs.set_postfix(val_elbo=record.get("val_elbo"), best_epoch=self.best_epoch)
+        self.finished = True
+        self._save_checkpoint()
+        return self._best_model()
+
+    def _train_epoch(self, epoch: int, prior_term: LeaveOneOutExemplarPrior | None, progress: bool) -> dict[str, Any]:
+        self.model.train()
+        beta = kl_weight(epoch, self.config.warmup_epochs)
+        order = torch.randperm(self.train_flat.shape[0], generator=self.generator, device=self.generator.device)
+        totals = torch.zeros(3, dtype=torch.float64)
+        batches = tqdm(order.split(self.config.batch_size), desc=f"epoch {epoch}", leave=False,
+                       disable=not progress, file=sys.stderr)
+        for batch_indices in batches:
+            batch_indices = batch_indices.to(self.device)
+            x = torch.bernoulli(self.train_flat[batch_indices], generator=self.generator)
+            mu, log_var = self.model.encoder(x)
+            z = reparameterize(mu, log_var, self.generator)
+            reconstruction = self.model.log_likelihood(x, self.model.decoder(z))
+            log_prior = self.model.log_prior(z) if prior_term is None else prior_term(z, batch_indices)
+            kl = log_normal_diag(z, mu, log_var) - log_prior
+            loss = (beta * kl - reconstruction).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            if self.cache is not None:
+                self.cache.update(batch_indices.to(self.cache.values.device), mu)
+            totals += torch.tensor([loss.item(), reconstruction.mean().item(), kl.mean().item()], dtype=torch.float64) * len(batch_indices)
+        loss, reconstruction, kl = (totals / self.train_flat.shape[0]).tolist()
+        return {"beta": beta, "train_loss": loss, "train_reconstruction": reconstruction, "train_kl": kl}
+
+    def _end_of_epoch(self, epoch: int) -> dict[str, Any]:
+        """Refresh exemplar means, score validation, keep the best model, checkpoint."""
+        self.model.eval()
+        means = self.model.encode_means(self.train_flat)
+        self.cache.refresh(means)
+        self.model.set_exemplars(self.train_u8, self.train_labels, means=means)
+        record: dict[str, Any] = {}
+        if isinstance(self.model.prior, ExemplarPrior):
+            record["prior_log_var"] = self.model.prior.log_var.item()
+        if self.val_flat is not None:
+            # A fixed noise stream: epochs are compared on the same ε, and training randomness is untouched.
+            noise = torch.Generator(device=self.device).manual_seed(EVAL_SEED)
+            reconstruction, kl = _mean_elbo_terms(self.model, self.val_flat, noise)
+            record.update(val_elbo=reconstruction - kl, val_reconstruction=reconstruction, val_kl=kl)
+            improved = record["val_elbo"] > self.best_elbo
+        else:
+            improved = True  # without validation data the latest model is the best we know
+        if improved:
+            self.best_elbo = record.get("val_elbo", -math.inf)
+            self.best_epoch = epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            self.best_means = means.clone()
+            save_bundle(self.model, self.out, self.config, self.data_checksum)
+        self.epoch = epoch
+        if self.val_flat is not None and epoch - self.best_epoch >= self.config.patience:
+            self.finished = True
+        record["best_epoch"] = self.best_epoch
+        self._save_checkpoint()
+        return record
+
+    def _prior_term(self) -> LeaveOneOutExemplarPrior | None:
+        if not isinstance(self.model.prior, ExemplarPrior):
+            return None
+        return LeaveOneOutExemplarPrior(self.model.prior, self.model.encoder, self.train_flat, self.cache,
+                                        self.config, self.generator)
+
+    def _best_model(self) -> ExemplarVAE:
+        self.model.load_state_dict(self.best_state)
+        self.model.set_exemplars(self.train_u8, self.train_labels, means=self.best_means)
+        return self.model.eval()
+
+    # ------------------------------------------------------- checkpointing
+    def _identity(self) -> dict[str, Any]:
+        return {"model_config": self.model_config.to_dict(), "train_config": self.config.to_dict(),
+                "data_checksum": self.data_checksum}
+
+    def _save_checkpoint(self) -> None:
+        state = {
+            **self._identity(),
+            "epoch": self.epoch,
+            "finished": self.finished,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "cache": self.cache.values,
+            "best_elbo": self.best_elbo,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "best_means": self.best_means,
+        }
+        with atomic_path(self.out / CHECKPOINT_FILE) as temporary:
+            torch.save(state, temporary)
+
+    def _resume(self) -> None:
+        path = self.out / CHECKPOINT_FILE
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as error:  # torch raises several types for a damaged file
+            raise RuntimeError(f"{path} cannot be read ({error}); move it away to start this run afresh") from error
+        identity = self._identity()
+        stored = {key: state.get(key) for key in identity}
+        stored["model_config"] = ModelConfig.from_dict(stored["model_config"]).to_dict()
+        stored["train_config"] = TrainConfig.from_dict(stored["train_config"]).to_dict()
+        differences = [key for key in identity if stored[key] != identity[key]]
+        if differences:
+            raise ValueError(
+                f"{self.out} holds a run with a different {' and '.join(differences)}; "
+                "pass another output directory, or the same settings and data to resume it"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.cache = LatentCache(state["cache"])
+        self.epoch, self.finished = state["epoch"], state["finished"]
+        self.best_elbo, self.best_epoch = state["best_elbo"], state["best_epoch"]
+        self.best_state, self.best_means = state["best_state"], state["best_means"]
+        self._truncate_log()
+        # Rewrite the best bundle: a crash may have interrupted its last save.
+        best = copy.deepcopy(self.model)
+        best.load_state_dict(self.best_state)
+        best.set_exemplars(self.train_u8, self.train_labels, means=self.best_means)
+        save_bundle(best, self.out, self.config, self.data_checksum)
+
+    def _refuse_to_overwrite(self) -> None:
+        existing = [name for name in ("config.json", "model.safetensors", "exemplars.safetensors", LOG_FILE)
+                    if (self.out / name).exists()]
+        if existing:
+            raise FileExistsError(
+                f"{self.out} already holds {', '.join(existing)} but no checkpoint to resume from; "
+                "choose an empty output directory so nothing there is overwritten"
+            )
+
+    def _append_log(self, record: dict[str, Any]) -> None:
+        with open(self.out / LOG_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def _truncate_log(self) -> None:
+        """Drop log lines of epochs after the checkpoint, which will be trained again."""
+        path = self.out / LOG_FILE
+        if not path.exists():
+            return
+        kept = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("epoch", 0) <= self.epoch]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+@torch.no_grad()
+def _mean_elbo_terms(model: ExemplarVAE, x_flat: torch.Tensor, generator: torch.Generator,
+                     batch_size: int = 1000) -> tuple[float, float]:
+    """Mean one-sample reconstruction and KL over ``x_flat`` under the model's full prior."""
+    totals = torch.zeros(2, dtype=torch.float64)
+    for batch in x_flat.split(batch_size):
+        terms = model.elbo_terms(batch, generator)
+        totals += torch.tensor([terms.reconstruction.sum().item(), terms.kl.sum().item()], dtype=torch.float64)
+    reconstruction, kl = (totals / x_flat.shape[0]).tolist()
+    return reconstruction, kl
+
+
+def _checksum(images_u8: torch.Tensor, labels: torch.Tensor | None) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(images_u8.contiguous().numpy().tobytes())
+    if labels is not None:
+        digest.update(labels.to(torch.int64).contiguous().numpy().tobytes())
+    return digest.hexdigest()
