@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 from .atomic import atomic_path, atomic_write_text
 from .bundle import save_bundle
 from .config import ModelConfig, TrainConfig
+from .data import ImageTensorDataset, data_checksum
+from .evaluate import binarize_once, elbo_parts
 from .exemplar_objective import LeaveOneOutExemplarPrior
 from .latent_cache import LatentCache
 from .optim import NormalizedAdam
@@ -35,7 +37,6 @@ from .vae import ExemplarVAE, as_uint8, reparameterize
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "train_log.jsonl"
-EVAL_SEED = 0  # validation images are binarised once, and scored with the same noise, in every run
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,7 +120,7 @@ def fit_generator(
         val_images, _ = stack_dataset(val)
         if tuple(val_images.shape[1:]) != model_config.input_shape:
             raise ValueError(f"validation images are {tuple(val_images.shape[1:])} but training images are {model_config.input_shape}")
-    trainer = _GeneratorTrainer(train_images, train_labels, val_images, model_config, config, Path(out))
+    trainer = GeneratorTrainer(train_images, train_labels, val_images, model_config, config, Path(out))
     return trainer.run(progress=progress, log=log or _print_json_line)
 
 
@@ -127,7 +128,7 @@ def _print_json_line(record: dict[str, Any]) -> None:
     tqdm.write(json.dumps(record), file=sys.stdout)
 
 
-class _GeneratorTrainer:
+class GeneratorTrainer:
     """State of one training run: model, optimiser, random stream, cache, early-stopping book-keeping."""
 
     def __init__(self, train_images: torch.Tensor, train_labels: torch.Tensor | None, val_images: torch.Tensor | None,
@@ -138,7 +139,7 @@ class _GeneratorTrainer:
         self.device = resolve_device(config.device)
         self.train_u8 = as_uint8(train_images)
         self.train_labels = train_labels
-        self.data_checksum = _checksum(self.train_u8, train_labels)
+        self.data_checksum = data_checksum(ImageTensorDataset(self.train_u8, train_labels))
         torch.manual_seed(config.seed)
         self.model = ExemplarVAE(model_config).to(self.device)
         self.optimizer = NormalizedAdam(self.model.parameters(), lr=config.learning_rate)
@@ -146,9 +147,9 @@ class _GeneratorTrainer:
         self.train_flat = self.model.flatten(train_images).to(self.device)
         self.val_flat = None
         if val_images is not None:
-            binarizer = torch.Generator().manual_seed(EVAL_SEED)
-            self.val_flat = torch.bernoulli(self.model.flatten(val_images), generator=binarizer).to(self.device)
-        self.cache: LatentCache | None = None
+            self.val_flat = binarize_once(self.model.flatten(val_images)).to(self.device)
+        # Algorithm 1's latent cache, filled by one pass of the encoder; only the exemplar prior uses it.
+        self.cache = LatentCache(self.model.encode_means(self.train_flat)) if self.uses_exemplar_prior else None
         self.epoch = 0
         self.best_elbo = -math.inf
         self.best_epoch = 0
@@ -163,8 +164,7 @@ class _GeneratorTrainer:
             self._resume()
         else:
             self._refuse_to_overwrite()
-            self.cache = LatentCache(self.model.encode_means(self.train_flat))
-        prior_term = self._prior_term()
+        prior_term = self.prior_term()
         epochs = tqdm(range(self.epoch + 1, self.config.epochs + 1), desc="epochs", disable=not progress,
                       initial=self.epoch, total=self.config.epochs, file=sys.stderr)
         for epoch in epochs:
@@ -189,37 +189,41 @@ class _GeneratorTrainer:
         batches = tqdm(order.split(self.config.batch_size), desc=f"epoch {epoch}", leave=False,
                        disable=not progress, file=sys.stderr)
         for batch_indices in batches:
-            batch_indices = batch_indices.to(self.device)
-            x = torch.bernoulli(self.train_flat[batch_indices], generator=self.generator)
-            mu, log_var = self.model.encoder(x)
-            z = reparameterize(mu, log_var, self.generator)
-            reconstruction = self.model.log_likelihood(x, self.model.decoder(z))
-            log_prior = self.model.log_prior(z) if prior_term is None else prior_term(z, batch_indices)
-            kl = log_normal_diag(z, mu, log_var) - log_prior
-            loss = (beta * kl - reconstruction).mean()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            if self.cache is not None:
-                self.cache.update(batch_indices.to(self.cache.values.device), mu)
-            totals += torch.tensor([loss.item(), reconstruction.mean().item(), kl.mean().item()], dtype=torch.float64) * len(batch_indices)
+            totals += self.train_step(batch_indices.to(self.device), beta, prior_term) * len(batch_indices)
         loss, reconstruction, kl = (totals / self.train_flat.shape[0]).tolist()
         return {"beta": beta, "train_loss": loss, "train_reconstruction": reconstruction, "train_kl": kl}
+
+    def train_step(self, batch_indices: torch.Tensor, beta: float,
+                   prior_term: LeaveOneOutExemplarPrior | None) -> torch.Tensor:
+        """One optimiser step on training exemplars ``batch_indices``; returns (loss, reconstruction, KL) means."""
+        x = torch.bernoulli(self.train_flat[batch_indices], generator=self.generator)
+        mu, log_var = self.model.encoder(x)
+        z = reparameterize(mu, log_var, self.generator)
+        reconstruction = self.model.log_likelihood(x, self.model.decoder(z))
+        log_prior = self.model.log_prior(z) if prior_term is None else prior_term(z, batch_indices)
+        kl = log_normal_diag(z, mu, log_var) - log_prior
+        loss = (beta * kl - reconstruction).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.cache is not None:
+            self.cache.update(batch_indices.to(self.cache.values.device), mu)
+        return torch.tensor([loss.item(), reconstruction.mean().item(), kl.mean().item()], dtype=torch.float64)
 
     def _end_of_epoch(self, epoch: int) -> dict[str, Any]:
         """Refresh exemplar means, score validation, keep the best model, checkpoint."""
         self.model.eval()
         means = self.model.encode_means(self.train_flat)
-        self.cache.refresh(means)
+        if self.cache is not None:
+            self.cache.refresh(means)
         self.model.set_exemplars(self.train_u8, self.train_labels, means=means)
         record: dict[str, Any] = {}
         if isinstance(self.model.prior, ExemplarPrior):
             record["prior_log_var"] = self.model.prior.log_var.item()
         if self.val_flat is not None:
-            # A fixed noise stream: epochs are compared on the same ε, and training randomness is untouched.
-            noise = torch.Generator(device=self.device).manual_seed(EVAL_SEED)
-            reconstruction, kl = _mean_elbo_terms(self.model, self.val_flat, noise)
-            record.update(val_elbo=reconstruction - kl, val_reconstruction=reconstruction, val_kl=kl)
+            # elbo_parts draws from its own fixed noise stream: every epoch is scored on the same ε,
+            # and the training random stream is untouched.
+            record.update({f"val_{name}": value for name, value in elbo_parts(self.model, self.val_flat).items()})
             improved = record["val_elbo"] > self.best_elbo
         else:
             improved = True  # without validation data the latest model is the best we know
@@ -236,8 +240,13 @@ class _GeneratorTrainer:
         self._save_checkpoint()
         return record
 
-    def _prior_term(self) -> LeaveOneOutExemplarPrior | None:
-        if not isinstance(self.model.prior, ExemplarPrior):
+    @property
+    def uses_exemplar_prior(self) -> bool:
+        return isinstance(self.model.prior, ExemplarPrior)
+
+    def prior_term(self) -> LeaveOneOutExemplarPrior | None:
+        """The leave-one-out exemplar prior of eq. 13, or None when the model's own prior is used."""
+        if self.cache is None:
             return None
         return LeaveOneOutExemplarPrior(self.model.prior, self.model.encoder, self.train_flat, self.cache,
                                         self.config, self.generator)
@@ -260,7 +269,7 @@ class _GeneratorTrainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
-            "cache": self.cache.values,
+            "cache": None if self.cache is None else self.cache.values,
             "best_elbo": self.best_elbo,
             "best_epoch": self.best_epoch,
             "best_state": self.best_state,
@@ -288,7 +297,8 @@ class _GeneratorTrainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        self.cache = LatentCache(state["cache"])
+        if self.cache is not None:
+            self.cache.refresh(state["cache"])
         self.epoch, self.finished = state["epoch"], state["finished"]
         self.best_elbo, self.best_epoch = state["best_elbo"], state["best_epoch"]
         self.best_state, self.best_means = state["best_state"], state["best_means"]
@@ -320,24 +330,3 @@ class _GeneratorTrainer:
         kept = [line for line in path.read_text().splitlines()
                 if line.strip() and json.loads(line).get("epoch", 0) <= self.epoch]
         atomic_write_text(path, "".join(line + "\n" for line in kept))
-
-
-@torch.no_grad()
-def _mean_elbo_terms(model: ExemplarVAE, x_flat: torch.Tensor, generator: torch.Generator,
-                     batch_size: int = 1000) -> tuple[float, float]:
-    """Mean one-sample reconstruction and KL over ``x_flat`` under the model's full prior."""
-    totals = torch.zeros(2, dtype=torch.float64)
-    for batch in x_flat.split(batch_size):
-        terms = model.elbo_terms(batch, generator)
-        totals += torch.tensor([terms.reconstruction.sum().item(), terms.kl.sum().item()], dtype=torch.float64)
-    reconstruction, kl = (totals / x_flat.shape[0]).tolist()
-    return reconstruction, kl
-
-
-def _checksum(images_u8: torch.Tensor, labels: torch.Tensor | None) -> str:
-    import hashlib
-
-    digest = hashlib.sha256(images_u8.contiguous().numpy().tobytes())
-    if labels is not None:
-        digest.update(labels.to(torch.int64).contiguous().numpy().tobytes())
-    return digest.hexdigest()

