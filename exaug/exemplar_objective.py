@@ -6,7 +6,7 @@ For a batch of training points i with latent samples z_i this computes
 
 with a fresh exemplar subset π of size M = fraction·N per batch (exemplar subsampling),
 leave-one-out (a point never explains itself, and M_i counts only the exemplars that may
-explain it), and either every exemplar of π ("exact") or only the k nearest members of π
+explain it), and either every exemplar of π ("exact") or only the k members of π nearest
 to μ(x_i) in the latent cache ("knn", a lower bound by eq. 15).
 
 The exemplar means come from the latent cache, or — with ``neighbour_gradient`` — are
@@ -15,8 +15,6 @@ back to the cache.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -56,45 +54,39 @@ class LeaveOneOutExemplarPrior:
 
     def __call__(self, z: torch.Tensor, batch_indices: torch.Tensor) -> torch.Tensor:
         """log r(z_b) for each row b, where row b encodes training exemplar ``batch_indices[b]``."""
-        in_subset = self._draw_subset(z.device)
-        log_count = torch.log((self.subset_size - in_subset[batch_indices].to(z.dtype)))
+        subset = self._draw_subset()
+        in_subset = torch.zeros(self.exemplars.shape[0], dtype=torch.bool, device=z.device)
+        in_subset[subset] = True
+        log_count = torch.log(self.subset_size - in_subset[batch_indices].to(z.dtype))
         if self.search == "exact":
-            members = in_subset.nonzero().squeeze(1)
-            mask = members.unsqueeze(0) != batch_indices.unsqueeze(1)
+            members, mask = subset, subset.unsqueeze(0) != batch_indices.unsqueeze(1)
         else:
-            members, mask = self._nearest_members(batch_indices, in_subset)
+            members, mask = self._nearest_members(batch_indices, subset)
         centres = self._centres(members)
         return isotropic_mixture_log_prob(z, centres, self.prior.log_var, log_count, mask)
 
-    def _draw_subset(self, device: torch.device) -> torch.Tensor:
+    def _draw_subset(self) -> torch.Tensor:
+        """Indices of a uniformly drawn exemplar subset π of size M (exemplar subsampling, eq. 5)."""
         n = self.exemplars.shape[0]
-        chosen = torch.randperm(n, generator=self.generator, device=self.generator.device)[: self.subset_size]
-        in_subset = torch.zeros(n, dtype=torch.bool, device=device)
-        in_subset[chosen.to(device)] = True
-        return in_subset
+        subset = torch.randperm(n, generator=self.generator, device=self.generator.device)[: self.subset_size]
+        return subset.to(self.exemplars.device)
 
-    def _nearest_members(self, batch_indices: torch.Tensor, in_subset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The k nearest subset members of each row's cached mean, as (unique indices U, B×U mask).
+    def _nearest_members(self, batch_indices: torch.Tensor, subset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k members of π nearest to each row's cached mean, other than the row itself.
 
-        The search asks for enough neighbours that k of them usually survive the subset and
-        leave-one-out filters; a row left with none keeps its nearest other exemplar, so
-        log r(z) stays finite.
+        Returns the unique neighbour indices U and a B×U mask of which row uses which.
+        Searching inside π (rather than filtering a global search) keeps every row at
+        exactly k components and halves the search at M/N = 0.5.
         """
-        device = in_subset.device
-        n = self.exemplars.shape[0]
-        wanted = min(n, math.ceil(self.knn * n / self.subset_size) + 1)
-        queries = self.cache.values[batch_indices.to(self.cache.values.device)]
-        neighbours = self.cache.search(queries, wanted).to(device)
+        cache_device = self.cache.values.device
+        queries = self.cache.values[batch_indices.to(cache_device)]
+        neighbours = self.cache.search(queries, self.knn + 1, candidates=subset.to(cache_device))
+        neighbours = neighbours.to(batch_indices.device)
         not_self = neighbours != batch_indices.unsqueeze(1)
-        valid = not_self & in_subset[neighbours]
-        keep = valid & (valid.cumsum(1) <= self.knn)
-        empty_rows = ~keep.any(1)
-        if empty_rows.any():
-            first_other = not_self[empty_rows].int().argmax(1)
-            keep[empty_rows.nonzero().squeeze(1), first_other] = True
+        keep = not_self & (not_self.cumsum(1) <= self.knn)
         rows, cols = keep.nonzero(as_tuple=True)
         members, positions = torch.unique(neighbours[rows, cols], return_inverse=True)
-        mask = torch.zeros(neighbours.shape[0], members.shape[0], dtype=torch.bool, device=device)
+        mask = torch.zeros(neighbours.shape[0], members.shape[0], dtype=torch.bool, device=neighbours.device)
         mask[rows, positions] = True
         return members, mask
 

@@ -7,11 +7,29 @@ the process that owns the cache (the training process), never from DataLoader wo
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import faiss
 import numpy as np
 import torch
 
 from .priors import squared_distances
+
+
+# faiss computes distances with its own SIMD loop below this many queries and with BLAS
+# above; for a training batch against tens of thousands of exemplars BLAS is ~2× faster.
+_BLAS_QUERY_THRESHOLD = 20
+
+
+@contextlib.contextmanager
+def _blas_distances() -> Iterator[None]:
+    previous = faiss.cvar.distance_compute_blas_threshold
+    faiss.cvar.distance_compute_blas_threshold = _BLAS_QUERY_THRESHOLD
+    try:
+        yield
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = previous
 
 
 class LatentCache:
@@ -37,13 +55,26 @@ class LatentCache:
         """Replace every cached mean, e.g. after a full pass of the encoder at the end of an epoch."""
         self.values.copy_(means.detach())
 
-    def search(self, queries: torch.Tensor, k: int) -> torch.Tensor:
-        """Indices (B×k, nearest first) of the k cached means nearest to each query, in L2."""
-        k = min(k, len(self))
+    def search(self, queries: torch.Tensor, k: int, candidates: torch.Tensor | None = None) -> torch.Tensor:
+        """Indices (B×k, nearest first) of the k cached means nearest to each query, in L2.
+
+        Args:
+            queries: B×d latent codes.
+            k: neighbours per query (at most the number of candidates).
+            candidates: optional indices of the exemplars to search among (e.g. the current
+                exemplar subset); the result still holds indices into the whole cache.
+        """
+        database = self.values if candidates is None else self.values.index_select(0, candidates)
+        k = min(k, database.shape[0])
         queries = queries.detach()
-        if self.values.is_cuda:
-            return squared_distances(queries.to(self.values.dtype), self.values).topk(k, largest=False).indices
-        database = np.ascontiguousarray(self.values.numpy(), dtype=np.float32)
-        query_array = np.ascontiguousarray(queries.cpu().numpy(), dtype=np.float32)
-        _, neighbours = faiss.knn(query_array, database, k)
-        return torch.from_numpy(neighbours).to(torch.int64)
+        if database.is_cuda:
+            found = squared_distances(queries.to(database.dtype), database).topk(k, largest=False).indices
+        else:
+            with _blas_distances():
+                _, neighbours = faiss.knn(
+                    np.ascontiguousarray(queries.cpu().numpy(), dtype=np.float32),
+                    np.ascontiguousarray(database.numpy(), dtype=np.float32),
+                    k,
+                )
+            found = torch.from_numpy(neighbours).to(torch.int64)
+        return found if candidates is None else candidates[found]

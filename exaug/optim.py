@@ -21,9 +21,10 @@ class NormalizedAdam(torch.optim.Adam):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            for parameter in group["params"]:
-                if parameter.grad is not None:
-                    parameter.grad.div_(parameter.grad.norm() + EPSILON)
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        if grads:
+            norms = torch._foreach_norm(grads)  # one fused call instead of a norm per tensor
+            torch._foreach_add_(norms, EPSILON)
+            torch._foreach_div_(grads, norms)
         super().step()
         return loss

@@ -142,7 +142,7 @@ class GeneratorTrainer:
         self.data_checksum = data_checksum(ImageTensorDataset(self.train_u8, train_labels))
         torch.manual_seed(config.seed)
         self.model = ExemplarVAE(model_config).to(self.device)
-        self.optimizer = NormalizedAdam(self.model.parameters(), lr=config.learning_rate)
+        self.optimizer = NormalizedAdam(self.model.parameters(), lr=config.learning_rate, foreach=True)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.train_flat = self.model.flatten(train_images).to(self.device)
         self.val_flat = None

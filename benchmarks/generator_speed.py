@@ -1,0 +1,101 @@
+"""Seconds per training epoch of the Gaussian, exact-exemplar and kNN-exemplar generators, side by side.
+
+Each variant runs the trainer's own ``train_step`` on real MNIST (50K training images,
+batch 100) for a number of timed steps after a warm-up; an epoch-equivalent is the mean
+step time × steps per epoch, plus the end-of-epoch re-encoding of the exemplar means that
+the exemplar prior needs. All variants run in one process, one after the other, so their
+ratios are comparable even on a noisy machine.
+
+    python benchmarks/generator_speed.py --steps 60 --out benchmarks/results/generator_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from exaug.config import ModelConfig, TrainConfig
+from exaug.data import load_split
+from exaug.train import GeneratorTrainer
+
+VARIANTS = {
+    "gaussian": dict(prior="gaussian"),
+    "knn": dict(prior="exemplar", exemplar_search="knn", neighbour_gradient=False),
+    "knn_neighbour_gradient": dict(prior="exemplar", exemplar_search="knn", neighbour_gradient=True),
+    "exact": dict(prior="exemplar", exemplar_search="exact", neighbour_gradient=False),
+    "exact_neighbour_gradient": dict(prior="exemplar", exemplar_search="exact", neighbour_gradient=True),
+}
+
+
+def time_variant(images: torch.Tensor, prior: str, steps: int, warmup: int, **train_options) -> dict[str, float]:
+    config = TrainConfig(**train_options)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = GeneratorTrainer(images, None, None, ModelConfig(prior=prior), config, Path(out))
+        prior_term = trainer.prior_term()
+        order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))
+        batches = order.split(config.batch_size)
+        for batch in batches[:warmup]:
+            trainer.train_step(batch, 1.0, prior_term)
+        started = time.perf_counter()
+        for batch in batches[warmup:warmup + steps]:
+            trainer.train_step(batch, 1.0, prior_term)
+        step_seconds = (time.perf_counter() - started) / steps
+        refresh_seconds = 0.0
+        if trainer.cache is not None:
+            started = time.perf_counter()
+            trainer.cache.refresh(trainer.model.encode_means(trainer.train_flat))
+            refresh_seconds = time.perf_counter() - started
+    steps_per_epoch = len(batches)
+    return {
+        "step_ms": 1000 * step_seconds,
+        "refresh_seconds": refresh_seconds,
+        "epoch_seconds": step_seconds * steps_per_epoch + refresh_seconds,
+        "timed_steps": steps,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per variant")
+    parser.add_argument("--exact-gradient-steps", type=int, default=3,
+                        help="timed steps for the exact prior with gradient (each re-encodes 25K exemplars)")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/generator_speed.json"))
+    args = parser.parse_args()
+
+    images = load_split("mnist", "train").images.float() / 255.0
+    results = {}
+    for name in args.variants:
+        steps = args.exact_gradient_steps if name == "exact_neighbour_gradient" else args.steps
+        options = dict(VARIANTS[name])
+        results[name] = time_variant(images, options.pop("prior"), steps, min(args.warmup, steps), **options)
+        print(f"{name:26s} {results[name]['step_ms']:9.2f} ms/step  {results[name]['epoch_seconds']:9.1f} s/epoch", flush=True)
+    if "gaussian" in results:
+        base = results["gaussian"]["epoch_seconds"]
+        for name, figures in results.items():
+            figures["ratio_to_gaussian"] = figures["epoch_seconds"] / base
+        print("\nepoch time relative to the Gaussian prior:")
+        for name, figures in results.items():
+            print(f"  {name:26s} {figures['ratio_to_gaussian']:.2f}x")
+    report = {
+        "benchmark": "generator_speed",
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "train_images": int(images.shape[0]),
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

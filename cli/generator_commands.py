@@ -1,0 +1,153 @@
+"""``exaug fit-generator``, ``exaug evaluate``, ``exaug sample``: train, measure and look at a generator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import torch
+
+from exaug.config import EXEMPLAR_SEARCHES, PRIORS, ModelConfig, TrainConfig
+from exaug.train import fit_generator
+
+from .options import apply_threads, dataset_choice, open_dataset, root_option, threads_option
+
+
+@click.command("fit-generator")
+@click.option("--dataset", required=True, callback=lambda _c, _p, v: dataset_choice(v),
+              help="mnist, fashion-mnist, or a folder in ImageFolder layout (10% held out for validation).")
+@click.option("--prior", type=click.Choice(PRIORS), default="exemplar", show_default=True)
+@click.option("--search", "exemplar_search", type=click.Choice(EXEMPLAR_SEARCHES), default="knn", show_default=True,
+              help="Exemplar prior over all subsampled exemplars (exact) or their k nearest (knn).")
+@click.option("--knn", type=click.IntRange(min=1), default=10, show_default=True, help="k of the kNN prior.")
+@click.option("--neighbour-gradient/--no-neighbour-gradient", default=False, show_default=True,
+              help="Re-encode the prior's exemplars with gradient each step (Algorithm 1), or use the latent cache.")
+@click.option("--exemplar-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="M/N, the exemplar subsampling ratio.")
+@click.option("--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs, show_default=True)
+@click.option("--warmup-epochs", type=click.IntRange(min=0), default=TrainConfig.warmup_epochs, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=TrainConfig.patience, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.learning_rate,
+              show_default=True)
+@click.option("--latent-dim", type=click.IntRange(min=1), default=ModelConfig.latent_dim, show_default=True)
+@click.option("--hidden-dim", type=click.IntRange(min=1), default=ModelConfig.hidden_dim, show_default=True)
+@click.option("--pseudo-inputs", "num_pseudo_inputs", type=click.IntRange(min=1),
+              default=ModelConfig.num_pseudo_inputs, show_default=True, help="K of the VampPrior.")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None,
+              help="Convert folder images to grey (1) or RGB (3); default: as stored.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Bundle directory; an unfinished run there with the same settings is resumed.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@root_option
+@threads_option
+def fit_generator_command(dataset: str, prior: str, latent_dim: int, hidden_dim: int, num_pseudo_inputs: int,
+                          channels: str | None, out: Path, progress: bool, root: Path | None, threads: int | None,
+                          **train_options: object) -> None:
+    """Train an Exemplar VAE (or a Gaussian / VampPrior baseline) and write its bundle to OUT.
+
+    Prints one JSON line per epoch; the bundle keeps the model with the best validation ELBO.
+    """
+    apply_threads(threads)
+    config = TrainConfig(**train_options, extra={"dataset": dataset})
+    model_config = ModelConfig(prior=prior, latent_dim=latent_dim, hidden_dim=hidden_dim,
+                               num_pseudo_inputs=num_pseudo_inputs)
+    channel_count = None if channels is None else int(channels)
+    train = open_dataset(dataset, "train", root, channel_count, seed=config.seed)
+    val = open_dataset(dataset, "val", root, channel_count, seed=config.seed)
+    fit_generator(train, val, config, out, model_config=model_config, progress=progress)
+    click.echo(json.dumps({"bundle": str(out)}))
+
+
+def _load_generator(path: Path, device: str):
+    from exaug.bundle import BundleError
+    from exaug.train import resolve_device
+    from exaug.vae import ExemplarVAE
+
+    try:
+        return ExemplarVAE.from_pretrained(path, device=resolve_device(device))
+    except BundleError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@click.command("evaluate")
+@click.option("--generator", "generator_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Bundle directory written by fit-generator.")
+@click.option("--dataset", default=None, help="Dataset to test on (default: the one the bundle was trained on).")
+@click.option("--samples", "num_samples", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Importance samples per image for the IWAE bound.")
+@click.option("--subset", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="IWAE on the first SUBSET test images (ELBO, active units and kNN use all).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON results file (default: GENERATOR/evaluation.json; a .md table is written beside it).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@root_option
+@threads_option
+def evaluate_command(generator_dir: Path, dataset: str | None, num_samples: int, subset: int, device: str,
+                     out: Path | None, progress: bool, root: Path | None, threads: int | None) -> None:
+    """Test ELBO (KL / reconstruction), IWAE NLL, active units and latent kNN error of a generator."""
+    from exaug.atomic import atomic_write_text
+    from exaug.bundle import read_bundle_config
+    from exaug.evaluate import evaluate_generator, markdown_report
+    from exaug.train import stack_dataset
+
+    apply_threads(threads)
+    model = _load_generator(generator_dir, device)
+    trained_on = ((read_bundle_config(generator_dir).get("training") or {}).get("extra") or {}).get("dataset")
+    dataset = dataset or trained_on
+    if dataset is None:
+        raise click.UsageError("the bundle does not record its dataset; pass --dataset")
+    dataset = dataset_choice(dataset)
+    channels = model.config.input_shape[0]
+    test_images, test_labels = stack_dataset(open_dataset(dataset, "test" if dataset in ("mnist", "fashion-mnist") else "val", root, channels))
+    val_images, val_labels = (None, None)
+    if dataset in ("mnist", "fashion-mnist"):
+        val_images, val_labels = stack_dataset(open_dataset(dataset, "val", root))
+    results = evaluate_generator(model, test_images, test_labels, val_images, val_labels,
+                                 num_samples=num_samples, subset=subset, progress=progress)
+    results.update(generator=str(generator_dir), dataset=dataset)
+    out = out or generator_dir / "evaluation.json"
+    atomic_write_text(out, json.dumps(results, indent=2) + "\n")
+    report = markdown_report(results)
+    atomic_write_text(out.with_suffix(".md"), report)
+    click.echo(report)
+    click.echo(f"wrote {out} and {out.with_suffix('.md')}")
+
+
+@click.command("sample")
+@click.option("--generator", "generator_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--mode", type=click.Choice(["random", "exemplars", "cyclic"]), default="random", show_default=True,
+              help="random: prior samples (Fig. 9); exemplars: plates of samples around exemplars (Fig. 3/10); "
+                   "cyclic: each sample is the next exemplar (appendix B).")
+@click.option("--count", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Images (random) or rows (exemplars, cyclic).")
+@click.option("--per-row", type=click.IntRange(min=1), default=11, show_default=True,
+              help="Samples per exemplar plate, or cyclic steps.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG file to write.")
+def sample_command(generator_dir: Path, mode: str, count: int, per_row: int, seed: int, device: str, out: Path) -> None:
+    """Write a grid of generated images to OUT (PNG)."""
+    from torchvision.utils import save_image
+
+    from exaug.atomic import atomic_path
+    from exaug.sampling import cyclic_generation, exemplar_plates, random_grid
+
+    if out.suffix.lower() != ".png":
+        raise click.BadParameter(f"{out} should end in .png", param_hint="--out")
+    model = _load_generator(generator_dir, device)
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    if mode == "random":
+        grid = random_grid(model, count, generator)
+    else:
+        picks = torch.randperm(model.exemplar_images.shape[0], generator=torch.Generator().manual_seed(seed))[:count]
+        starts = model.exemplar_images[picks]
+        grid = exemplar_plates(model, starts, per_row, generator) if mode == "exemplars" else \
+            cyclic_generation(model, starts, per_row, generator)
+    with atomic_path(out) as temporary:
+        save_image(grid, temporary, format="png")
+    click.echo(f"wrote {out}")

@@ -1,0 +1,23 @@
+"""The ``exaug`` console script."""
+
+from __future__ import annotations
+
+import click
+
+from .data_commands import data_group
+from .generator_commands import evaluate_command, fit_generator_command, sample_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="exaug")
+def main() -> None:
+    """exaug: Exemplar VAE generative data augmentation."""
+
+
+main.add_command(data_group)
+main.add_command(fit_generator_command)
+main.add_command(evaluate_command)
+main.add_command(sample_command)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Options and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import torch
+from torch.utils.data import Dataset, random_split
+
+from exaug import data
+
+root_option = click.option(
+    "--root", type=click.Path(file_okay=False, path_type=Path), envvar="EXAUG_DATA", default=None,
+    help="Data root (env EXAUG_DATA; default ~/.cache/exaug/data).",
+)
+threads_option = click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch and faiss (default: all cores).",
+)
+
+
+def apply_threads(threads: int | None) -> None:
+    if threads is not None:
+        import faiss
+
+        torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
+
+
+def dataset_choice(value: str) -> str:
+    """A bundled dataset name, or an existing folder in torchvision ImageFolder layout."""
+    if value in data.DATASETS or Path(value).is_dir():
+        return value
+    raise click.BadParameter(f"{value!r} is neither one of {', '.join(data.DATASETS)} nor an existing folder")
+
+
+def open_dataset(name: str, split: str, root: Path | None, channels: int | None = None,
+                 val_fraction: float = 0.1, seed: int = 0) -> Dataset:
+    """A split of MNIST / Fashion-MNIST, or of an ImageFolder tree split ``val_fraction`` for validation."""
+    if name in data.DATASETS:
+        return data.load_split(name, split, root)
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import v2
+
+    steps: list[Callable[[Any], Any]] = [v2.ToImage()]
+    if channels is not None:
+        steps.append(v2.Grayscale(num_output_channels=1) if channels == 1 else v2.RGB())
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    folder = ImageFolder(os.fspath(name), transform=v2.Compose(steps))
+    if split in ("trainval", "test"):
+        return folder
+    val_size = max(1, int(round(val_fraction * len(folder))))
+    train_part, val_part = random_split(folder, [len(folder) - val_size, val_size],
+                                        generator=torch.Generator().manual_seed(seed))
+    return train_part if split == "train" else val_part

@@ -1,0 +1,24 @@
+"""Shared fixtures: tiny image sets of several shapes, so nothing here assumes 28×28."""
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+
+def blob_images(count: int, shape=(1, 16, 16), seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grey images of a bright square at one of four places (the label), plus noise: easy to learn."""
+    generator = torch.Generator().manual_seed(seed)
+    channels, height, width = shape
+    labels = torch.randint(0, 4, (count,), generator=generator)
+    images = 0.1 * torch.rand(count, channels, height, width, generator=generator)
+    for index, label in enumerate(labels.tolist()):
+        top, left = (label // 2) * height // 2, (label % 2) * width // 2
+        images[index, :, top:top + height // 2, left:left + width // 2] += 0.8
+    return (images.clamp(0, 1) * 255).round() / 255, labels
+
+
+@pytest.fixture
+def tiny_data():
+    images, labels = blob_images(300)
+    val_images, val_labels = blob_images(60, seed=1)
+    return TensorDataset(images, labels), TensorDataset(val_images, val_labels)

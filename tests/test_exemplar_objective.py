@@ -1,0 +1,116 @@
+"""The training-time exemplar prior: leave-one-out, exemplar subsampling, exact vs kNN (eq. 13–15)."""
+
+import math
+
+import pytest
+import torch
+
+from exaug.config import ModelConfig, TrainConfig
+from exaug.exemplar_objective import LeaveOneOutExemplarPrior
+from exaug.latent_cache import LatentCache
+from exaug.vae import ExemplarVAE
+
+N = 40
+
+
+def make_objective(search="exact", knn=3, fraction=0.5, neighbour_gradient=False, seed=7):
+    torch.manual_seed(0)
+    model = ExemplarVAE(ModelConfig(input_shape=(1, 3, 3), latent_dim=2, hidden_dim=8)).double()
+    exemplars = torch.rand(N, 9, dtype=torch.float64)
+    cache = LatentCache(model.encode_means(exemplars))
+    config = TrainConfig(exemplar_search=search, knn=knn, exemplar_fraction=fraction,
+                         neighbour_gradient=neighbour_gradient)
+    generator = torch.Generator().manual_seed(seed)
+    return LeaveOneOutExemplarPrior(model.prior, model.encoder, exemplars, cache, config, generator), model
+
+
+def drawn_subset(objective, seed=7):
+    """The subset the objective draws first, reproduced from the same seed."""
+    return torch.randperm(N, generator=torch.Generator().manual_seed(seed))[: objective.subset_size].tolist()
+
+
+def brute_log_prior(z, batch, subset, cache, log_var):
+    sigma2 = math.exp(log_var)
+    values = []
+    for row, i in enumerate(batch.tolist()):
+        allowed = [j for j in subset if j != i]
+        terms = [-((z[row] - cache[j]) ** 2).sum() / (2 * sigma2) for j in allowed]
+        log_norm = 0.5 * z.shape[1] * math.log(2 * math.pi * sigma2)
+        values.append(torch.logsumexp(torch.stack(terms), 0) - log_norm - math.log(len(allowed)))
+    return torch.stack(values)
+
+
+def test_exact_prior_is_the_leave_one_out_mixture_over_the_drawn_subset():
+    objective, model = make_objective("exact")
+    batch = torch.arange(0, N, 3)
+    z = torch.randn(len(batch), 2, dtype=torch.float64)
+    result = objective(z, batch)
+    expected = brute_log_prior(z, batch, drawn_subset(objective), objective.cache.values, model.prior.log_var.item())
+    torch.testing.assert_close(result, expected)
+
+
+def test_without_subsampling_every_other_exemplar_explains_a_point():
+    objective, model = make_objective("exact", fraction=1.0)
+    assert objective.subset_size == N
+    batch = torch.tensor([0, 5, 39])
+    z = torch.randn(3, 2, dtype=torch.float64)
+    expected = brute_log_prior(z, batch, list(range(N)), objective.cache.values, model.prior.log_var.item())
+    torch.testing.assert_close(objective(z, batch), expected)
+
+
+def test_knn_prior_is_a_lower_bound_on_the_exact_prior_for_the_same_subset():
+    exact, _ = make_objective("exact", seed=3)
+    knn, _ = make_objective("knn", knn=3, seed=3)
+    batch = torch.arange(N)
+    z = torch.randn(N, 2, dtype=torch.float64)
+    assert (knn(z, batch) <= exact(z, batch) + 1e-12).all()
+
+
+def test_knn_prior_with_k_covering_the_subset_equals_the_exact_prior():
+    exact, _ = make_objective("exact", seed=5)
+    knn, _ = make_objective("knn", knn=N, seed=5)
+    batch = torch.arange(N)
+    z = torch.randn(N, 2, dtype=torch.float64)
+    torch.testing.assert_close(knn(z, batch), exact(z, batch))
+
+
+def test_knn_rows_use_exactly_k_subset_members_and_never_themselves():
+    objective, _ = make_objective("knn", knn=4)
+    subset = torch.tensor(drawn_subset(objective))
+    batch = torch.arange(N)
+    members, mask = objective._nearest_members(batch, subset)
+    assert (mask.sum(1) == 4).all()
+    for row, i in enumerate(batch.tolist()):
+        used = members[mask[row]].tolist()
+        assert i not in used
+        assert set(used) <= set(subset.tolist())
+
+
+def test_knn_rows_take_the_nearest_members_of_the_subset():
+    objective, _ = make_objective("knn", knn=2)
+    subset = torch.tensor(drawn_subset(objective))
+    members, mask = objective._nearest_members(torch.tensor([0]), subset)
+    cache = objective.cache.values
+    others = [j for j in subset.tolist() if j != 0]
+    by_distance = sorted(others, key=lambda j: (cache[j] - cache[0]).pow(2).sum().item())
+    assert sorted(members[mask[0]].tolist()) == sorted(by_distance[:2])
+
+
+@pytest.mark.parametrize("search", ["exact", "knn"])
+def test_neighbour_gradient_reaches_the_encoder_and_refreshes_the_cache(search):
+    objective, model = make_objective(search, neighbour_gradient=True)
+    stale = objective.cache.values.clone()
+    objective.cache.values.add_(1.0)  # pretend the cache is out of date
+    z = torch.randn(4, 2, dtype=torch.float64)
+    objective(z, torch.arange(4)).sum().backward()
+    assert model.encoder.mean.weight.grad.abs().sum() > 0
+    refreshed = (objective.cache.values - stale).abs().sum(1) < 1e-9
+    assert refreshed.any()
+
+
+def test_cached_centres_carry_no_gradient_into_the_encoder():
+    objective, model = make_objective("knn", neighbour_gradient=False)
+    z = torch.randn(4, 2, dtype=torch.float64)
+    objective(z, torch.arange(4)).sum().backward()
+    assert model.encoder.mean.weight.grad is None
+    assert model.prior.log_var.grad is not None

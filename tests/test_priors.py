@@ -1,0 +1,105 @@
+"""The prior log-densities against brute-force sums on tiny inputs."""
+
+import math
+
+import pytest
+import torch
+
+from exaug.config import ModelConfig
+from exaug.priors import (
+    ExemplarPrior,
+    diagonal_mixture_log_prob,
+    isotropic_mixture_log_prob,
+    log_normal_diag,
+    squared_distances,
+)
+from exaug.vae import ExemplarVAE
+
+
+def brute_isotropic_mixture(z, centres, log_var, allowed):
+    """log (1/|allowed|) Σ_{j allowed} N(z; c_j, σ² I), one row at a time."""
+    sigma2 = math.exp(log_var)
+    rows = []
+    for b in range(z.shape[0]):
+        terms = [
+            torch.distributions.MultivariateNormal(centres[j], sigma2 * torch.eye(z.shape[1], dtype=z.dtype)).log_prob(z[b])
+            for j in allowed[b]
+        ]
+        rows.append(torch.logsumexp(torch.stack(terms), 0) - math.log(len(allowed[b])))
+    return torch.stack(rows)
+
+
+def test_squared_distances_match_pairwise_differences():
+    z, centres = torch.randn(5, 3, dtype=torch.float64), torch.randn(7, 3, dtype=torch.float64)
+    expected = ((z[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+    torch.testing.assert_close(squared_distances(z, centres), expected)
+
+
+def test_isotropic_mixture_without_mask_is_the_plain_average_of_gaussians():
+    z, centres, log_var = torch.randn(4, 3, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64), -0.7
+    result = isotropic_mixture_log_prob(z, centres, torch.tensor(log_var, dtype=torch.float64), math.log(6))
+    torch.testing.assert_close(result, brute_isotropic_mixture(z, centres, log_var, [range(6)] * 4))
+
+
+def test_leave_one_out_mask_and_per_row_normaliser_drop_the_point_itself():
+    z, centres, log_var = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64), 0.3
+    mask = ~torch.eye(4, dtype=torch.bool)  # row b is exemplar b: it may not explain itself
+    log_count = torch.full((4,), math.log(3), dtype=torch.float64)
+    result = isotropic_mixture_log_prob(z, centres, torch.tensor(log_var, dtype=torch.float64), log_count, mask)
+    allowed = [[j for j in range(4) if j != b] for b in range(4)]
+    torch.testing.assert_close(result, brute_isotropic_mixture(z, centres, log_var, allowed))
+
+
+def test_diagonal_mixture_matches_a_sum_of_diagonal_gaussians():
+    z = torch.randn(5, 3, dtype=torch.float64)
+    means, log_vars = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    per_component = torch.stack([log_normal_diag(z, means[k], log_vars[k]) for k in range(4)], dim=1)
+    expected = torch.logsumexp(per_component, 1) - math.log(4)
+    torch.testing.assert_close(diagonal_mixture_log_prob(z, means, log_vars), expected)
+
+
+def test_log_normal_diag_matches_torch_distributions():
+    x, mean, log_var = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
+    expected = torch.distributions.Normal(mean, torch.exp(0.5 * log_var)).log_prob(x).sum(-1)
+    torch.testing.assert_close(log_normal_diag(x, mean, log_var), expected)
+
+
+def test_exemplar_prior_at_test_time_uses_every_exemplar_without_leave_one_out():
+    prior = ExemplarPrior(latent_dim=3).double()
+    means = torch.randn(5, 3, dtype=torch.float64)
+    prior.set_exemplar_means(means)
+    z = torch.randn(2, 3, dtype=torch.float64)
+    expected = brute_isotropic_mixture(z, means, prior.log_var.item(), [range(5)] * 2)
+    torch.testing.assert_close(prior.log_prob(z), expected)
+
+
+def test_exemplar_prior_scores_large_batches_in_chunks_with_the_same_result(monkeypatch):
+    prior = ExemplarPrior(latent_dim=2)
+    prior.set_exemplar_means(torch.randn(50, 2))
+    z = torch.randn(40, 2)
+    whole = prior.log_prob(z)
+    monkeypatch.setattr("exaug.priors._MAX_CHUNK_ELEMENTS", 100)  # forces chunks of 2 rows
+    torch.testing.assert_close(prior.log_prob(z), whole)
+
+
+def test_exemplar_prior_without_exemplars_says_how_to_set_them():
+    with pytest.raises(RuntimeError, match="set_exemplars"):
+        ExemplarPrior(latent_dim=2).log_prob(torch.zeros(1, 2))
+
+
+def test_vamp_pseudo_inputs_keep_their_own_init_after_the_he_init():
+    torch.manual_seed(0)
+    model = ExemplarVAE(ModelConfig(input_shape=(1, 8, 8), prior="vamp", num_pseudo_inputs=400))
+    pseudo = model.prior.pseudo_inputs.detach()
+    assert abs(pseudo.mean().item() - 0.05) < 0.005
+    assert abs(pseudo.std().item() - 0.01) < 0.002
+
+
+def test_vamp_prior_is_the_mixture_of_pseudo_input_posteriors():
+    torch.manual_seed(0)
+    model = ExemplarVAE(ModelConfig(input_shape=(1, 4, 4), prior="vamp", num_pseudo_inputs=3, hidden_dim=8, latent_dim=2))
+    z = torch.randn(5, 2)
+    means, log_vars = model.encoder(model.prior.pseudo_images())
+    per_component = torch.stack([log_normal_diag(z, means[k], log_vars[k]) for k in range(3)], dim=1)
+    expected = torch.logsumexp(per_component, 1) - math.log(3)
+    torch.testing.assert_close(model.log_prior(z), expected)

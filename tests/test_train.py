@@ -1,0 +1,129 @@
+"""fit_generator: it learns, it resumes exactly, and it never overwrites what is already there."""
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from conftest import blob_images
+from exaug import ExemplarVAE, ModelConfig, TrainConfig, fit_generator
+from exaug.train import CHECKPOINT_FILE, LOG_FILE, kl_weight
+
+SMALL = ModelConfig(hidden_dim=32, latent_dim=4, num_pseudo_inputs=10)
+
+
+def quiet_fit(train, val, out, model_config=SMALL, **options):
+    config = TrainConfig(batch_size=50, warmup_epochs=2, **options)
+    records = []
+    model = fit_generator(train, val, config, out, model_config=model_config, progress=False, log=records.append)
+    return model, records
+
+
+@pytest.mark.parametrize("prior,search", [("exemplar", "knn"), ("exemplar", "exact"), ("vamp", "knn"), ("gaussian", "knn")])
+def test_training_lowers_the_loss_and_raises_the_validation_elbo(tiny_data, tmp_path, prior, search):
+    train, val = tiny_data
+    _, records = quiet_fit(train, val, tmp_path, model_config=ModelConfig(prior=prior, hidden_dim=32, latent_dim=4,
+                                                                           num_pseudo_inputs=10),
+                           epochs=6, exemplar_search=search)
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert records[-1]["val_elbo"] > records[0]["val_elbo"]
+
+
+def test_input_shape_comes_from_the_data(tmp_path):
+    images, labels = blob_images(120, shape=(3, 32, 32))
+    model, _ = quiet_fit(TensorDataset(images, labels), None, tmp_path, epochs=1)
+    assert model.config.input_shape == (3, 32, 32)
+    assert ExemplarVAE.from_pretrained(tmp_path).sample(2).shape == (2, 3, 32, 32)
+
+
+def test_two_runs_with_the_same_seed_train_identical_weights(tiny_data, tmp_path):
+    train, val = tiny_data
+    first, _ = quiet_fit(train, val, tmp_path / "first", epochs=2)
+    second, _ = quiet_fit(train, val, tmp_path / "second", epochs=2)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_resume_after_a_kill_matches_the_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+    train, val = tiny_data
+    straight, straight_records = quiet_fit(train, val, tmp_path / "straight", epochs=3)
+
+    import exaug.train as train_module
+
+    real_train_epoch = train_module.GeneratorTrainer._train_epoch
+    calls = {"count": 0}
+
+    def killed_in_epoch_three(self, epoch, prior_term, progress):
+        calls["count"] += 1
+        if epoch == 3:
+            raise KeyboardInterrupt  # the process dies mid-epoch, after epoch 2's checkpoint
+        return real_train_epoch(self, epoch, prior_term, progress)
+
+    monkeypatch.setattr(train_module.GeneratorTrainer, "_train_epoch", killed_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        quiet_fit(train, val, tmp_path / "resumed", epochs=3)
+    monkeypatch.setattr(train_module.GeneratorTrainer, "_train_epoch", real_train_epoch)
+    resumed, resumed_records = quiet_fit(train, val, tmp_path / "resumed", epochs=3)
+
+    assert [r["epoch"] for r in resumed_records] == [3]
+    assert resumed_records[0]["val_elbo"] == straight_records[-1]["val_elbo"]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    logged = [json.loads(line)["epoch"] for line in (tmp_path / "resumed" / LOG_FILE).read_text().splitlines()]
+    assert logged == [1, 2, 3]
+
+
+def test_early_stopping_ends_after_patience_epochs_without_improvement(tiny_data, tmp_path):
+    train, val = tiny_data
+    _, records = quiet_fit(train, val, tmp_path, epochs=50, patience=1, learning_rate=1.0)
+    last = records[-1]
+    assert len(records) < 50
+    assert last["epoch"] - last["best_epoch"] >= 1
+
+
+def test_the_bundle_keeps_the_best_validation_model(tiny_data, tmp_path):
+    train, val = tiny_data
+    model, records = quiet_fit(train, val, tmp_path, epochs=4)
+    best = max(records, key=lambda r: r["val_elbo"])
+    loaded = ExemplarVAE.from_pretrained(tmp_path)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert records[-1]["best_epoch"] == best["epoch"]
+
+
+def test_a_folder_with_someone_elses_files_is_not_overwritten(tiny_data, tmp_path):
+    train, val = tiny_data
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="config.json"):
+        quiet_fit(train, val, tmp_path, epochs=1)
+    assert (tmp_path / "config.json").read_text() == "{}"
+
+
+def test_a_run_with_other_settings_refuses_to_resume_in_the_same_folder(tiny_data, tmp_path):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path, epochs=1)
+    before = (tmp_path / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="different train_config"):
+        quiet_fit(train, val, tmp_path, epochs=1, knn=3)
+    assert (tmp_path / "model.safetensors").read_bytes() == before
+
+
+def test_a_damaged_checkpoint_is_reported_and_left_alone(tiny_data, tmp_path):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path, epochs=1)
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="checkpoint.pt cannot be read"):
+        quiet_fit(train, val, tmp_path, epochs=1)
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == b"not a checkpoint"
+
+
+def test_images_outside_the_unit_range_are_refused(tmp_path):
+    images = torch.rand(10, 1, 4, 4) * 255
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        quiet_fit(TensorDataset(images), None, tmp_path, epochs=1)
+
+
+def test_kl_warmup_is_linear_then_flat():
+    assert [kl_weight(e, 4) for e in (1, 2, 4, 9)] == [0.25, 0.5, 1.0, 1.0]
+    assert kl_weight(1, 0) == 1.0
