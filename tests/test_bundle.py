@@ -1,0 +1,104 @@
+"""Bundles: a lossless round trip, and a clear error for every way a bundle can be broken."""
+
+import json
+
+import pytest
+import torch
+
+from exaug import BundleError, ExemplarVAE, ModelConfig
+from exaug.bundle import CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    torch.manual_seed(0)
+    model = ExemplarVAE(ModelConfig(input_shape=(1, 6, 6), hidden_dim=16, latent_dim=3)).eval()
+    model.set_exemplars(torch.rand(10, 1, 6, 6), torch.arange(10) % 2)
+    model.save_pretrained(tmp_path)
+    return model, tmp_path
+
+
+@pytest.mark.parametrize("prior", ["gaussian", "vamp", "exemplar"])
+def test_round_trip_gives_identical_outputs(tmp_path, prior):
+    torch.manual_seed(0)
+    model = ExemplarVAE(ModelConfig(input_shape=(1, 6, 6), hidden_dim=16, latent_dim=3, prior=prior,
+                                    num_pseudo_inputs=4)).eval()
+    model.set_exemplars(torch.rand(10, 1, 6, 6), torch.arange(10) % 2)
+    model.save_pretrained(tmp_path)
+    loaded = ExemplarVAE.from_pretrained(tmp_path)
+    images = torch.rand(4, 1, 6, 6)
+    z = torch.randn(4, 3)
+    torch.testing.assert_close(loaded.encode(images), model.encode(images), rtol=0, atol=0)
+    torch.testing.assert_close(loaded.log_prior(z), model.log_prior(z), rtol=0, atol=0)
+    torch.testing.assert_close(loaded.generate(images, torch.Generator().manual_seed(1)),
+                               model.generate(images, torch.Generator().manual_seed(1)), rtol=0, atol=0)
+    assert torch.equal(loaded.exemplar_images, model.exemplar_images)
+    assert torch.equal(loaded.exemplar_labels, model.exemplar_labels)
+
+
+def test_a_bundle_needs_no_pickle(bundle):
+    _, directory = bundle
+    names = sorted(path.name for path in directory.iterdir())
+    assert names == [CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE]
+
+
+def test_a_missing_directory_is_named(tmp_path):
+    with pytest.raises(BundleError, match="is not a directory"):
+        ExemplarVAE.from_pretrained(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("name", [CONFIG_FILE, MODEL_FILE, EXEMPLARS_FILE])
+def test_a_missing_file_is_named(bundle, name):
+    _, directory = bundle
+    (directory / name).unlink()
+    with pytest.raises(BundleError, match=name.replace(".", r"\.") + " is missing"):
+        ExemplarVAE.from_pretrained(directory)
+
+
+@pytest.mark.parametrize("name", [MODEL_FILE, EXEMPLARS_FILE])
+def test_a_truncated_weights_file_is_named(bundle, name):
+    _, directory = bundle
+    path = directory / name
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(BundleError, match=name.replace(".", r"\.") + ".*sha256"):
+        ExemplarVAE.from_pretrained(directory)
+
+
+def test_a_corrupt_config_is_named(bundle):
+    _, directory = bundle
+    (directory / CONFIG_FILE).write_text("{ not json")
+    with pytest.raises(BundleError, match="config.json is not valid JSON"):
+        ExemplarVAE.from_pretrained(directory)
+
+
+def test_a_newer_format_asks_for_an_upgrade(bundle):
+    _, directory = bundle
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    config["format_version"] = 99
+    (directory / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="upgrade exaug"):
+        ExemplarVAE.from_pretrained(directory)
+
+
+def test_weights_of_another_architecture_are_reported(bundle):
+    _, directory = bundle
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    config["model"]["prior"] = "vamp"
+    (directory / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="missing prior.pseudo_inputs"):
+        ExemplarVAE.from_pretrained(directory)
+
+
+def test_exemplars_that_disagree_with_the_config_are_reported(bundle):
+    _, directory = bundle
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    config["exemplar_count"] = 11
+    (directory / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(BundleError, match=r"exemplars\.safetensors: 'means' is \(10, 3\)"):
+        ExemplarVAE.from_pretrained(directory)
+
+
+def test_saving_without_exemplars_says_what_to_do(tmp_path):
+    model = ExemplarVAE(ModelConfig(input_shape=(1, 4, 4), hidden_dim=8, latent_dim=2))
+    with pytest.raises(ValueError, match="set_exemplars"):
+        model.save_pretrained(tmp_path)

@@ -1,0 +1,78 @@
+"""The exaug command end to end on a small ImageFolder of 16×16 grey images."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import blob_images
+from exaug import ExemplarVAE
+from exaug.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folder")
+    images, labels = blob_images(200)
+    for index, (image, label) in enumerate(zip(images, labels.tolist())):
+        (root / f"class{label}").mkdir(exist_ok=True)
+        Image.fromarray((image[0] * 255).byte().numpy(), mode="L").save(root / f"class{label}" / f"{index}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def fitted(image_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundle") / "gen"
+    result = CliRunner().invoke(main, [
+        "fit-generator", "--dataset", str(image_folder), "--channels", "1", "--epochs", "2", "--warmup-epochs", "1",
+        "--hidden-dim", "32", "--latent-dim", "4", "--no-progress", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_fit_generator_prints_a_json_line_per_epoch_and_writes_a_bundle(fitted):
+    out, result = fitted
+    records = [json.loads(line) for line in result.output.splitlines() if line.startswith('{"epoch"')]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert ExemplarVAE.from_pretrained(out).config.input_shape == (1, 16, 16)
+
+
+def test_evaluate_writes_json_and_markdown(fitted, image_folder, tmp_path):
+    out, _ = fitted
+    report = tmp_path / "eval.json"
+    result = CliRunner().invoke(main, ["evaluate", "--generator", str(out), "--samples", "10", "--subset", "4",
+                                       "--no-progress", "--out", str(report)])
+    assert result.exit_code == 0, result.output
+    results = json.loads(report.read_text())
+    assert results["iwae_images"] == 4 and "knn_error" in results
+    assert "| active units |" in (tmp_path / "eval.md").read_text()
+
+
+@pytest.mark.parametrize("mode", ["random", "exemplars", "cyclic"])
+def test_sample_writes_a_png_grid(fitted, tmp_path, mode):
+    out, _ = fitted
+    png = tmp_path / f"{mode}.png"
+    result = CliRunner().invoke(main, ["sample", "--generator", str(out), "--mode", mode, "--count", "4",
+                                       "--out", str(png)])
+    assert result.exit_code == 0, result.output
+    assert Image.open(png).size[0] > 16
+
+
+def test_an_unknown_dataset_is_refused_with_the_choices(tmp_path):
+    result = CliRunner().invoke(main, ["fit-generator", "--dataset", "cifar", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0
+    assert "neither one of mnist, fashion-mnist" in result.output
+
+
+def test_a_broken_bundle_is_a_clean_error_not_a_traceback(tmp_path):
+    result = CliRunner().invoke(main, ["sample", "--generator", str(tmp_path), "--out", str(tmp_path / "g.png")])
+    assert result.exit_code == 1
+    assert "config.json is missing" in result.output
+
+
+def test_sample_insists_on_a_png_name(fitted, tmp_path):
+    out, _ = fitted
+    result = CliRunner().invoke(main, ["sample", "--generator", str(out), "--out", str(tmp_path / "grid.jpg")])
+    assert result.exit_code == 2
+    assert "should end in .png" in result.output
