@@ -64,7 +64,7 @@ def fit_generator_command(dataset: str, prior: str, latent_dim: int, hidden_dim:
 
 def _load_generator(path: Path, device: str):
     from exaug.bundle import BundleError
-    from exaug.train import resolve_device
+    from exaug.device import resolve_device
     from exaug.vae import ExemplarVAE
 
     try:

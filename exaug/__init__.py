@@ -1,13 +1,25 @@
 """exaug: Exemplar VAE generative data augmentation.
 
 The public API in one place; the modules behind it follow the data's path:
-data → vae/priors → train → bundle → evaluate.
+data → vae/priors → train → bundle → evaluate → augment/mixed (→ exaug.classifiers, exaug.cli).
 """
 
+from .augment import ExemplarAugment
 from .bundle import BundleError
 from .config import ModelConfig, TrainConfig
+from .mixed import MixedBatch, MixedBatchLoader, mixed_loss
 from .train import fit_generator
 from .vae import ExemplarVAE
 
-__all__ = ["BundleError", "ExemplarVAE", "ModelConfig", "TrainConfig", "fit_generator"]
+__all__ = [
+    "BundleError",
+    "ExemplarAugment",
+    "ExemplarVAE",
+    "MixedBatch",
+    "MixedBatchLoader",
+    "ModelConfig",
+    "TrainConfig",
+    "fit_generator",
+    "mixed_loss",
+]
 __version__ = "0.1.0"

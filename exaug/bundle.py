@@ -40,17 +40,24 @@ class BundleError(ValueError):
 
 
 def save_bundle(model: ExemplarVAE, directory: str | os.PathLike, train_config: TrainConfig | None = None,
-                data_checksum: str | None = None) -> Path:
-    """Write ``model`` (weights and exemplar set) as a bundle directory and return its path."""
-    if model.exemplar_images is None:
+                data_checksum: str | None = None, include_images: bool = True) -> Path:
+    """Write ``model`` (weights and exemplar set) as a bundle directory and return its path.
+
+    ``include_images=False`` leaves the exemplar images out (a bundle to ship inside a
+    package): the means and labels still let the generator augment its own exemplars,
+    and loading re-attaches the images from the training split named in ``train_config``
+    when its checksum matches.
+    """
+    if model.exemplar_means is None or model.exemplar_means.shape[0] == 0:
         raise ValueError("the model has no exemplar set; call model.set_exemplars(images, labels) before saving")
+    if include_images and model.exemplar_images is None:
+        raise ValueError("the model's exemplar images are not loaded; save with include_images=False")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    exemplars = {
-        "means": model.exemplar_means.detach().cpu().float().contiguous(),
-        "images": model.exemplar_images.contiguous(),
-    }
+    exemplars = {"means": model.exemplar_means.detach().cpu().float().contiguous()}
+    if include_images:
+        exemplars["images"] = model.exemplar_images.contiguous()
     if model.exemplar_labels is not None:
         exemplars["labels"] = model.exemplar_labels.contiguous()
     hashes = {
@@ -63,7 +70,7 @@ def save_bundle(model: ExemplarVAE, directory: str | os.PathLike, train_config: 
         "model": model.config.to_dict(),
         "training": None if train_config is None else train_config.to_dict(),
         "data_checksum": data_checksum,
-        "exemplar_count": int(model.exemplar_images.shape[0]),
+        "exemplar_count": int(model.exemplar_means.shape[0]),
         "sha256": hashes,
     }
     atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
@@ -95,6 +102,31 @@ def read_bundle_config(directory: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+PRETRAINED_NAMES = ("mnist", "fashion-mnist")
+
+
+def resolve_bundle(path_or_name: str | os.PathLike) -> Path:
+    """The directory of a bundled generator name ("mnist", "fashion-mnist") or of a bundle path."""
+    if isinstance(path_or_name, str) and path_or_name in PRETRAINED_NAMES:
+        directory = PRETRAINED_DIR / path_or_name
+        if not (directory / CONFIG_FILE).is_file():
+            raise BundleError(f"the bundled generator {path_or_name!r} is not part of this installation ({directory})")
+        return directory
+    directory = Path(path_or_name)
+    if not directory.exists():
+        raise BundleError(
+            f"{directory} does not exist; pass a bundle directory written by save_pretrained "
+            f"or one of the bundled names {PRETRAINED_NAMES}"
+        )
+    return directory
+
+
+def load_generator(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") -> ExemplarVAE:
+    """Load a generator from a bundle directory or a bundled name."""
+    return load_bundle(resolve_bundle(path_or_name), device=device)
+
+
 def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu") -> ExemplarVAE:
     """Rebuild the ExemplarVAE saved in ``directory``, checking every file on the way."""
     directory = Path(directory)
@@ -112,8 +144,25 @@ def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu"
     if problems:
         raise BundleError(f"{directory / MODEL_FILE} does not match the architecture in config.json: {', '.join(problems)}")
     _check_exemplars(exemplars, model_config, int(config["exemplar_count"]), directory / EXEMPLARS_FILE)
-    model.set_exemplars(exemplars["images"], exemplars.get("labels"), means=exemplars["means"])
+    images = exemplars.get("images")
+    if images is None:
+        images = _images_from_training_split(config)
+    model.set_exemplars(images, exemplars.get("labels"), means=exemplars["means"])
     return model.to(device).eval()
+
+
+def _images_from_training_split(config: dict[str, Any]) -> torch.Tensor | None:
+    """The exemplar images of a bundle saved without them, when its training split is at hand and matches."""
+    from . import data
+
+    dataset = ((config.get("training") or {}).get("extra") or {}).get("dataset")
+    if dataset not in data.DATASETS or config.get("data_checksum") is None:
+        return None
+    try:
+        split = data.load_split(dataset, "train", fetch_missing=False)
+    except FileNotFoundError:
+        return None
+    return split.images if data.data_checksum(split) == config["data_checksum"] else None
 
 
 def _check_exemplars(exemplars: dict[str, torch.Tensor], config: ModelConfig, count: int, path: Path) -> None:
@@ -124,7 +173,7 @@ def _check_exemplars(exemplars: dict[str, torch.Tensor], config: ModelConfig, co
     }
     for name, (shape, dtype) in expected.items():
         if name not in exemplars:
-            if name == "labels":
+            if name in ("labels", "images"):
                 continue
             raise BundleError(f"{path} lacks the {name!r} tensor")
         tensor = exemplars[name]

@@ -15,7 +15,6 @@ import math
 import sys
 from typing import Any, Sequence
 
-import faiss
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -69,6 +68,8 @@ def knn_errors(train_means: torch.Tensor, train_labels: torch.Tensor, query_mean
     Ties go to the class of the nearer neighbours (each vote carries a tiny bonus that
     shrinks with rank).
     """
+    import faiss
+
     largest = max(ks)
     _, neighbours = faiss.knn(np.ascontiguousarray(query_means.float().cpu().numpy()),
                               np.ascontiguousarray(train_means.float().cpu().numpy()), largest)

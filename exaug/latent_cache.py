@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-import faiss
 import numpy as np
 import torch
 
@@ -24,6 +23,8 @@ _BLAS_QUERY_THRESHOLD = 20
 
 @contextlib.contextmanager
 def _blas_distances() -> Iterator[None]:
+    import faiss
+
     previous = faiss.cvar.distance_compute_blas_threshold
     faiss.cvar.distance_compute_blas_threshold = _BLAS_QUERY_THRESHOLD
     try:
@@ -70,6 +71,8 @@ class LatentCache:
         if database.is_cuda:
             found = squared_distances(queries.to(database.dtype), database).topk(k, largest=False).indices
         else:
+            import faiss  # imported here so DataLoader workers that never search never load it
+
             with _blas_distances():
                 _, neighbours = faiss.knn(
                     np.ascontiguousarray(queries.cpu().numpy(), dtype=np.float32),

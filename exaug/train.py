@@ -24,10 +24,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_write_text
+from .checkpoint import load_checkpoint, save_checkpoint
 from .bundle import save_bundle
 from .config import ModelConfig, TrainConfig
 from .data import ImageTensorDataset, data_checksum
+from .device import resolve_device
 from .evaluate import binarize_once, elbo_parts
 from .exemplar_objective import LeaveOneOutExemplarPrior
 from .latent_cache import LatentCache
@@ -37,13 +39,6 @@ from .vae import ExemplarVAE, as_uint8, reparameterize
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "train_log.jsonl"
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" → CUDA when present, else CPU; any other name is passed to torch.device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def stack_dataset(dataset: Dataset, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -263,7 +258,6 @@ class GeneratorTrainer:
 
     def _save_checkpoint(self) -> None:
         state = {
-            **self._identity(),
             "epoch": self.epoch,
             "finished": self.finished,
             "model": self.model.state_dict(),
@@ -275,25 +269,10 @@ class GeneratorTrainer:
             "best_state": self.best_state,
             "best_means": self.best_means,
         }
-        with atomic_path(self.out / CHECKPOINT_FILE) as temporary:
-            torch.save(state, temporary)
+        save_checkpoint(self.out / CHECKPOINT_FILE, self._identity(), state)
 
     def _resume(self) -> None:
-        path = self.out / CHECKPOINT_FILE
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as error:  # torch raises several types for a damaged file
-            raise RuntimeError(f"{path} cannot be read ({error}); move it away to start this run afresh") from error
-        identity = self._identity()
-        stored = {key: state.get(key) for key in identity}
-        stored["model_config"] = ModelConfig.from_dict(stored["model_config"]).to_dict()
-        stored["train_config"] = TrainConfig.from_dict(stored["train_config"]).to_dict()
-        differences = [key for key in identity if stored[key] != identity[key]]
-        if differences:
-            raise ValueError(
-                f"{self.out} holds a run with a different {' and '.join(differences)}; "
-                "pass another output directory, or the same settings and data to resume it"
-            )
+        state = load_checkpoint(self.out / CHECKPOINT_FILE, self._identity(), self.device)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])

@@ -186,16 +186,20 @@ class ExemplarVAE(nn.Module):
         kernel, so their posterior q(z|x) is sampled instead.
         """
         mu, log_var = self.encode(exemplars.to(self.device))
-        return self.decode(self.latent_around(mu, log_var, generator))
+        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return self.decode_around(mu, log_var, noise)
 
-    def latent_around(self, mu: torch.Tensor, log_var: torch.Tensor | None = None,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-        """A latent code near each exemplar mean: the exemplar kernel, or q(z|x) for other priors."""
+    def decode_around(self, mu: torch.Tensor, log_var: torch.Tensor | None, noise: torch.Tensor) -> torch.Tensor:
+        """Decode z = μ + σ·noise, σ being the exemplar kernel's (or, for other priors, the posterior's)."""
+        return self.decode(mu + self.kernel_std(log_var) * noise.to(mu))
+
+    def kernel_std(self, log_var: torch.Tensor | None = None) -> torch.Tensor:
+        """σ of the Gaussian placed around an exemplar mean: the exemplar prior's learned scalar, else q(z|x)'s."""
         if isinstance(self.prior, ExemplarPrior):
-            return self.prior.sample_around(mu, generator)
+            return torch.exp(0.5 * self.prior.log_var)
         if log_var is None:
             raise ValueError("a prior without an exemplar kernel needs the posterior log-variance to sample around μ")
-        return reparameterize(mu, log_var, generator)
+        return torch.exp(0.5 * log_var)
 
     # ------------------------------------------------------------- exemplars
     @torch.no_grad()
@@ -207,19 +211,25 @@ class ExemplarVAE(nn.Module):
             means.append(self.encoder.mean_only(self.flatten(batch)))
         return torch.cat(means) if means else torch.empty(0, self.config.latent_dim, device=self.device)
 
-    def set_exemplars(self, images: torch.Tensor, labels: torch.Tensor | None = None,
+    def set_exemplars(self, images: torch.Tensor | None, labels: torch.Tensor | None = None,
                       means: torch.Tensor | None = None) -> None:
         """Make ``images`` (uint8 or float in [0, 1], N×C×H×W) the exemplar set.
 
-        The latent means are computed with the current encoder unless given. They become
-        the components of the exemplar prior.
+        The latent means are computed with the current encoder unless given; they become
+        the components of the exemplar prior. ``images`` may be None when ``means`` are
+        given (a bundle shipped without its images).
         """
-        images_u8 = as_uint8(images)
-        if tuple(images_u8.shape[1:]) != self.config.input_shape:
-            raise ValueError(f"exemplars of shape {tuple(images_u8.shape[1:])} do not match {self.config.input_shape}")
-        if labels is not None and labels.shape != (images_u8.shape[0],):
-            raise ValueError(f"labels have shape {tuple(labels.shape)}; expected ({images_u8.shape[0]},)")
-        self.exemplar_images = images_u8.cpu()
+        if images is None:
+            if means is None:
+                raise ValueError("set_exemplars needs the exemplar images, or their latent means")
+            images_u8, count = None, means.shape[0]
+        else:
+            images_u8, count = as_uint8(images).cpu(), images.shape[0]
+            if tuple(images_u8.shape[1:]) != self.config.input_shape:
+                raise ValueError(f"exemplars of shape {tuple(images_u8.shape[1:])} do not match {self.config.input_shape}")
+        if labels is not None and labels.shape != (count,):
+            raise ValueError(f"labels have shape {tuple(labels.shape)}; expected ({count},)")
+        self.exemplar_images = images_u8
         self.exemplar_labels = None if labels is None else labels.to(torch.int64).cpu()
         if means is None:
             means = self.encode_means(images_u8)
@@ -227,20 +237,28 @@ class ExemplarVAE(nn.Module):
         if isinstance(self.prior, ExemplarPrior):
             self.prior.set_exemplar_means(self.exemplar_means)
 
+    def without_exemplars(self) -> "ExemplarVAE":
+        """A copy with the networks and prior parameters only: small to pickle into DataLoader workers."""
+        slim = ExemplarVAE(self.config).to(device=self.device, dtype=self.dtype)
+        slim.load_state_dict(self.state_dict())
+        return slim.train(self.training)
+
     # --------------------------------------------------------------- bundles
     def save_pretrained(self, directory: str | os.PathLike, train_config: Any = None,
-                        data_checksum: str | None = None) -> None:
+                        data_checksum: str | None = None, include_images: bool = True) -> None:
         """Write a bundle directory: config.json, model.safetensors, exemplars.safetensors."""
         from .bundle import save_bundle
 
-        save_bundle(self, directory, train_config=train_config, data_checksum=data_checksum)
+        save_bundle(self, directory, train_config=train_config, data_checksum=data_checksum,
+                    include_images=include_images)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "ExemplarVAE":
-        """Load a bundle written by :meth:`save_pretrained`; never unpickles."""
-        from .bundle import load_bundle
+        """Load a bundle directory written by :meth:`save_pretrained`, or a bundled name ("mnist",
+        "fashion-mnist"); never unpickles."""
+        from .bundle import load_generator
 
-        return load_bundle(directory, device=device)
+        return load_generator(directory, device=device)
 
 
 def reparameterize(mu: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -22,3 +22,17 @@ def tiny_data():
     images, labels = blob_images(300)
     val_images, val_labels = blob_images(60, seed=1)
     return TensorDataset(images, labels), TensorDataset(val_images, val_labels)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_dir(tmp_path_factory):
+    """A small exemplar-prior generator for 1×16×16 images, saved as a bundle (untrained weights suffice)."""
+    from exaug import ExemplarVAE, ModelConfig
+
+    torch.manual_seed(0)
+    model = ExemplarVAE(ModelConfig(input_shape=(1, 16, 16), hidden_dim=32, latent_dim=4))
+    images, labels = blob_images(64)
+    model.set_exemplars(images, labels)
+    directory = tmp_path_factory.mktemp("generator")
+    model.save_pretrained(directory)
+    return directory

@@ -43,7 +43,7 @@ def test_a_bundle_needs_no_pickle(bundle):
 
 
 def test_a_missing_directory_is_named(tmp_path):
-    with pytest.raises(BundleError, match="is not a directory"):
+    with pytest.raises(BundleError, match="does not exist"):
         ExemplarVAE.from_pretrained(tmp_path / "nowhere")
 
 
@@ -102,3 +102,18 @@ def test_saving_without_exemplars_says_what_to_do(tmp_path):
     model = ExemplarVAE(ModelConfig(input_shape=(1, 4, 4), hidden_dim=8, latent_dim=2))
     with pytest.raises(ValueError, match="set_exemplars"):
         model.save_pretrained(tmp_path)
+
+
+def test_a_bundle_saved_without_images_keeps_means_and_labels(bundle, tmp_path):
+    model, _ = bundle
+    slim_dir = tmp_path / "slim"
+    model.save_pretrained(slim_dir, include_images=False)
+    loaded = ExemplarVAE.from_pretrained(slim_dir)
+    assert loaded.exemplar_images is None
+    torch.testing.assert_close(loaded.exemplar_means, model.exemplar_means)
+    assert torch.equal(loaded.exemplar_labels, model.exemplar_labels)
+
+
+def test_an_unknown_name_lists_the_bundled_generators():
+    with pytest.raises(BundleError, match="bundled names"):
+        ExemplarVAE.from_pretrained("cifar10")

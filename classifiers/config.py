@@ -1,0 +1,43 @@
+"""ClassifierConfig: the training recipe of §5.4, one field per knob."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ClassifierConfig:
+    """Recipe of paper §5.4: SGD with momentum, linear learning-rate decay, label smoothing."""
+
+    model: str = "mlp"  # "mlp" or a timm model name
+    hidden: tuple[int, ...] = (1024, 1024)  # MLP hidden widths (2×1024 or 2×8192 in the paper)
+    epochs: int = 100
+    batch_size: int = 100
+    learning_rate: float = 0.1  # η, decayed linearly to η·final_lr_factor over the run
+    final_lr_factor: float = 0.01
+    momentum: float = 0.9
+    label_smoothing: float = 0.1
+    lam: float = 0.4  # weight on real data in eq. 16 (0.4 MNIST, 0.8 Fashion-MNIST); unused without a generator
+    workers: int = 2  # DataLoader worker processes
+    seed: int = 0
+    device: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"lam={self.lam} is the weight on real data and must lie in [0, 1]")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing={self.label_smoothing} must lie in [0, 1)")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be a positive integer")
+        if self.learning_rate <= 0 or not 0 < self.final_lr_factor <= 1:
+            raise ValueError("learning_rate must be positive and final_lr_factor in (0, 1]")
+        if self.workers < 0:
+            raise ValueError(f"workers={self.workers} must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

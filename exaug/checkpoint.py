@@ -1,0 +1,41 @@
+"""Resumable-run checkpoints, shared by the generator and classifier trainers.
+
+A checkpoint is one ``torch.save`` file written atomically, holding the run's *identity*
+(its configuration and a data checksum) beside its state. A run resumes only from a
+checkpoint with the same identity; anything else is reported, never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .atomic import atomic_path
+
+IDENTITY_KEY = "identity"
+
+
+def save_checkpoint(path: str | os.PathLike, identity: dict[str, Any], state: dict[str, Any]) -> None:
+    """Atomically write ``state`` tagged with ``identity`` to ``path``."""
+    with atomic_path(path) as temporary:
+        torch.save({IDENTITY_KEY: identity, **state}, temporary)
+
+
+def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The state saved at ``path``, after checking it belongs to the run described by ``identity``."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises several types for a damaged file
+        raise RuntimeError(f"{path} cannot be read ({error}); move it away to start this run afresh") from error
+    stored = state.get(IDENTITY_KEY, {})
+    differences = [key for key in identity if stored.get(key) != identity[key]]
+    if differences:
+        raise ValueError(
+            f"{path.parent} holds a run with a different {' and '.join(differences)}; "
+            "pass another output directory, or the same settings and data to resume it"
+        )
+    return state

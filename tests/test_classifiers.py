@@ -1,0 +1,105 @@
+"""exaug.classifiers: the MLP, timm models by name, and the §5.4 recipe with and without augmentation."""
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from conftest import blob_images
+from exaug.classifiers import ClassifierConfig, PermutationInvariantMLP, create_classifier, fit_classifier
+from exaug.classifiers.train import CHECKPOINT_FILE
+
+
+@pytest.fixture
+def blobs():
+    train_images, train_labels = blob_images(400, seed=0)
+    test_images, test_labels = blob_images(100, seed=1)
+    return TensorDataset(train_images, train_labels), TensorDataset(test_images, test_labels)
+
+
+def quick_config(**options):
+    values = dict(hidden=(32, 32), epochs=3, batch_size=20, learning_rate=0.05, workers=0, device="cpu")
+    values.update(options)
+    return ClassifierConfig(**values)
+
+
+def test_mlp_is_fully_connected_with_relu_and_the_asked_widths():
+    model = PermutationInvariantMLP(784, 10, hidden=(1024, 1024))
+    widths = [layer.out_features for layer in model.modules() if isinstance(layer, torch.nn.Linear)]
+    assert widths == [1024, 1024, 10]
+    assert sum(isinstance(layer, torch.nn.ReLU) for layer in model.modules()) == 2
+    assert not any(isinstance(layer, torch.nn.Conv2d) for layer in model.modules())
+
+
+def test_mlp_is_blind_to_a_fixed_pixel_permutation():
+    torch.manual_seed(0)
+    model = PermutationInvariantMLP(16, 3, hidden=(8,))
+    permutation = torch.randperm(16)
+    permuted = PermutationInvariantMLP(16, 3, hidden=(8,))
+    permuted.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        permuted.net[1].weight.copy_(model.net[1].weight[:, permutation])
+    x = torch.rand(5, 1, 4, 4)
+    torch.testing.assert_close(permuted(x.flatten(1)[:, permutation].view(5, 1, 4, 4)), model(x))
+
+
+def test_any_timm_model_is_created_by_name_for_the_image_shape():
+    model = create_classifier("test_resnet", (1, 16, 16), num_classes=4)
+    assert model(torch.rand(2, 1, 16, 16)).shape == (2, 4)
+
+
+def test_an_unknown_model_name_points_to_timm():
+    with pytest.raises(ValueError, match="timm.list_models"):
+        create_classifier("no_such_net", (1, 16, 16), num_classes=4)
+
+
+def test_label_smoothing_alone_learns_the_task(blobs):
+    train, test = blobs
+    result = fit_classifier(train, test, quick_config(), progress=False, log=lambda r: None)
+    assert result["test_error"] < 10.0
+    assert result["history"][-1]["train_loss"] < result["history"][0]["train_loss"]
+
+
+def test_augmented_training_learns_with_dataloader_workers(blobs, tiny_generator_dir):
+    train, test = blobs
+    result = fit_classifier(train, test, quick_config(workers=2, lam=0.5), generator=str(tiny_generator_dir),
+                            progress=False, log=lambda r: None)
+    assert result["test_error"] < 25.0
+    assert result["generator"] == str(tiny_generator_dir)
+
+
+def test_learning_rate_decays_linearly_to_one_hundredth(blobs):
+    train, test = blobs
+    result = fit_classifier(train, test, quick_config(epochs=2), progress=False, log=lambda r: None)
+    assert result["history"][-1]["lr"] == pytest.approx(0.05 / 100)
+
+
+def test_a_killed_run_resumes_to_the_same_result(blobs, tmp_path, tiny_generator_dir, monkeypatch):
+    train, test = blobs
+    config = quick_config()
+    straight = fit_classifier(train, test, config, generator=str(tiny_generator_dir), out=tmp_path / "a",
+                              progress=False, log=lambda r: None)
+
+    def die_in_epoch_three(record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_classifier(train, test, config, generator=str(tiny_generator_dir), out=tmp_path / "b",
+                       progress=False, log=die_in_epoch_three)
+    state = torch.load(tmp_path / "b" / CHECKPOINT_FILE, weights_only=True)
+    assert state["epoch"] == 1
+    resumed = fit_classifier(train, test, config, generator=str(tiny_generator_dir), out=tmp_path / "b",
+                             progress=False, log=lambda r: None)
+    assert [r["test_error"] for r in resumed["history"]] == [r["test_error"] for r in straight["history"]]
+    assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in straight["history"]]
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(lam=1.5), "lam=1.5"),
+    (dict(label_smoothing=1.0), "label_smoothing"),
+    (dict(epochs=0), "epochs=0"),
+    (dict(workers=-1), "workers=-1"),
+])
+def test_bad_recipes_are_refused_by_name(options, message):
+    with pytest.raises(ValueError, match=message):
+        quick_config(**options)
