@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .classifier_commands import fit_classifier_command, lambda_sweep_command
 from .data_commands import data_group
 from .generator_commands import evaluate_command, fit_generator_command, sample_command
 
@@ -18,6 +19,8 @@ main.add_command(data_group)
 main.add_command(fit_generator_command)
 main.add_command(evaluate_command)
 main.add_command(sample_command)
+main.add_command(fit_classifier_command)
+main.add_command(lambda_sweep_command)
 
 if __name__ == "__main__":
     main()

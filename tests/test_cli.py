@@ -76,3 +76,30 @@ def test_sample_insists_on_a_png_name(fitted, tmp_path):
     result = CliRunner().invoke(main, ["sample", "--generator", str(out), "--out", str(tmp_path / "grid.jpg")])
     assert result.exit_code == 2
     assert "should end in .png" in result.output
+
+
+def test_fit_classifier_runs_each_seed_and_writes_a_mean_std_table(fitted, image_folder, tmp_path):
+    out, _ = fitted
+    result = CliRunner().invoke(main, [
+        "fit-classifier", "--dataset", str(image_folder), "--generator", str(out), "--hidden", "16", "16",
+        "--epochs", "2", "--seeds", "2", "--lam", "0.5", "--workers", "0", "--no-progress", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(summary["errors"]) == 2 and summary["hidden"] == [16, 16] and summary["lam"] == 0.5
+    assert (tmp_path / "seed1" / "result.json").exists()
+    assert "± " in (tmp_path / "summary.md").read_text()
+
+
+def test_lambda_sweep_writes_errors_and_a_plot(fitted, image_folder, tmp_path):
+    out, _ = fitted
+    result = CliRunner().invoke(main, [
+        "lambda-sweep", "--dataset", str(image_folder), "--generator", str(out), "--hidden", "16",
+        "--lams", "0.2", "1.0", "--epochs", "1", "--workers", "0", "--no-progress", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads((tmp_path / "sweep.json").read_text())["val_error"]) == {"0.2", "1"}
+    assert Image.open(tmp_path / "sweep.png").format == "PNG"
+
+
+def test_a_sweep_without_a_generator_is_refused(image_folder, tmp_path):
+    result = CliRunner().invoke(main, ["lambda-sweep", "--dataset", str(image_folder), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "needs a generator" in result.output
