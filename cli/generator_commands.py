@@ -151,3 +151,31 @@ def sample_command(generator_dir: Path, mode: str, count: int, per_row: int, see
     with atomic_path(out) as temporary:
         save_image(grid, temporary, format="png")
     click.echo(f"wrote {out}")
+
+
+@click.command("export")
+@click.option("--generator", "generator_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Bundle directory to export.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="New bundle directory (must not hold a bundle yet).")
+@click.option("--images/--no-images", default=True, show_default=True,
+              help="Keep the exemplar images; without them the bundle is small enough to ship in a package, and "
+                   "loading re-attaches them from the training split when it is at hand.")
+@click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default=None,
+              help="Record the training dataset, for bundles whose training run did not.")
+def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | None) -> None:
+    """Copy a generator bundle, optionally without its exemplar images."""
+    import dataclasses
+
+    from exaug.bundle import CONFIG_FILE, read_bundle_config, save_bundle
+
+    if (out / CONFIG_FILE).exists():
+        raise click.ClickException(f"{out} already holds a bundle; choose another --out")
+    config = read_bundle_config(generator_dir)
+    model = _load_generator(generator_dir, "cpu")
+    training = TrainConfig.from_dict(config["training"]) if config.get("training") else TrainConfig()
+    if dataset is not None:
+        training = dataclasses.replace(training, extra={**training.extra, "dataset": dataset})
+    save_bundle(model, out, training, config.get("data_checksum"), include_images=images)
+    size = sum(path.stat().st_size for path in out.iterdir()) / 2**20
+    click.echo(f"wrote {out} ({size:.1f} MiB)")

@@ -6,7 +6,7 @@ import click
 
 from .classifier_commands import fit_classifier_command, lambda_sweep_command
 from .data_commands import data_group
-from .generator_commands import evaluate_command, fit_generator_command, sample_command
+from .generator_commands import evaluate_command, export_command, fit_generator_command, sample_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,6 +19,7 @@ main.add_command(data_group)
 main.add_command(fit_generator_command)
 main.add_command(evaluate_command)
 main.add_command(sample_command)
+main.add_command(export_command)
 main.add_command(fit_classifier_command)
 main.add_command(lambda_sweep_command)
 

@@ -55,7 +55,7 @@ class MixedBatchLoader:
     Images may be float in [0, 1] or uint8, of the generator's C×H×W (flattened images of
     the same size are accepted too). When the exemplar prior's latent cache holds a
     batch image (an untransformed image of the generator's own exemplar set, found by its
-    bytes), its cached mean is used; other images are encoded. ``len()``, ``set_epoch()``,
+    bytes), its cached mean is used and only the other images are encoded. ``len()``, ``set_epoch()``,
     ``sampler`` and ``dataset`` pass through, so a ``DistributedSampler`` works under DDP.
 
     Args:
@@ -117,13 +117,19 @@ class MixedBatchLoader:
         return synthetic.reshape(images.shape)
 
     def _means(self, grid: torch.Tensor, unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """μ(x) per image: from the latent cache for exemplars of the generator, from the encoder otherwise."""
         if self._cache_index is None:
             return self.generator.encode(unit)
         keys = [row.tobytes() for row in as_uint8(grid).cpu().reshape(grid.shape[0], -1).numpy()]
-        found = [self._cache_index.get(key, -1) for key in keys]
-        if min(found) < 0:
+        found = torch.tensor([self._cache_index.get(key, -1) for key in keys], device=self.device)
+        cached = found >= 0
+        if not cached.any():
             return self.generator.encode(unit)
-        return self.generator.exemplar_means[torch.tensor(found, device=self.device)], None
+        mu = torch.empty(grid.shape[0], self.generator.config.latent_dim, device=self.device, dtype=self.generator.dtype)
+        mu[cached] = self.generator.exemplar_means[found[cached]]
+        if not cached.all():
+            mu[~cached] = self.generator.encode(unit[~cached])[0]
+        return mu, None  # the exemplar kernel's σ is a scalar: no posterior variance needed
 
     def _index_exemplars(self) -> dict[bytes, int] | None:
         """image bytes → exemplar index, when the cached means can stand in for the encoder."""

@@ -143,3 +143,14 @@ def test_under_ddp_each_rank_sees_its_shard_and_the_replicas_stay_in_sync(tiny_g
     assert ranks[0]["seen"]["0"] != ranks[0]["seen"]["1"]  # set_epoch reshuffled
     assert ranks[0]["batches"] == 4
     assert math.isclose(ranks[0]["checksum"], ranks[1]["checksum"], rel_tol=1e-6)
+
+
+def test_a_batch_mixing_exemplars_and_new_images_encodes_only_the_new_ones(tiny_generator_dir, monkeypatch):
+    generator = ExemplarVAE.from_pretrained(tiny_generator_dir)
+    calls = []
+    real_encode = generator.encode
+    monkeypatch.setattr(generator, "encode", lambda x: calls.append(len(x)) or real_encode(x))
+    mixed = MixedBatchLoader([], generator, seed=0)
+    batch = torch.cat([generator.exemplar_images[:5].float() / 255, torch.rand(2, 1, 16, 16)])
+    assert mixed.synthesize(batch).shape == batch.shape
+    assert calls == [2]
