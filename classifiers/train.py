@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from exaug.atomic import atomic_write_text
@@ -54,21 +54,23 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
     input_shape, num_classes = _describe(train)
     torch.manual_seed(config.seed)
     model = create_classifier(config.model, input_shape, num_classes, config.hidden).to(device)
+    # The sampler owns the shuffling stream (saved in checkpoints); worker seeds come from a second
+    # stream, so starting workers again after a resume cannot shift the order of batches.
     shuffle = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(train, batch_size=config.batch_size, shuffle=True, num_workers=config.workers,
-                        generator=shuffle, persistent_workers=config.workers > 0, pin_memory=device.type == "cuda")
+    loader = DataLoader(train, batch_size=config.batch_size, sampler=RandomSampler(train, generator=shuffle),
+                        num_workers=config.workers, generator=torch.Generator().manual_seed(config.seed + 1),
+                        persistent_workers=config.workers > 0, pin_memory=device.type == "cuda")
     mixed = None if generator is None else MixedBatchLoader(loader, generator, device=device, seed=config.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum)
     total_steps = config.epochs * len(loader)
     schedule = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=config.final_lr_factor,
                                                  total_iters=total_steps)
-    identity = {"config": config.to_dict(), "generator": None if generator is None else str(
-        generator if not isinstance(generator, ExemplarVAE) else "in-memory"), "train_size": len(train)}
+    identity = {"config": config.to_dict(), "generator": _describe_generator(generator), "train_size": len(train)}
     history: list[dict[str, Any]] = []
     first_epoch = 1
     out = Path(out) if out is not None else None
     if out is not None and (out / CHECKPOINT_FILE).exists():
-        state = load_checkpoint(out / CHECKPOINT_FILE, identity, device)
+        state = load_checkpoint(out / CHECKPOINT_FILE, identity)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -96,7 +98,8 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
                 "schedule": schedule.state_dict(), "shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
                 "mixed_rng": None if mixed is None else mixed.random.get_state(), "history": history})
     result = {"test_error": history[-1]["test_error"], "epochs": config.epochs, "config": config.to_dict(),
-              "generator": identity["generator"], "train_size": len(train), "test_size": len(test),
+              "generator": None if generator is None else str(generator) if not isinstance(generator, ExemplarVAE)
+              else "in-memory", "generator_identity": identity["generator"], "train_size": len(train), "test_size": len(test),
               "history": history}
     if out is not None:
         atomic_write_text(out / RESULT_FILE, json.dumps(result, indent=2) + "\n")
@@ -145,10 +148,24 @@ def _describe(dataset: Dataset) -> tuple[tuple[int, ...], int]:
     if len(dataset) == 0:
         raise ValueError("the training set is empty")
     image, _ = dataset[0]
-    if not isinstance(image, torch.Tensor) or image.ndim != 3:
-        raise ValueError(f"training images must be C×H×W tensors; got {type(image).__name__} "
-                         f"{tuple(getattr(image, 'shape', ()))}: add v2.ToImage() and v2.ToDtype(torch.float32, scale=True)")
+    if not isinstance(image, torch.Tensor) or image.ndim != 3 or not image.is_floating_point():
+        raise ValueError(f"training images must be float C×H×W tensors in [0, 1]; got {type(image).__name__} "
+                         f"{getattr(image, 'dtype', '')} {tuple(getattr(image, 'shape', ()))}: add v2.ToImage() "
+                         "and v2.ToDtype(torch.float32, scale=True)")
     labels = getattr(dataset, "labels", None)
     if labels is None:
-        labels = torch.as_tensor([dataset[i][1] for i in range(len(dataset))])
-    return tuple(image.shape), int(labels.max()) + 1
+        labels = getattr(dataset, "targets", None)  # torchvision datasets, ImageFolder
+    if labels is None:
+        labels = [dataset[i][1] for i in range(len(dataset))]
+    return tuple(image.shape), int(torch.as_tensor(labels).max()) + 1
+
+
+def _describe_generator(generator: ExemplarVAE | str | os.PathLike | None) -> Any:
+    """What a resumed run must match: the bundle's file hashes (a rebuilt bundle is another generator)."""
+    if generator is None:
+        return None
+    if isinstance(generator, ExemplarVAE):
+        return "in-memory"
+    from exaug.bundle import read_bundle_config, resolve_bundle
+
+    return {"source": str(generator), "sha256": read_bundle_config(resolve_bundle(generator))["sha256"]}

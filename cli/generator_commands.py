@@ -9,6 +9,7 @@ import click
 import torch
 
 from exaug.config import EXEMPLAR_SEARCHES, PRIORS, ModelConfig, TrainConfig
+from exaug.sampling import SAMPLE_MODES
 from exaug.train import fit_generator
 
 from .options import apply_threads, dataset_choice, open_dataset, root_option, threads_option
@@ -56,8 +57,8 @@ def fit_generator_command(dataset: str, prior: str, latent_dim: int, hidden_dim:
     model_config = ModelConfig(prior=prior, latent_dim=latent_dim, hidden_dim=hidden_dim,
                                num_pseudo_inputs=num_pseudo_inputs)
     channel_count = None if channels is None else int(channels)
-    train = open_dataset(dataset, "train", root, channel_count, seed=config.seed)
-    val = open_dataset(dataset, "val", root, channel_count, seed=config.seed)
+    train = open_dataset(dataset, "train", root, channel_count)
+    val = open_dataset(dataset, "val", root, channel_count)
     fit_generator(train, val, config, out, model_config=model_config, progress=progress)
     click.echo(json.dumps({"bundle": str(out)}))
 
@@ -120,7 +121,7 @@ def evaluate_command(generator_dir: Path, dataset: str | None, num_samples: int,
 
 @click.command("sample")
 @click.option("--generator", "generator_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--mode", type=click.Choice(["random", "exemplars", "cyclic"]), default="random", show_default=True,
+@click.option("--mode", type=click.Choice(SAMPLE_MODES), default="random", show_default=True,
               help="random: prior samples (Fig. 9); exemplars: plates of samples around exemplars (Fig. 3/10); "
                    "cyclic: each sample is the next exemplar (appendix B).")
 @click.option("--count", type=click.IntRange(min=1), default=100, show_default=True,

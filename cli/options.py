@@ -36,9 +36,16 @@ def dataset_choice(value: str) -> str:
     raise click.BadParameter(f"{value!r} is neither one of {', '.join(data.DATASETS)} nor an existing folder")
 
 
+FOLDER_SPLIT_SEED = 0  # one fixed train/val split of a folder, whatever the training seed
+
+
 def open_dataset(name: str, split: str, root: Path | None, channels: int | None = None,
-                 val_fraction: float = 0.1, seed: int = 0) -> Dataset:
-    """A split of MNIST / Fashion-MNIST, or of an ImageFolder tree split ``val_fraction`` for validation."""
+                 val_fraction: float = 0.1) -> Dataset:
+    """A split of MNIST / Fashion-MNIST, or of an ImageFolder tree split ``val_fraction`` for validation.
+
+    Every command splits a folder the same way, so validation images are never a
+    generator's exemplars.
+    """
     if name in data.DATASETS:
         return data.load_split(name, split, root)
     from torchvision.datasets import ImageFolder
@@ -53,5 +60,5 @@ def open_dataset(name: str, split: str, root: Path | None, channels: int | None 
         return folder
     val_size = max(1, int(round(val_fraction * len(folder))))
     train_part, val_part = random_split(folder, [len(folder) - val_size, val_size],
-                                        generator=torch.Generator().manual_seed(seed))
+                                        generator=torch.Generator().manual_seed(FOLDER_SPLIT_SEED))
     return train_part if split == "train" else val_part

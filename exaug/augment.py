@@ -22,7 +22,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from .bundle import load_generator
-from .vae import ExemplarVAE
+from .images import check_images, in_format_of
+from .vae import ExemplarVAE, as_unit_float
 
 _PIL_MODES = {1: "L", 3: "RGB"}
 
@@ -45,6 +46,9 @@ class ExemplarAugment(v2.Transform):
 
     Reference: Norouzi, Fleet & Norouzi, "Exemplar VAE", NeurIPS 2020, §5.4.
     """
+
+    # Images only: masks, boxes and other tv_tensors pass through untouched.
+    _transformed_types = (tv_tensors.Image, PIL.Image.Image, lambda x: type(x) is torch.Tensor)
 
     def __init__(self, generator: ExemplarVAE, p: float = 1.0) -> None:
         super().__init__()
@@ -86,12 +90,12 @@ class ExemplarAugment(v2.Transform):
         return F.to_pil_image(out, mode=image.mode)
 
     def _transform_tensor(self, images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        batched = self._check(images)
+        batched = check_images(images, self.input_shape)
         replace = params["replace"]
         if not replace.any():
             return images
         values = images if batched else images.unsqueeze(0)
-        as_float = _to_unit_float(values)
+        as_float = as_unit_float(values)
         if self.generator.device != values.device:
             self.generator.to(values.device)
         with torch.no_grad():
@@ -99,49 +103,13 @@ class ExemplarAugment(v2.Transform):
             exemplars = as_float[chosen].to(self.generator.dtype)
             mu, log_var = self.generator.encode(exemplars)
             synthetic = self.generator.decode_around(mu, log_var, params["noise"][replace])
-        quantised = torch.round(synthetic * 255.0)
         out = values.clone()
-        out[chosen] = quantised.to(values.dtype) if values.dtype == torch.uint8 else (quantised / 255.0).to(values.dtype)
+        out[chosen] = in_format_of(synthetic, values)
         out = out if batched else out.squeeze(0)
         return tv_tensors.wrap(out, like=images) if isinstance(images, tv_tensors.TVTensor) else out
-
-    def _check(self, images: torch.Tensor) -> bool:
-        """Raise on anything the generator cannot take; return whether ``images`` is a batch."""
-        if images.ndim not in (3, 4):
-            raise ValueError(f"expected an image C×H×W or a batch B×C×H×W, got a tensor of shape {tuple(images.shape)}")
-        batched = images.ndim == 4
-        if batched and images.shape[0] == 0:
-            raise ValueError("the batch is empty (0 images); pass at least one image")
-        channels, height, width = images.shape[-3:]
-        if channels != self.input_shape[0]:
-            raise ValueError(
-                f"the image has {channels} channel(s) but the generator takes {self.input_shape[0]} "
-                f"(shape {self.input_shape}); convert with v2.Grayscale() or v2.RGB() first"
-            )
-        if (height, width) != tuple(self.input_shape[1:]):
-            raise ValueError(
-                f"the image is {height}×{width} but the generator takes {self.input_shape[1]}×{self.input_shape[2]}; "
-                "resize with v2.Resize() first or fit a generator at this size"
-            )
-        if images.dtype != torch.uint8 and not images.is_floating_point():
-            raise ValueError(f"images of dtype {images.dtype} are not supported; use uint8 or a float dtype in [0, 1]")
-        if images.is_floating_point():
-            if not torch.isfinite(images).all():
-                raise ValueError("the image holds NaN or infinite values; ExemplarAugment needs finite values in [0, 1]")
-            low, high = images.min().item(), images.max().item()
-            if low < 0.0 or high > 1.0:
-                raise ValueError(
-                    f"float images must lie in [0, 1], got values in [{low:.3g}, {high:.3g}]; "
-                    "scale with v2.ToDtype(torch.float32, scale=True) or pass uint8"
-                )
-        return batched
 
 
 def _batch_size(inpt: Any) -> int:
     if isinstance(inpt, torch.Tensor) and inpt.ndim == 4:
         return inpt.shape[0]
     return 1
-
-
-def _to_unit_float(images: torch.Tensor) -> torch.Tensor:
-    return images.float() / 255.0 if images.dtype == torch.uint8 else images

@@ -138,7 +138,8 @@ def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu"
     weights = _read_safetensors(directory / MODEL_FILE, config["sha256"].get(MODEL_FILE))
     exemplars = _read_safetensors(directory / EXEMPLARS_FILE, config["sha256"].get(EXEMPLARS_FILE))
 
-    model = ExemplarVAE(model_config)
+    with torch.random.fork_rng(devices=[]):  # the init is overwritten: leave the caller's random stream alone
+        model = ExemplarVAE(model_config)
     result = model.load_state_dict(weights, strict=False)
     problems = [f"missing {name}" for name in result.missing_keys] + [f"unexpected {name}" for name in result.unexpected_keys]
     if problems:

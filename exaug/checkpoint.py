@@ -24,11 +24,13 @@ def save_checkpoint(path: str | os.PathLike, identity: dict[str, Any], state: di
         torch.save({IDENTITY_KEY: identity, **state}, temporary)
 
 
-def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any], device: torch.device) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any]) -> dict[str, Any]:
     """The state saved at ``path``, after checking it belongs to the run described by ``identity``."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        # Load on the CPU: random-generator states must stay CPU tensors, and load_state_dict
+        # moves weights and optimiser state to wherever the live model is.
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a damaged file
         raise RuntimeError(f"{path} cannot be read ({error}); move it away to start this run afresh") from error
     stored = state.get(IDENTITY_KEY, {})

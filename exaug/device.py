@@ -9,4 +9,10 @@ def resolve_device(name: str | torch.device) -> torch.device:
     """"auto" → CUDA when present, else CPU; any other name is passed to torch.device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"device={name!r} is not a device name; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} asks for CUDA but no GPU is available; use 'auto' or 'cpu'")
+    return device

@@ -9,6 +9,7 @@ main process and on the training device, makes one synthetic twin per real image
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Iterator, NamedTuple
 
@@ -17,7 +18,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from .bundle import load_generator
-from .vae import ExemplarVAE, as_uint8
+from .images import check_images, in_format_of
+from .vae import ExemplarVAE, as_uint8, as_unit_float
 
 
 class MixedBatch(NamedTuple):
@@ -108,12 +110,16 @@ class MixedBatchLoader:
     def synthesize(self, images: torch.Tensor) -> torch.Tensor:
         """One synthetic twin per image: z ~ N(μ(x), σ² I), Bernoulli mean rounded to 1/255, in ``images``' format."""
         shape = self.generator.config.input_shape
-        grid = images.reshape(images.shape[0], *shape) if images.ndim == 2 else images
-        unit = grid.float() / 255.0 if grid.dtype == torch.uint8 else grid.to(self.generator.dtype)
+        if images.ndim == 2 and images.shape[1] == math.prod(shape):
+            grid = images.reshape(images.shape[0], *shape)  # flattened images of the generator's size
+        else:
+            grid = images
+        if not check_images(grid, shape):
+            raise ValueError(f"MixedBatchLoader needs a batch B×C×H×W, got one image of shape {tuple(grid.shape)}")
+        unit = as_unit_float(grid).to(self.generator.dtype)
         mu, log_var = self._means(grid, unit)
         noise = torch.randn(mu.shape, generator=self.random, device=self.device, dtype=mu.dtype)
-        levels = torch.round(self.generator.decode_around(mu, log_var, noise) * 255.0)
-        synthetic = levels.to(torch.uint8) if images.dtype == torch.uint8 else (levels / 255.0).to(images.dtype)
+        synthetic = in_format_of(self.generator.decode_around(mu, log_var, noise), images)
         return synthetic.reshape(images.shape)
 
     def _means(self, grid: torch.Tensor, unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

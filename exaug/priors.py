@@ -99,8 +99,8 @@ class GaussianPrior(nn.Module):
         return log_standard_normal(z)
 
     def sample(self, n: int, encoder: Encoder | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        device = next(iter(encoder.parameters())).device if isinstance(encoder, nn.Module) else None
-        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+        weight = next(iter(encoder.parameters())) if isinstance(encoder, nn.Module) else torch.empty(0)
+        return torch.randn(n, self.latent_dim, generator=generator, device=weight.device, dtype=weight.dtype)
 
 
 class VampPrior(nn.Module):

@@ -52,6 +52,13 @@ def stack_dataset(dataset: Dataset, batch_size: int = 1000) -> tuple[torch.Tenso
         return dataset.images.float() / 255.0, getattr(dataset, "labels", None)
     if len(dataset) == 0:
         raise ValueError("the dataset is empty; a generator needs at least 2 training images")
+    first = dataset[0]
+    first_image = first[0] if isinstance(first, (list, tuple)) else first
+    if not isinstance(first_image, torch.Tensor) or first_image.ndim != 3:
+        raise ValueError(
+            f"dataset items must be C×H×W image tensors (optionally with a label), got {type(first_image).__name__}: "
+            "add transform=v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])"
+        )
     images, labels = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         if isinstance(batch, (list, tuple)):
@@ -135,6 +142,7 @@ class GeneratorTrainer:
         self.train_u8 = as_uint8(train_images)
         self.train_labels = train_labels
         self.data_checksum = data_checksum(ImageTensorDataset(self.train_u8, train_labels))
+        self.val_checksum = None if val_images is None else data_checksum(ImageTensorDataset(as_uint8(val_images)))
         torch.manual_seed(config.seed)
         self.model = ExemplarVAE(model_config).to(self.device)
         self.optimizer = NormalizedAdam(self.model.parameters(), lr=config.learning_rate, foreach=True)
@@ -254,7 +262,7 @@ class GeneratorTrainer:
     # ------------------------------------------------------- checkpointing
     def _identity(self) -> dict[str, Any]:
         return {"model_config": self.model_config.to_dict(), "train_config": self.config.to_dict(),
-                "data_checksum": self.data_checksum}
+                "data_checksum": self.data_checksum, "val_checksum": self.val_checksum}
 
     def _save_checkpoint(self) -> None:
         state = {
@@ -272,7 +280,7 @@ class GeneratorTrainer:
         save_checkpoint(self.out / CHECKPOINT_FILE, self._identity(), state)
 
     def _resume(self) -> None:
-        state = load_checkpoint(self.out / CHECKPOINT_FILE, self._identity(), self.device)
+        state = load_checkpoint(self.out / CHECKPOINT_FILE, self._identity())
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])

@@ -96,10 +96,10 @@ class ExemplarVAE(nn.Module):
 
     # ----------------------------------------------------------------- shapes
     def flatten(self, images: torch.Tensor) -> torch.Tensor:
-        """B×C×H×W (or B×D) images in [0, 1] → B×D, checking the size against the config."""
+        """B×C×H×W (or B×D) images, uint8 or float in [0, 1] → float B×D, checking the size against the config."""
         if images.ndim < 2:
             raise ValueError(f"expected a batch of images, got a tensor of shape {tuple(images.shape)}")
-        flat = images.reshape(images.shape[0], -1)
+        flat = as_unit_float(images).reshape(images.shape[0], -1)
         if flat.shape[1] != self.config.input_dim:
             raise ValueError(
                 f"images of shape {tuple(images.shape[1:])} do not fit this generator, which was built for "
@@ -122,10 +122,6 @@ class ExemplarVAE(nn.Module):
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior parameters (μ, log σ²) of q(z|x), each B×d."""
         return self.encoder(self.flatten(images))
-
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Bernoulli logits of p(x|z), flattened (B×D)."""
-        return self.decoder(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Bernoulli means of p(x|z) as images (B×C×H×W in [0, 1])."""
@@ -239,7 +235,8 @@ class ExemplarVAE(nn.Module):
 
     def without_exemplars(self) -> "ExemplarVAE":
         """A copy with the networks and prior parameters only: small to pickle into DataLoader workers."""
-        slim = ExemplarVAE(self.config).to(device=self.device, dtype=self.dtype)
+        with torch.random.fork_rng(devices=[]):  # building runs the He init: keep the caller's random stream
+            slim = ExemplarVAE(self.config).to(device=self.device, dtype=self.dtype)
         slim.load_state_dict(self.state_dict())
         return slim.train(self.training)
 

@@ -6,6 +6,7 @@ import PIL.Image
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from conftest import blob_images
@@ -24,8 +25,22 @@ def image():
     return (images[0] * 255).round().to(torch.uint8)
 
 
-def test_exemplar_augment_passes_the_shared_transform_check(augment, image):
-    check_transform(augment, image)
+def test_exemplar_augment_passes_the_shared_transform_check(tiny_generator_dir, image):
+    check_transform(lambda p: ExemplarAugment.from_pretrained(tiny_generator_dir, p=p), image)
+
+
+def test_masks_and_boxes_pass_through_untouched(augment, image):
+    mask = tv_tensors.Mask(torch.ones(16, 16, dtype=torch.uint8))
+    out_image, out_mask = augment(tv_tensors.Image(image), mask)
+    assert torch.equal(out_mask, mask) and not torch.equal(out_image, image)
+
+
+def test_building_the_transform_leaves_the_global_random_stream_alone(tiny_generator_dir):
+    torch.manual_seed(0)
+    ExemplarAugment.from_pretrained(tiny_generator_dir)
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(3))
 
 
 def test_repr_shows_the_hyper_parameters(tiny_generator_dir):

@@ -70,12 +70,14 @@ def test_augmented_training_learns_with_dataloader_workers(blobs, tiny_generator
 def test_learning_rate_decays_linearly_to_one_hundredth(blobs):
     train, test = blobs
     result = fit_classifier(train, test, quick_config(epochs=2), progress=False, log=lambda r: None)
+    assert result["history"][0]["lr"] == pytest.approx(0.05 * (1 + 0.01) / 2)  # halfway: the mean of η and η/100
     assert result["history"][-1]["lr"] == pytest.approx(0.05 / 100)
 
 
-def test_a_killed_run_resumes_to_the_same_result(blobs, tmp_path, tiny_generator_dir, monkeypatch):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_killed_run_resumes_to_the_same_result(blobs, tmp_path, tiny_generator_dir, workers):
     train, test = blobs
-    config = quick_config()
+    config = quick_config(workers=workers)
     straight = fit_classifier(train, test, config, generator=str(tiny_generator_dir), out=tmp_path / "a",
                               progress=False, log=lambda r: None)
 

@@ -154,3 +154,20 @@ def test_a_batch_mixing_exemplars_and_new_images_encodes_only_the_new_ones(tiny_
     batch = torch.cat([generator.exemplar_images[:5].float() / 255, torch.rand(2, 1, 16, 16)])
     assert mixed.synthesize(batch).shape == batch.shape
     assert calls == [2]
+
+
+@pytest.mark.parametrize("bad,message", [
+    (torch.rand(4, 3, 16, 16), "3 channel"),
+    (torch.rand(4, 100), "shape"),
+    (torch.rand(4, 1, 16, 16) * 2 - 1, r"not Normalize"),
+    (torch.zeros(0, 1, 16, 16), "empty"),
+])
+def test_bad_batches_name_the_problem(tiny_generator_dir, bad, message):
+    mixed = MixedBatchLoader([], tiny_generator_dir, seed=0)
+    with pytest.raises(ValueError, match=message):
+        mixed.synthesize(bad)
+
+
+def test_flattened_batches_of_the_generator_size_are_accepted(tiny_generator_dir):
+    mixed = MixedBatchLoader([], tiny_generator_dir, seed=0)
+    assert mixed.synthesize(torch.rand(3, 256)).shape == (3, 256)

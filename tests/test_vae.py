@@ -70,3 +70,9 @@ def test_set_exemplars_rejects_out_of_range_images():
     model = model_for((1, 4, 4))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         model.set_exemplars(torch.full((3, 1, 4, 4), 2.0))
+
+
+def test_uint8_images_are_read_as_levels_of_1_over_255():
+    model = model_for((1, 8, 8))
+    levels = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
+    torch.testing.assert_close(model.encode(levels), model.encode(levels.float() / 255))

@@ -1,0 +1,50 @@
+"""Image batches at the public boundary: validation with clear messages, and format round trips.
+
+Every entry point that takes user images (ExemplarAugment, MixedBatchLoader) checks them
+here, so each bad input gets the same message naming the value and the fix, and turns
+generated images back into the caller's dtype here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_images(images: torch.Tensor, input_shape: tuple[int, ...]) -> bool:
+    """Raise on anything a generator of ``input_shape`` (C×H×W) cannot take; return whether it is a batch."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"expected a tensor of images, got {type(images).__name__}")
+    if images.ndim not in (3, 4):
+        raise ValueError(f"expected an image C×H×W or a batch B×C×H×W, got a tensor of shape {tuple(images.shape)}")
+    batched = images.ndim == 4
+    if batched and images.shape[0] == 0:
+        raise ValueError("the batch is empty (0 images); pass at least one image")
+    channels, height, width = images.shape[-3:]
+    if channels != input_shape[0]:
+        raise ValueError(
+            f"the image has {channels} channel(s) but the generator takes {input_shape[0]} "
+            f"(shape {tuple(input_shape)}); convert with v2.Grayscale() or v2.RGB() first"
+        )
+    if (height, width) != tuple(input_shape[1:]):
+        raise ValueError(
+            f"the image is {height}×{width} but the generator takes {input_shape[1]}×{input_shape[2]}; "
+            "resize with v2.Resize() first or fit a generator at this size"
+        )
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise ValueError(f"images of dtype {images.dtype} are not supported; use uint8 or a float dtype in [0, 1]")
+    if images.is_floating_point():
+        if not torch.isfinite(images).all():
+            raise ValueError("the image holds NaN or infinite values; exaug needs finite values in [0, 1]")
+        low, high = images.min().item(), images.max().item()
+        if low < 0.0 or high > 1.0:
+            raise ValueError(
+                f"float images must lie in [0, 1], got values in [{low:.3g}, {high:.3g}]; "
+                "scale with v2.ToDtype(torch.float32, scale=True) (not Normalize) or pass uint8"
+            )
+    return batched
+
+
+def in_format_of(generated: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Generated images in [0, 1] → multiples of 1/255 in ``like``'s dtype (uint8 levels or floats)."""
+    levels = torch.round(generated * 255.0)
+    return levels.to(torch.uint8) if like.dtype == torch.uint8 else (levels / 255.0).to(like.dtype)
