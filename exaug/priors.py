@@ -63,12 +63,43 @@ def isotropic_mixture_log_prob(
     Returns:
         log r(z) per row (B).
     """
+    # -||z - c||²/2σ² = z·c/σ² - ||c||²/2σ² - ||z||²/2σ²: the last term is constant along a row, so it
+    # leaves the logsumexp, and the rest is one matrix product plus an in-place bias. This form
+    # makes a single pass over the B×M logits before the logsumexp, which matters at test time
+    # (5000 importance samples × 50K exemplars per image).
     dim = z.shape[-1]
-    logits = squared_distances(z, centres) * (-0.5 * torch.exp(-log_var))
+    precision = torch.exp(-log_var)
+    logits = (z * precision) @ centres.t()
+    logits.add_(centres.pow(2).sum(-1) * (-0.5 * precision))
+    row_term = z.pow(2).sum(-1) * (-0.5 * precision)
+    log_norm = 0.5 * dim * (LOG_2PI + log_var)
+    return masked_logsumexp(logits, mask) + row_term - log_norm - log_count
+
+
+# exp(x) for x < -87 is a float32 denormal, and denormal arithmetic is ~5× slower on CPUs.
+# Terms below e^-80 of the largest one change a sum of ≤ 10^6 terms by < 10^-28: drop them.
+_NEGLIGIBLE_LOG_RATIO = -80.0
+
+
+def masked_logsumexp(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """log Σ_j exp(logits_j) over the last dimension, over entries ``mask`` allows (all when None).
+
+    Same value as ``torch.logsumexp`` to float precision, but it never produces denormal
+    numbers, which made the test-time prior (thousands of samples × tens of thousands of
+    exemplars, most of them far away) several times slower.
+    """
     if mask is not None:
         logits = logits.masked_fill(~mask, float("-inf"))
-    log_norm = 0.5 * dim * (LOG_2PI + log_var)
-    return torch.logsumexp(logits, dim=-1) - log_norm - log_count
+    peak = logits.amax(-1, keepdim=True).detach()
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    shifted = logits - peak
+    if shifted.requires_grad:
+        weights = shifted.clamp_min(_NEGLIGIBLE_LOG_RATIO).exp()
+    else:
+        weights = shifted.clamp_min_(_NEGLIGIBLE_LOG_RATIO).exp_()
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)
+    return weights.sum(-1).log() + peak.squeeze(-1)
 
 
 def diagonal_mixture_log_prob(z: torch.Tensor, means: torch.Tensor, log_vars: torch.Tensor) -> torch.Tensor:
@@ -85,7 +116,7 @@ def diagonal_mixture_log_prob(z: torch.Tensor, means: torch.Tensor, log_vars: to
     )
     log_dets = log_vars.sum(-1)
     log_components = -0.5 * (z.shape[-1] * LOG_2PI + log_dets + quadratic)
-    return torch.logsumexp(log_components, dim=-1) - math.log(means.shape[0])
+    return masked_logsumexp(log_components) - math.log(means.shape[0])
 
 
 class GaussianPrior(nn.Module):

@@ -103,3 +103,17 @@ def test_vamp_prior_is_the_mixture_of_pseudo_input_posteriors():
     per_component = torch.stack([log_normal_diag(z, means[k], log_vars[k]) for k in range(3)], dim=1)
     expected = torch.logsumexp(per_component, 1) - math.log(3)
     torch.testing.assert_close(model.log_prior(z), expected)
+
+
+def test_masked_logsumexp_matches_torch_and_ignores_masked_entries():
+    from exaug.priors import masked_logsumexp
+
+    logits = torch.randn(4, 6) * 50
+    torch.testing.assert_close(masked_logsumexp(logits), torch.logsumexp(logits, -1))
+    mask = torch.rand(4, 6) > 0.5
+    mask[:, 0] = True
+    expected = torch.logsumexp(logits.masked_fill(~mask, float("-inf")), -1)
+    torch.testing.assert_close(masked_logsumexp(logits, mask), expected)
+    logits.requires_grad_()
+    masked_logsumexp(logits, mask).sum().backward()
+    assert (logits.grad[~mask] == 0).all()
