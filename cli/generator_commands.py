@@ -22,8 +22,9 @@ from .options import apply_threads, dataset_choice, open_dataset, root_option, t
 @click.option("--search", "exemplar_search", type=click.Choice(EXEMPLAR_SEARCHES), default="knn", show_default=True,
               help="Exemplar prior over all subsampled exemplars (exact) or their k nearest (knn).")
 @click.option("--knn", type=click.IntRange(min=1), default=10, show_default=True, help="k of the kNN prior.")
-@click.option("--neighbour-gradient/--no-neighbour-gradient", default=False, show_default=True,
-              help="Re-encode the prior's exemplars with gradient each step (Algorithm 1), or use the latent cache.")
+@click.option("--neighbour-gradient/--no-neighbour-gradient", default=True, show_default=True,
+              help="Re-encode the prior's exemplars with gradient each step (Algorithm 1), or take them from the "
+                   "latent cache (faster, but the latent scale drifts).")
 @click.option("--exemplar-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="M/N, the exemplar subsampling ratio.")
 @click.option("--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs, show_default=True)
