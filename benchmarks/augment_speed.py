@@ -112,8 +112,14 @@ def main() -> None:
     parser.add_argument("--generator", default="mnist", help="bundled name or bundle directory")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--images", type=int, default=5000, help="images per throughput measurement")
+    parser.add_argument("--threads", type=int, default=None, help="torch and faiss threads (default: all cores)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/augment_speed.json"))
     args = parser.parse_args()
+    if args.threads is not None:
+        import faiss
+
+        torch.set_num_threads(args.threads)
+        faiss.omp_set_num_threads(args.threads)
 
     train = load_split("mnist", "trainval")  # what the paper's classifiers train on
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))

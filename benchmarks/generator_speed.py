@@ -67,8 +67,14 @@ def main() -> None:
                         help="timed steps for the exact prior with gradient (each re-encodes 25K exemplars)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--threads", type=int, default=None, help="torch and faiss threads (default: all cores)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/generator_speed.json"))
     args = parser.parse_args()
+    if args.threads is not None:
+        import faiss
+
+        torch.set_num_threads(args.threads)
+        faiss.omp_set_num_threads(args.threads)
 
     images = load_split("mnist", "train").images.float() / 255.0
     results = {}
