@@ -99,7 +99,10 @@ def evaluate_command(generator_dir: Path, dataset: str | None, num_samples: int,
 
     apply_threads(threads)
     model = _load_generator(generator_dir, device)
-    trained_on = ((read_bundle_config(generator_dir).get("training") or {}).get("extra") or {}).get("dataset")
+    from exaug.bundle import PRETRAINED_DIR, resolve_bundle
+
+    bundle_dir = resolve_bundle(generator_dir)
+    trained_on = ((read_bundle_config(bundle_dir).get("training") or {}).get("extra") or {}).get("dataset")
     dataset = dataset or trained_on
     if dataset is None:
         raise click.UsageError("the bundle does not record its dataset; pass --dataset")
@@ -112,7 +115,8 @@ def evaluate_command(generator_dir: Path, dataset: str | None, num_samples: int,
     results = evaluate_generator(model, test_images, test_labels, val_images, val_labels,
                                  num_samples=num_samples, subset=subset, progress=progress)
     results.update(generator=str(generator_dir), dataset=dataset)
-    out = out or generator_dir / "evaluation.json"
+    if out is None:  # beside the bundle, unless that is a bundled generator inside the package
+        out = Path(f"evaluation-{generator_dir}.json") if bundle_dir.parent == PRETRAINED_DIR else bundle_dir / "evaluation.json"
     atomic_write_text(out, json.dumps(results, indent=2) + "\n")
     report = markdown_report(results)
     atomic_write_text(out.with_suffix(".md"), report)
@@ -173,7 +177,9 @@ def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | 
 
     if (out / CONFIG_FILE).exists():
         raise click.ClickException(f"{out} already holds a bundle; choose another --out")
-    config = read_bundle_config(generator_dir)
+    from exaug.bundle import resolve_bundle
+
+    config = read_bundle_config(resolve_bundle(generator_dir))
     model = _load_generator(generator_dir, "cpu")
     training = TrainConfig.from_dict(config["training"]) if config.get("training") else TrainConfig()
     if dataset is not None:

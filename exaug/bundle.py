@@ -107,9 +107,12 @@ PRETRAINED_NAMES = ("mnist", "fashion-mnist")
 
 
 def resolve_bundle(path_or_name: str | os.PathLike) -> Path:
-    """The directory of a bundled generator name ("mnist", "fashion-mnist") or of a bundle path."""
-    if isinstance(path_or_name, str) and path_or_name in PRETRAINED_NAMES:
-        directory = PRETRAINED_DIR / path_or_name
+    """The directory of a bundle path, or of a bundled generator name ("mnist", "fashion-mnist").
+
+    An existing directory wins over a bundled name of the same spelling.
+    """
+    if str(path_or_name) in PRETRAINED_NAMES and not Path(path_or_name).is_dir():
+        directory = PRETRAINED_DIR / str(path_or_name)
         if not (directory / CONFIG_FILE).is_file():
             raise BundleError(f"the bundled generator {path_or_name!r} is not part of this installation ({directory})")
         return directory

@@ -29,3 +29,12 @@ def test_a_bundled_generator_makes_label_preserving_looking_twins(name):
     # a twin stays much closer to its own exemplar than to the other exemplars
     distances = torch.cdist(twins.flatten(1).float(), images.flatten(1).float())
     assert (distances.argmin(1) == torch.arange(64)).float().mean() > 0.8
+
+
+def test_the_cli_takes_a_bundled_name_wherever_it_takes_a_bundle(tmp_path):
+    from click.testing import CliRunner
+
+    from exaug.cli.main import main
+
+    result = CliRunner().invoke(main, ["sample", "--generator", "mnist", "--count", "4", "--out", str(tmp_path / "g.png")])
+    assert result.exit_code == 0, result.output
