@@ -27,6 +27,7 @@ from torchvision.transforms import v2
 
 from exaug import ExemplarAugment, MixedBatchLoader, mixed_loss
 from exaug.classifiers import PermutationInvariantMLP
+from exaug.cli.options import apply_threads
 from exaug.data import load_split
 
 
@@ -115,11 +116,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch and faiss threads (default: all cores)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/augment_speed.json"))
     args = parser.parse_args()
-    if args.threads is not None:
-        import faiss
-
-        torch.set_num_threads(args.threads)
-        faiss.omp_set_num_threads(args.threads)
+    apply_threads(args.threads)
 
     train = load_split("mnist", "trainval")  # what the paper's classifiers train on
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from exaug.config import ModelConfig, TrainConfig
+from exaug.cli.options import apply_threads
 from exaug.data import load_split
 from exaug.train import GeneratorTrainer
 
@@ -70,11 +71,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch and faiss threads (default: all cores)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/generator_speed.json"))
     args = parser.parse_args()
-    if args.threads is not None:
-        import faiss
-
-        torch.set_num_threads(args.threads)
-        faiss.omp_set_num_threads(args.threads)
+    apply_threads(args.threads)
 
     images = load_split("mnist", "train").images.float() / 255.0
     results = {}
