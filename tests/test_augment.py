@@ -10,7 +10,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from conftest import blob_images
-from exaug import ExemplarAugment, ExemplarVAE
+from exaug import ExemplarAugment
 from transform_checks import check_transform
 
 
