@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 from tqdm.auto import tqdm
 
 from exaug.atomic import atomic_write_text
@@ -152,20 +152,30 @@ def _describe(dataset: Dataset) -> tuple[tuple[int, ...], int]:
         raise ValueError(f"training images must be float C×H×W tensors in [0, 1]; got {type(image).__name__} "
                          f"{getattr(image, 'dtype', '')} {tuple(getattr(image, 'shape', ()))}: add v2.ToImage() "
                          "and v2.ToDtype(torch.float32, scale=True)")
+    return tuple(image.shape), _class_count(dataset)
+
+
+def _class_count(dataset: Dataset) -> int:
+    """Number of classes, read from the dataset's label list when it has one (decoding every image is slow)."""
+    if isinstance(dataset, Subset):  # e.g. a random_split of an ImageFolder: the classes are the whole folder's
+        return _class_count(dataset.dataset)
+    classes = getattr(dataset, "classes", None)  # torchvision datasets, ImageFolder
+    if classes is not None:
+        return len(classes)
     labels = getattr(dataset, "labels", None)
     if labels is None:
-        labels = getattr(dataset, "targets", None)  # torchvision datasets, ImageFolder
+        labels = getattr(dataset, "targets", None)
     if labels is None:
         labels = [dataset[i][1] for i in range(len(dataset))]
-    return tuple(image.shape), int(torch.as_tensor(labels).max()) + 1
+    return int(torch.as_tensor(labels).max()) + 1
 
 
 def _describe_generator(generator: ExemplarVAE | str | os.PathLike | None) -> Any:
-    """What a resumed run must match: the bundle's file hashes (a rebuilt bundle is another generator)."""
+    """What a resumed run must match: the bundle's file hashes, however it is named (a rebuilt bundle is another generator)."""
     if generator is None:
         return None
     if isinstance(generator, ExemplarVAE):
         return "in-memory"
     from exaug.bundle import read_bundle_config, resolve_bundle
 
-    return {"source": str(generator), "sha256": read_bundle_config(resolve_bundle(generator))["sha256"]}
+    return {"sha256": read_bundle_config(resolve_bundle(generator))["sha256"]}

@@ -12,7 +12,7 @@ import click
 from exaug.atomic import atomic_path, atomic_write_text
 from exaug.classifiers import ClassifierConfig, fit_classifier
 
-from .options import apply_threads, dataset_choice, open_dataset, root_option, threads_option
+from .options import apply_threads, dataset_choice, open_dataset, root_option, threads_option, user_errors
 
 PAPER_LAMBDA = {"mnist": 0.4, "fashion-mnist": 0.8}  # λ of §5.4, chosen on validation in the paper
 
@@ -85,13 +85,15 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
     Prints a JSON line per epoch; writes per-seed results and a Markdown table with mean ± std.
     """
     apply_threads(threads)
+    _check_recipe(generator, recipe)
     lam = PAPER_LAMBDA.get(dataset, 0.4) if lam is None else lam
     train, test = _splits(dataset, split, root, generator)
     results = []
     for seed in range(seeds):
-        config = ClassifierConfig(lam=lam, seed=seed, extra={"dataset": dataset, "split": split}, **recipe)
-        result = fit_classifier(train, test, config, generator=_generator(generator), out=out / f"seed{seed}",
-                                progress=progress)
+        with user_errors():
+            config = ClassifierConfig(lam=lam, seed=seed, extra={"dataset": dataset, "split": split}, **recipe)
+            result = fit_classifier(train, test, config, generator=_generator(generator), out=out / f"seed{seed}",
+                                    progress=progress)
         results.append(result["test_error"])
         click.echo(json.dumps({"seed": seed, "error": result["test_error"]}))
     summary = {
@@ -120,12 +122,14 @@ def lambda_sweep_command(dataset: str, generator: str, lams: tuple[float, ...], 
     apply_threads(threads)
     if generator == "none":
         raise click.UsageError("a λ sweep needs a generator: pass --generator NAME or DIR")
+    _check_recipe(generator, recipe)
     train, val = _splits(dataset, "val", root, generator)
     errors = {}
     for lam in sorted(lams):
-        config = ClassifierConfig(lam=lam, seed=seed, extra={"dataset": dataset, "split": "val"}, **recipe)
-        result = fit_classifier(train, val, config, generator=_generator(generator), out=out / f"lam{lam:g}",
-                                progress=progress)
+        with user_errors():
+            config = ClassifierConfig(lam=lam, seed=seed, extra={"dataset": dataset, "split": "val"}, **recipe)
+            result = fit_classifier(train, val, config, generator=_generator(generator), out=out / f"lam{lam:g}",
+                                    progress=progress)
         errors[lam] = result["test_error"]
         click.echo(json.dumps({"lam": lam, "val_error": errors[lam]}))
     atomic_write_text(out / "sweep.json", json.dumps(
@@ -133,6 +137,19 @@ def lambda_sweep_command(dataset: str, generator: str, lams: tuple[float, ...], 
          "val_error": {f"{lam:g}": error for lam, error in errors.items()}}, indent=2) + "\n")
     _plot_sweep(errors, f"{dataset}, {_model_name(recipe)}, generator {generator}", out / "sweep.png")
     click.echo(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'}")
+
+
+def _check_recipe(generator: str, recipe: dict[str, Any]) -> None:
+    """Refuse a misspelt generator, model or device before any data is read or any run is started."""
+    from exaug.bundle import read_bundle_config, resolve_bundle
+    from exaug.classifiers.factory import check_model_name
+    from exaug.device import resolve_device
+
+    with user_errors():
+        if generator != "none":
+            read_bundle_config(resolve_bundle(generator))
+        check_model_name(recipe["model"])
+        resolve_device(recipe["device"])
 
 
 def _splits(dataset: str, split: str, root: Path | None, generator: str) -> tuple[Any, Any]:

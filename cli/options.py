@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 import torch
@@ -27,6 +28,19 @@ def apply_threads(threads: int | None) -> None:
 
         torch.set_num_threads(threads)
         faiss.omp_set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Show exaug's ValueErrors (bad settings, broken bundles, refused resumes) as click errors, not tracebacks.
+
+    The library raises ValueError only for problems the caller can fix, each with a message
+    naming the problem and the fix, so the message is all a command-line user needs.
+    """
+    try:
+        yield
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
 
 
 def dataset_choice(value: str) -> str:

@@ -12,6 +12,7 @@ in every worker, and the generator pickled into workers carries no exemplar set.
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -41,7 +42,7 @@ class ExemplarAugment(v2.Transform):
 
     Example::
 
-        transform = v2.Compose([v2.ToImage(), ExemplarAugment.from_pretrained("runs/mnist"),
+        transform = v2.Compose([v2.ToImage(), ExemplarAugment.from_pretrained("mnist"),
                                 v2.ToDtype(torch.float32, scale=True)])
 
     Reference: Norouzi, Fleet & Norouzi, "Exemplar VAE", NeurIPS 2020, §5.4.
@@ -57,6 +58,23 @@ class ExemplarAugment(v2.Transform):
         self.p = float(p)
         self.input_shape = tuple(generator.config.input_shape)
         self.generator = generator.without_exemplars().eval().requires_grad_(False)
+        self._on_device: dict[torch.device, ExemplarVAE] = {}  # copies for inputs on other devices
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle with the generator on the CPU, so DataLoader workers never start CUDA."""
+        state = self.__dict__.copy()
+        if self.generator.device.type != "cpu":
+            state["_modules"] = {**state["_modules"], "generator": copy.deepcopy(self.generator).cpu()}
+        state["_on_device"] = {}
+        return state
+
+    def _generator_on(self, device: torch.device) -> ExemplarVAE:
+        """The generator on ``device``: the transform's own, or a copy kept for that device (never moved in place)."""
+        if self.generator.device == device:
+            return self.generator
+        if device not in self._on_device:
+            self._on_device[device] = copy.deepcopy(self.generator).to(device)
+        return self._on_device[device]
 
     def __repr__(self) -> str:
         # One line, like torchvision's transforms; the generator's layers would drown the hyper-parameters.
@@ -96,13 +114,12 @@ class ExemplarAugment(v2.Transform):
             return images
         values = images if batched else images.unsqueeze(0)
         as_float = as_unit_float(values)
-        if self.generator.device != values.device:
-            self.generator.to(values.device)
+        generator = self._generator_on(values.device)
         with torch.no_grad():
             chosen = replace.to(values.device)
-            exemplars = as_float[chosen].to(self.generator.dtype)
-            mu, log_var = self.generator.encode(exemplars)
-            synthetic = self.generator.decode_around(mu, log_var, params["noise"][replace])
+            exemplars = as_float[chosen].to(generator.dtype)
+            mu, log_var = generator.encode(exemplars)
+            synthetic = generator.decode_around(mu, log_var, params["noise"][replace])
         out = values.clone()
         out[chosen] = in_format_of(synthetic, values)
         out = out if batched else out.squeeze(0)

@@ -33,11 +33,27 @@ def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any]) -> dict[s
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a damaged file
         raise RuntimeError(f"{path} cannot be read ({error}); move it away to start this run afresh") from error
-    stored = state.get(IDENTITY_KEY, {})
-    differences = [key for key in identity if stored.get(key) != identity[key]]
+    differences = identity_differences(state.get(IDENTITY_KEY, {}), identity)
     if differences:
         raise ValueError(
-            f"{path.parent} holds a run with a different {' and '.join(differences)}; "
+            f"{path.parent} holds a run with a different {'; '.join(differences)}; "
             "pass another output directory, or the same settings and data to resume it"
         )
     return state
+
+
+def identity_differences(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Each setting that differs, as ``"train_config.epochs: 100 → 200"`` (nested dicts are searched)."""
+    differences = []
+    for key, value in current.items():
+        old = stored.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            differences += identity_differences(old, value, f"{prefix}{key}.")
+        elif old != value:
+            differences.append(f"{prefix}{key}: {_short(old)} → {_short(value)}")
+    return differences
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -62,9 +62,12 @@ class MixedBatchLoader:
 
     Args:
         loader: any iterable of ``(images, labels)`` batches, usually a DataLoader.
-        generator: an ExemplarVAE, a bundle directory, or a bundled name.
+        generator: an ExemplarVAE, a bundle directory, or a bundled name. An ExemplarVAE
+            passed in is used as it is: moved to ``device``, put in eval mode and frozen.
         device: where batches and generation go (default: the generator's device).
         seed: seeds this loader's own random stream, for reproducible synthetic batches.
+            Under ``torch.distributed`` the process's rank is added, so the ranks of a DDP
+            run draw different noise from one seed.
     """
 
     def __init__(self, loader: DataLoader | Any, generator: ExemplarVAE | str | os.PathLike,
@@ -79,7 +82,7 @@ class MixedBatchLoader:
         if seed is None:
             self.random.seed()
         else:
-            self.random.manual_seed(seed)
+            self.random.manual_seed(seed + _rank())
         self._cache_index = self._index_exemplars()
 
     def __len__(self) -> int:
@@ -144,3 +147,9 @@ class MixedBatchLoader:
         if images is None or not has_kernel or self.generator.exemplar_means is None:
             return None
         return {row.tobytes(): index for index, row in enumerate(images.reshape(images.shape[0], -1).numpy())}
+
+
+def _rank() -> int:
+    """This process's rank in a running ``torch.distributed`` group, else 0."""
+    distributed = torch.distributed
+    return distributed.get_rank() if distributed.is_available() and distributed.is_initialized() else 0

@@ -1,5 +1,6 @@
 """ExemplarAugment: the torchvision v2 transform contract, DataLoader workers, and its errors."""
 
+import pickle
 import sys
 
 import PIL.Image
@@ -155,3 +156,10 @@ def test_p_outside_zero_one_is_refused(tiny_generator_dir):
 def test_cuda_batches_are_generated_on_the_gpu(augment, image):
     out = augment(image.cuda().unsqueeze(0))
     assert out.is_cuda
+    assert augment.generator.device.type == "cpu"  # a GPU copy served the batch; workers still get CPU weights
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_transform_built_on_the_gpu_pickles_onto_the_cpu(tiny_generator_dir):
+    augment = ExemplarAugment.from_pretrained(tiny_generator_dir, device="cuda")
+    assert pickle.loads(pickle.dumps(augment)).generator.device.type == "cpu"

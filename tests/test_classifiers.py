@@ -1,12 +1,14 @@
 """exaug.classifiers: the MLP, timm models by name, and the §5.4 recipe with and without augmentation."""
 
+import shutil
+
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
 from conftest import blob_images
 from exaug.classifiers import ClassifierConfig, PermutationInvariantMLP, create_classifier, fit_classifier
-from exaug.classifiers.train import CHECKPOINT_FILE
+from exaug.classifiers.train import CHECKPOINT_FILE, _describe
 
 
 @pytest.fixture
@@ -96,6 +98,26 @@ def test_a_killed_run_resumes_to_the_same_result(blobs, tmp_path, tiny_generator
     assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in straight["history"]]
 
 
+def test_a_run_resumes_with_the_same_bundle_under_another_path(blobs, tmp_path, tiny_generator_dir):
+    train, test = blobs
+    first = fit_classifier(train, test, quick_config(epochs=2), generator=str(tiny_generator_dir),
+                           out=tmp_path / "run", progress=False, log=lambda r: None)
+    moved = shutil.copytree(tiny_generator_dir, tmp_path / "moved-bundle")
+    again = fit_classifier(train, test, quick_config(epochs=2), generator=str(moved), out=tmp_path / "run",
+                           progress=False, log=lambda r: None)
+    assert again["history"] == first["history"]  # found finished, not trained afresh
+
+
+def test_resuming_with_other_settings_names_each_change_and_keeps_the_checkpoint(blobs, tmp_path):
+    train, test = blobs
+    fit_classifier(train, test, quick_config(epochs=1), out=tmp_path, progress=False, log=lambda r: None)
+    before = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    with pytest.raises(ValueError, match=r"config\.learning_rate: 0\.05 → 0\.2"):
+        fit_classifier(train, test, quick_config(epochs=1, learning_rate=0.2), out=tmp_path, progress=False,
+                       log=lambda r: None)
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before
+
+
 @pytest.mark.parametrize("options,message", [
     (dict(lam=1.5), "lam=1.5"),
     (dict(label_smoothing=1.0), "label_smoothing"),
@@ -105,3 +127,20 @@ def test_a_killed_run_resumes_to_the_same_result(blobs, tmp_path, tiny_generator
 def test_bad_recipes_are_refused_by_name(options, message):
     with pytest.raises(ValueError, match=message):
         quick_config(**options)
+
+
+def test_the_class_count_of_a_split_folder_comes_from_its_class_list_not_its_images():
+    class CountingFolder(torch.utils.data.Dataset):
+        classes = ["a", "b", "c"]  # like ImageFolder; label 2 never occurs in the split below
+        reads = 0
+
+        def __len__(self):
+            return 50
+
+        def __getitem__(self, index):
+            CountingFolder.reads += 1
+            return torch.rand(1, 4, 4), index % 2
+
+    shape, classes = _describe(torch.utils.data.Subset(CountingFolder(), range(40)))
+    assert (shape, classes) == ((1, 4, 4), 3)
+    assert CountingFolder.reads == 1

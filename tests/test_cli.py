@@ -103,3 +103,25 @@ def test_lambda_sweep_writes_errors_and_a_plot(fitted, image_folder, tmp_path):
 def test_a_sweep_without_a_generator_is_refused(image_folder, tmp_path):
     result = CliRunner().invoke(main, ["lambda-sweep", "--dataset", str(image_folder), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "needs a generator" in result.output
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--generator", "mnsit"], "mnsit"),
+    (["--model", "no_such_net"], "timm.list_models"),
+    (["--device", "tpu0"], "not a device name"),
+])
+def test_fit_classifier_refuses_misspelt_settings_before_training(image_folder, tmp_path, flags, message):
+    result = CliRunner().invoke(main, ["fit-classifier", "--dataset", str(image_folder), *flags,
+                                       "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_fit_classifier_explains_a_refused_resume(image_folder, tmp_path):
+    common = ["fit-classifier", "--dataset", str(image_folder), "--hidden", "8", "--epochs", "1", "--seeds", "1",
+              "--workers", "0", "--no-progress", "--out", str(tmp_path)]
+    assert CliRunner().invoke(main, common).exit_code == 0
+    result = CliRunner().invoke(main, [*common, "--lr", "0.3"])
+    assert result.exit_code == 1
+    assert "config.learning_rate: 0.1 → 0.3" in result.output

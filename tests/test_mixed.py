@@ -114,7 +114,7 @@ def _ddp_worker(rank, world_size, init_file, generator_dir, result_dir):
     images, _ = blob_images(40, seed=5)
     dataset = TensorDataset(images, torch.arange(40))  # the label is the image's index
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=0)
-    mixed = MixedBatchLoader(DataLoader(dataset, batch_size=5, sampler=sampler), generator_dir, seed=rank)
+    mixed = MixedBatchLoader(DataLoader(dataset, batch_size=5, sampler=sampler), generator_dir, seed=7)
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 40)))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     seen = {}
@@ -130,7 +130,8 @@ def _ddp_worker(rank, world_size, init_file, generator_dir, result_dir):
             seen[epoch] += batch.target.tolist()
     checksum = sum(p.detach().double().sum().item() for p in model.parameters())
     with open(f"{result_dir}/rank{rank}.json", "w") as handle:
-        json.dump({"seen": seen, "batches": len(mixed), "checksum": checksum}, handle)
+        json.dump({"seen": seen, "batches": len(mixed), "checksum": checksum,
+                   "noise_seed": mixed.random.initial_seed()}, handle)
     dist.destroy_process_group()
 
 
@@ -143,6 +144,7 @@ def test_under_ddp_each_rank_sees_its_shard_and_the_replicas_stay_in_sync(tiny_g
     assert ranks[0]["seen"]["0"] != ranks[0]["seen"]["1"]  # set_epoch reshuffled
     assert ranks[0]["batches"] == 4
     assert math.isclose(ranks[0]["checksum"], ranks[1]["checksum"], rel_tol=1e-6)
+    assert ranks[0]["noise_seed"] != ranks[1]["noise_seed"]  # one seed, a different noise stream per rank
 
 
 def test_a_batch_mixing_exemplars_and_new_images_encodes_only_the_new_ones(tiny_generator_dir, monkeypatch):
