@@ -76,6 +76,8 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
         schedule.load_state_dict(state["schedule"])
         shuffle.set_state(state["shuffle"])
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:  # dropout etc. in timm models on the GPU
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         if mixed is not None:
             mixed.random.set_state(state["mixed_rng"])
         history, first_epoch = state["history"], state["epoch"] + 1
@@ -96,6 +98,7 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
             save_checkpoint(out / CHECKPOINT_FILE, identity, {
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                 "mixed_rng": None if mixed is None else mixed.random.get_state(), "history": history})
     result = {"test_error": history[-1]["test_error"], "epochs": config.epochs, "config": config.to_dict(),
               "generator": None if generator is None else str(generator) if not isinstance(generator, ExemplarVAE)

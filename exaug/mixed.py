@@ -105,7 +105,8 @@ class MixedBatchLoader:
     def __iter__(self) -> Iterator[MixedBatch]:
         for batch in self.loader:
             if not isinstance(batch, (list, tuple)) or len(batch) < 2:
-                raise ValueError("MixedBatchLoader needs a loader of (images, labels) batches")
+                raise ValueError(f"MixedBatchLoader needs a loader of (images, labels) batches; got a "
+                                 f"{type(batch).__name__}{f' of length {len(batch)}' if isinstance(batch, (list, tuple)) else ''}")
             images, target = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device, non_blocking=True)
             yield MixedBatch(images, self.synthesize(images), target)
 

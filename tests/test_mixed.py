@@ -173,3 +173,9 @@ def test_bad_batches_name_the_problem(tiny_generator_dir, bad, message):
 def test_flattened_batches_of_the_generator_size_are_accepted(tiny_generator_dir):
     mixed = MixedBatchLoader([], tiny_generator_dir, seed=0)
     assert mixed.synthesize(torch.rand(3, 256)).shape == (3, 256)
+
+
+def test_a_loader_of_bare_images_is_refused_with_what_it_yielded(tiny_generator_dir):
+    mixed = MixedBatchLoader([torch.rand(4, 1, 16, 16)], tiny_generator_dir, seed=0)
+    with pytest.raises(ValueError, match="needs a loader of \\(images, labels\\) batches; got a Tensor"):
+        next(iter(mixed))
