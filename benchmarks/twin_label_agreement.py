@@ -9,7 +9,7 @@ exemplar mean), and reports the share of twins the classifier assigns to another
 next to its error on the real exemplars.
 
     python benchmarks/twin_label_agreement.py --generator mnist --classifier runs/clf-mnist-ls/seed0 \\
-        --out benchmarks/results/twin_label_agreement.json
+        --out benchmarks/results/twin_label_agreement_mnist.json
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def main() -> None:
                         help="kernel-width factors (1 = the learned σ)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch and faiss threads (default: all cores)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/twin_label_agreement.json"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON results (default: benchmarks/results/twin_label_agreement_DATASET.json)")
     args = parser.parse_args()
     apply_threads(args.threads)
 
@@ -83,9 +84,10 @@ def main() -> None:
     report = {"benchmark": "twin_label_agreement", "generator": args.generator, "dataset": dataset,
               "classifier": str(args.classifier), "count": args.count, "kernel_sigma": sigma,
               "disagreement_percent": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out = args.out or Path(f"benchmarks/results/twin_label_agreement_{dataset}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
