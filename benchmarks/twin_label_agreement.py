@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from exaug.bundle import load_generator, read_bundle_config, resolve_bundle
+from exaug.bundle import load_generator, read_bundle_config, trained_dataset
 from exaug.checkpoint import IDENTITY_KEY
 from exaug.classifiers import create_classifier
 from exaug.classifiers.train import CHECKPOINT_FILE
@@ -61,7 +61,9 @@ def main() -> None:
     args = parser.parse_args()
     apply_threads(args.threads)
 
-    dataset = read_bundle_config(resolve_bundle(args.generator))["training"]["extra"]["dataset"]
+    dataset = trained_dataset(read_bundle_config(args.generator))
+    if dataset is None:
+        raise SystemExit(f"{args.generator} does not record its training dataset; re-export it with exaug export --dataset")
     generator = load_generator(args.generator).eval()
     exemplars = load_split(dataset, "train")
     images = exemplars.images[: args.count].float() / 255

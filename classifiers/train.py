@@ -179,6 +179,6 @@ def _describe_generator(generator: ExemplarVAE | str | os.PathLike | None) -> An
         return None
     if isinstance(generator, ExemplarVAE):
         return "in-memory"
-    from exaug.bundle import read_bundle_config, resolve_bundle
+    from exaug.bundle import read_bundle_config
 
-    return {"sha256": read_bundle_config(resolve_bundle(generator))["sha256"]}
+    return {"sha256": read_bundle_config(generator)["sha256"]}

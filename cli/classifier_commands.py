@@ -141,13 +141,13 @@ def lambda_sweep_command(dataset: str, generator: str, lams: tuple[float, ...], 
 
 def _check_recipe(generator: str, recipe: dict[str, Any]) -> None:
     """Refuse a misspelt generator, model or device before any data is read or any run is started."""
-    from exaug.bundle import read_bundle_config, resolve_bundle
+    from exaug.bundle import read_bundle_config
     from exaug.classifiers.factory import check_model_name
     from exaug.device import resolve_device
 
     with user_errors():
         if generator != "none":
-            read_bundle_config(resolve_bundle(generator))
+            read_bundle_config(generator)
         check_model_name(recipe["model"])
         resolve_device(recipe["device"])
 
@@ -161,9 +161,9 @@ def _splits(dataset: str, split: str, root: Path | None, generator: str) -> tupl
         return open_dataset(dataset, "trainval", root), open_dataset(dataset, "test", root)
     channels = None
     if generator != "none" and dataset not in PAPER_LAMBDA:
-        from exaug.bundle import read_bundle_config, resolve_bundle
+        from exaug.bundle import read_bundle_config
 
-        channels = read_bundle_config(resolve_bundle(generator))["model"]["input_shape"][0]
+        channels = read_bundle_config(generator)["model"]["input_shape"][0]
     return open_dataset(dataset, "train", root, channels), open_dataset(dataset, "val", root, channels)
 
 

@@ -12,7 +12,7 @@ from exaug.config import EXEMPLAR_SEARCHES, PRIORS, ModelConfig, TrainConfig
 from exaug.sampling import SAMPLE_MODES
 from exaug.train import fit_generator
 
-from .options import apply_threads, dataset_choice, open_dataset, root_option, threads_option
+from .options import apply_threads, dataset_choice, open_dataset, root_option, threads_option, user_errors
 
 
 @click.command("fit-generator")
@@ -65,14 +65,11 @@ def fit_generator_command(dataset: str, prior: str, latent_dim: int, hidden_dim:
 
 
 def _load_generator(path: Path, device: str):
-    from exaug.bundle import BundleError
     from exaug.device import resolve_device
     from exaug.vae import ExemplarVAE
 
-    try:
+    with user_errors():
         return ExemplarVAE.from_pretrained(path, device=resolve_device(device))
-    except BundleError as error:
-        raise click.ClickException(str(error)) from error
 
 
 @click.command("evaluate")
@@ -93,17 +90,14 @@ def evaluate_command(generator_dir: Path, dataset: str | None, num_samples: int,
                      out: Path | None, progress: bool, root: Path | None, threads: int | None) -> None:
     """Test ELBO (KL / reconstruction), IWAE NLL, active units and latent kNN error of a generator."""
     from exaug.atomic import atomic_write_text
-    from exaug.bundle import read_bundle_config
+    from exaug.bundle import PRETRAINED_DIR, read_bundle_config, resolve_bundle, trained_dataset
     from exaug.evaluate import evaluate_generator, markdown_report
     from exaug.train import stack_dataset
 
     apply_threads(threads)
     model = _load_generator(generator_dir, device)
-    from exaug.bundle import PRETRAINED_DIR, resolve_bundle
-
     bundle_dir = resolve_bundle(generator_dir)
-    trained_on = ((read_bundle_config(bundle_dir).get("training") or {}).get("extra") or {}).get("dataset")
-    dataset = dataset or trained_on
+    dataset = dataset or trained_dataset(read_bundle_config(bundle_dir))
     if dataset is None:
         raise click.UsageError("the bundle does not record its dataset; pass --dataset")
     dataset = dataset_choice(dataset)
@@ -177,9 +171,7 @@ def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | 
 
     if (out / CONFIG_FILE).exists():
         raise click.ClickException(f"{out} already holds a bundle; choose another --out")
-    from exaug.bundle import resolve_bundle
-
-    config = read_bundle_config(resolve_bundle(generator_dir))
+    config = read_bundle_config(generator_dir)
     model = _load_generator(generator_dir, "cpu")
     training = TrainConfig.from_dict(config["training"]) if config.get("training") else TrainConfig()
     if dataset is not None:

@@ -77,9 +77,9 @@ def save_bundle(model: ExemplarVAE, directory: str | os.PathLike, train_config: 
     return directory
 
 
-def read_bundle_config(directory: str | os.PathLike) -> dict[str, Any]:
-    """The parsed and checked ``config.json`` of a bundle."""
-    directory = Path(directory)
+def read_bundle_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
+    """The parsed and checked ``config.json`` of a bundle directory or a bundled generator name."""
+    directory = resolve_bundle(path_or_name)
     if not directory.is_dir():
         raise BundleError(f"{directory} is not a directory; a bundle is a folder written by save_pretrained")
     path = directory / CONFIG_FILE
@@ -100,6 +100,11 @@ def read_bundle_config(directory: str | os.PathLike) -> dict[str, Any]:
         if key not in config:
             raise BundleError(f"{path} lacks the {key!r} entry; the file is incomplete")
     return config
+
+
+def trained_dataset(config: dict[str, Any]) -> str | None:
+    """The dataset a bundle's training run recorded (``training.extra.dataset``), if any."""
+    return ((config.get("training") or {}).get("extra") or {}).get("dataset")
 
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -159,7 +164,7 @@ def _images_from_training_split(config: dict[str, Any]) -> torch.Tensor | None:
     """The exemplar images of a bundle saved without them, when its training split is at hand and matches."""
     from . import data
 
-    dataset = ((config.get("training") or {}).get("extra") or {}).get("dataset")
+    dataset = trained_dataset(config)
     if dataset not in data.DATASETS or config.get("data_checksum") is None:
         return None
     try:
