@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from exaug.vae import check_noise_scale
+
 
 @dataclass
 class ClassifierConfig:
@@ -20,6 +22,7 @@ class ClassifierConfig:
     momentum: float = 0.9
     label_smoothing: float = 0.1
     lam: float = 0.4  # weight on real data in eq. 16 (0.4 MNIST, 0.8 Fashion-MNIST); unused without a generator
+    noise_scale: float = 1.0  # factor on the kernel σ of the synthetic twins; 1.0 is the paper's sampler
     workers: int = 2  # DataLoader worker processes
     seed: int = 0
     device: str = "auto"
@@ -36,6 +39,7 @@ class ClassifierConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer")
         if self.learning_rate <= 0 or not 0 < self.final_lr_factor <= 1:
             raise ValueError("learning_rate must be positive and final_lr_factor in (0, 1]")
+        check_noise_scale(self.noise_scale)
         if self.workers < 0:
             raise ValueError(f"workers={self.workers} must be >= 0")
 

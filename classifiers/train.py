@@ -30,6 +30,8 @@ from .factory import create_classifier
 
 CHECKPOINT_FILE = "checkpoint.pt"
 RESULT_FILE = "result.json"
+# Recipe fields newer than some checkpoints, with the value those checkpoints were trained under.
+SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"config": {"noise_scale": 1.0}}
 
 
 def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | None = None,
@@ -60,7 +62,9 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
     loader = DataLoader(train, batch_size=config.batch_size, sampler=RandomSampler(train, generator=shuffle),
                         num_workers=config.workers, generator=torch.Generator().manual_seed(config.seed + 1),
                         persistent_workers=config.workers > 0, pin_memory=device.type == "cuda")
-    mixed = None if generator is None else MixedBatchLoader(loader, generator, device=device, seed=config.seed)
+    mixed = None
+    if generator is not None:
+        mixed = MixedBatchLoader(loader, generator, device=device, seed=config.seed, noise_scale=config.noise_scale)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum)
     total_steps = config.epochs * len(loader)
     schedule = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=config.final_lr_factor,
@@ -70,7 +74,7 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
     first_epoch = 1
     out = Path(out) if out is not None else None
     if out is not None and (out / CHECKPOINT_FILE).exists():
-        state = load_checkpoint(out / CHECKPOINT_FILE, identity)
+        state = load_checkpoint(out / CHECKPOINT_FILE, identity, added_settings=SETTINGS_ADDED_SINCE_FIRST_RELEASE)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])

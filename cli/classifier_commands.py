@@ -56,6 +56,8 @@ def recipe_options(command: Any) -> Any:
         click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True),
         click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=0.1,
                      show_default=True, help="η, decayed linearly to η/100."),
+        click.option("--noise-scale", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                     help="Factor on the kernel σ of the synthetic twins; 1.0 is the paper's sampler. Choose on validation."),
         click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True),
         click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
                      help="DataLoader worker processes."),
@@ -98,11 +100,12 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
         click.echo(json.dumps({"seed": seed, "error": result["test_error"]}))
     summary = {
         "dataset": dataset, "generator": generator, "split": split, "lam": lam, "hidden": list(recipe["hidden"]),
-        "model": recipe["model"], "epochs": recipe["epochs"], "errors": results,
+        "model": recipe["model"], "epochs": recipe["epochs"], "noise_scale": recipe["noise_scale"], "errors": results,
         "mean": statistics.fmean(results), "std": statistics.stdev(results) if len(results) > 1 else 0.0,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    what = "LS alone" if summary["generator"] == "none" else f"LS + Exemplar VAE aug (λ={lam})"
+    scale = "" if recipe["noise_scale"] == 1.0 else f", noise scale {recipe['noise_scale']:g}"
+    what = "LS alone" if summary["generator"] == "none" else f"LS + Exemplar VAE aug (λ={lam}{scale})"
     table = (f"| dataset | model | method | {split} error % (mean ± std, {seeds} seeds) |\n|---|---|---|---|\n"
              f"| {dataset} | {_model_name(recipe)} | {what} | {summary['mean']:.2f} ± {summary['std']:.2f} |\n")
     atomic_write_text(out / "summary.md", table)
@@ -134,8 +137,11 @@ def lambda_sweep_command(dataset: str, generator: str, lams: tuple[float, ...], 
         click.echo(json.dumps({"lam": lam, "val_error": errors[lam]}))
     atomic_write_text(out / "sweep.json", json.dumps(
         {"dataset": dataset, "generator": generator, "model": _model_name(recipe),
+         "noise_scale": recipe["noise_scale"], "learning_rate": recipe["learning_rate"],
          "val_error": {f"{lam:g}": error for lam, error in errors.items()}}, indent=2) + "\n")
-    _plot_sweep(errors, f"{dataset}, {_model_name(recipe)}, generator {generator}", out / "sweep.png")
+    title = (f"{dataset}, {_model_name(recipe)}, generator {generator}, "
+             f"η={recipe['learning_rate']:g}, noise scale {recipe['noise_scale']:g}")
+    _plot_sweep(errors, title, out / "sweep.png")
     click.echo(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'}")
 
 

@@ -24,7 +24,7 @@ from torchvision.transforms.v2 import functional as F
 
 from .bundle import load_generator
 from .images import check_images, in_format_of
-from .vae import ExemplarVAE, as_unit_float
+from .vae import ExemplarVAE, as_unit_float, check_noise_scale
 
 _PIL_MODES = {1: "L", 3: "RGB"}
 
@@ -39,6 +39,8 @@ class ExemplarAugment(v2.Transform):
     Args:
         generator: a trained :class:`~exaug.ExemplarVAE`.
         p: probability that a sample is replaced (0 returns every input unchanged).
+        noise_scale: multiplies the kernel's σ. 1.0 is the paper's sampler; smaller values keep
+            samples closer to their exemplar (and to its label), larger ones vary them more.
 
     Example::
 
@@ -51,11 +53,12 @@ class ExemplarAugment(v2.Transform):
     # Images only: masks, boxes and other tv_tensors pass through untouched.
     _transformed_types = (tv_tensors.Image, PIL.Image.Image, lambda x: type(x) is torch.Tensor)
 
-    def __init__(self, generator: ExemplarVAE, p: float = 1.0) -> None:
+    def __init__(self, generator: ExemplarVAE, p: float = 1.0, noise_scale: float = 1.0) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p={p} is a probability and must lie in [0, 1]")
         self.p = float(p)
+        self.noise_scale = check_noise_scale(noise_scale)
         self.input_shape = tuple(generator.config.input_shape)
         self.generator = generator.without_exemplars().eval().requires_grad_(False)
         self._on_device: dict[torch.device, ExemplarVAE] = {}  # copies for inputs on other devices
@@ -81,15 +84,16 @@ class ExemplarAugment(v2.Transform):
         return f"{type(self).__name__}({self.extra_repr()})"
 
     @classmethod
-    def from_pretrained(cls, path_or_name: str | os.PathLike, p: float = 1.0, device: str = "cpu") -> "ExemplarAugment":
+    def from_pretrained(cls, path_or_name: str | os.PathLike, p: float = 1.0, noise_scale: float = 1.0,
+                        device: str = "cpu") -> "ExemplarAugment":
         """Build the transform from a bundle directory or a bundled generator name ("mnist", "fashion-mnist")."""
-        return cls(load_generator(path_or_name, device=device), p=p)
+        return cls(load_generator(path_or_name, device=device), p=p, noise_scale=noise_scale)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         batch = _batch_size(flat_inputs[0]) if flat_inputs else 1
         return {
             "replace": torch.rand(batch) < self.p,
-            "noise": torch.randn(batch, self.generator.config.latent_dim),
+            "noise": torch.randn(batch, self.generator.config.latent_dim) * self.noise_scale,
         }
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:

@@ -24,8 +24,14 @@ def save_checkpoint(path: str | os.PathLike, identity: dict[str, Any], state: di
         torch.save({IDENTITY_KEY: identity, **state}, temporary)
 
 
-def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any]) -> dict[str, Any]:
-    """The state saved at ``path``, after checking it belongs to the run described by ``identity``."""
+def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
+                    added_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The state saved at ``path``, after checking it belongs to the run described by ``identity``.
+
+    ``added_settings`` (nested like ``identity``) names settings introduced after older checkpoints
+    were written, with the value those checkpoints ran under; a checkpoint that lacks one is read
+    as holding that value, so upgrading the package does not strand runs in progress.
+    """
     path = Path(path)
     try:
         # Load on the CPU: random-generator states must stay CPU tensors, and load_state_dict
@@ -33,7 +39,8 @@ def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any]) -> dict[s
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a damaged file
         raise RuntimeError(f"{path} cannot be read ({error}); move it away to start this run afresh") from error
-    differences = identity_differences(state.get(IDENTITY_KEY, {}), identity)
+    stored = _with_added_settings(state.get(IDENTITY_KEY, {}), added_settings or {})
+    differences = identity_differences(stored, identity)
     if differences:
         raise ValueError(
             f"{path.parent} holds a run with a different {'; '.join(differences)}; "
@@ -52,6 +59,17 @@ def identity_differences(stored: dict[str, Any], current: dict[str, Any], prefix
         elif old != value:
             differences.append(f"{prefix}{key}: {_short(old)} → {_short(value)}")
     return differences
+
+
+def _with_added_settings(stored: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` with every setting of ``added`` it lacks filled in (nested dicts merged)."""
+    merged = dict(stored)
+    for key, value in added.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _with_added_settings(merged[key], value)
+        elif key not in merged:
+            merged[key] = value
+    return merged
 
 
 def _short(value: Any, limit: int = 60) -> str:

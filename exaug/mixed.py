@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from .bundle import load_generator
 from .images import check_images, in_format_of
-from .vae import ExemplarVAE, as_uint8, as_unit_float
+from .vae import ExemplarVAE, as_uint8, as_unit_float, check_noise_scale
 
 
 class MixedBatch(NamedTuple):
@@ -68,11 +68,13 @@ class MixedBatchLoader:
         seed: seeds this loader's own random stream, for reproducible synthetic batches.
             Under ``torch.distributed`` the process's rank is added, so the ranks of a DDP
             run draw different noise from one seed.
+        noise_scale: multiplies the kernel's σ (1.0, the default, is the paper's sampler).
     """
 
     def __init__(self, loader: DataLoader | Any, generator: ExemplarVAE | str | os.PathLike,
-                 device: str | torch.device | None = None, seed: int | None = None) -> None:
+                 device: str | torch.device | None = None, seed: int | None = None, noise_scale: float = 1.0) -> None:
         self.loader = loader
+        self.noise_scale = check_noise_scale(noise_scale)
         self.generator = generator if isinstance(generator, ExemplarVAE) else load_generator(generator)
         if device is not None:
             self.generator.to(device)
@@ -112,7 +114,8 @@ class MixedBatchLoader:
 
     @torch.no_grad()
     def synthesize(self, images: torch.Tensor) -> torch.Tensor:
-        """One synthetic twin per image: z ~ N(μ(x), σ² I), Bernoulli mean rounded to 1/255, in ``images``' format."""
+        """One synthetic twin per image: z ~ N(μ(x), (s·σ)² I) with s = ``noise_scale``, Bernoulli mean rounded to
+        1/255, in ``images``' format."""
         shape = self.generator.config.input_shape
         if images.ndim == 2 and images.shape[1] == math.prod(shape):
             grid = images.reshape(images.shape[0], *shape)  # flattened images of the generator's size
@@ -122,7 +125,7 @@ class MixedBatchLoader:
             raise ValueError(f"MixedBatchLoader needs a batch B×C×H×W, got one image of shape {tuple(grid.shape)}")
         unit = as_unit_float(grid).to(self.generator.dtype)
         mu, log_var = self._means(grid, unit)
-        noise = torch.randn(mu.shape, generator=self.random, device=self.device, dtype=mu.dtype)
+        noise = torch.randn(mu.shape, generator=self.random, device=self.device, dtype=mu.dtype) * self.noise_scale
         synthetic = in_format_of(self.generator.decode_around(mu, log_var, noise), images)
         return synthetic.reshape(images.shape)
 

@@ -278,3 +278,11 @@ def as_uint8(images: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1:
         raise ValueError("exemplar images must be finite floats in [0, 1] (or uint8)")
     return (images * 255.0).round().to(torch.uint8)
+
+
+def check_noise_scale(noise_scale: float) -> float:
+    """The factor on the kernel's σ used when sampling around an exemplar, checked finite and non-negative."""
+    if not math.isfinite(noise_scale) or noise_scale < 0:
+        raise ValueError(f"noise_scale={noise_scale} multiplies the kernel's σ and must be a finite number >= 0 "
+                         "(1.0 is the paper's sampler)")
+    return float(noise_scale)

@@ -46,7 +46,7 @@ def test_building_the_transform_leaves_the_global_random_stream_alone(tiny_gener
 
 def test_repr_shows_the_hyper_parameters(tiny_generator_dir):
     assert repr(ExemplarAugment.from_pretrained(tiny_generator_dir, p=0.3)) == \
-        "ExemplarAugment(p=0.3, input_shape=(1, 16, 16))"
+        "ExemplarAugment(p=0.3, noise_scale=1.0, input_shape=(1, 16, 16))"
 
 
 def test_p_zero_returns_the_input_unchanged(tiny_generator_dir, image):
@@ -68,6 +68,31 @@ def test_p_one_replaces_the_image_by_the_decoded_draw_around_its_mean(augment, i
         expected = torch.round(generator.decode_around(mu, log_var, noise) * 255).to(torch.uint8)[0]
     assert not torch.equal(out, image)
     assert torch.equal(out, expected)
+
+
+def test_noise_scale_multiplies_the_kernel_sigma(tiny_generator_dir, image):
+    transform = ExemplarAugment.from_pretrained(tiny_generator_dir, noise_scale=0.5)
+    torch.manual_seed(0)
+    out = transform(image)
+    torch.manual_seed(0)
+    torch.rand(1)
+    noise = torch.randn(1, 4)
+    generator = transform.generator
+    mu, log_var = generator.encode(image.float().unsqueeze(0) / 255)
+    with torch.no_grad():
+        expected = torch.round(generator.decode_around(mu, log_var, 0.5 * noise) * 255).to(torch.uint8)[0]
+    assert torch.equal(out, expected)
+
+
+def test_noise_scale_zero_decodes_the_exemplar_mean_every_time(tiny_generator_dir, image):
+    transform = ExemplarAugment.from_pretrained(tiny_generator_dir, noise_scale=0.0)
+    assert torch.equal(transform(image), transform(image))
+
+
+@pytest.mark.parametrize("scale", [-0.5, float("nan"), float("inf")])
+def test_a_negative_or_non_finite_noise_scale_is_refused(tiny_generator_dir, scale):
+    with pytest.raises(ValueError, match="noise_scale"):
+        ExemplarAugment.from_pretrained(tiny_generator_dir, noise_scale=scale)
 
 
 def test_a_batch_gets_per_sample_randomness(augment, image):

@@ -118,8 +118,22 @@ def test_resuming_with_other_settings_names_each_change_and_keeps_the_checkpoint
     assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before
 
 
+def test_a_checkpoint_from_before_noise_scale_existed_resumes_at_the_scale_it_ran_under(blobs, tmp_path):
+    train, test = blobs
+    first = fit_classifier(train, test, quick_config(epochs=1), out=tmp_path, progress=False, log=lambda r: None)
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    del state["identity"]["config"]["noise_scale"]  # as written by the first release
+    torch.save(state, tmp_path / CHECKPOINT_FILE)
+    again = fit_classifier(train, test, quick_config(epochs=1), out=tmp_path, progress=False, log=lambda r: None)
+    assert again["history"] == first["history"]
+    with pytest.raises(ValueError, match=r"config\.noise_scale: 1\.0 → 0\.5"):
+        fit_classifier(train, test, quick_config(epochs=1, noise_scale=0.5), out=tmp_path, progress=False,
+                       log=lambda r: None)
+
+
 @pytest.mark.parametrize("options,message", [
     (dict(lam=1.5), "lam=1.5"),
+    (dict(noise_scale=-1.0), "noise_scale=-1.0"),
     (dict(label_smoothing=1.0), "label_smoothing"),
     (dict(epochs=0), "epochs=0"),
     (dict(workers=-1), "workers=-1"),

@@ -94,9 +94,12 @@ def test_lambda_sweep_writes_errors_and_a_plot(fitted, image_folder, tmp_path):
     out, _ = fitted
     result = CliRunner().invoke(main, [
         "lambda-sweep", "--dataset", str(image_folder), "--generator", str(out), "--hidden", "16",
-        "--lams", "0.2", "1.0", "--epochs", "1", "--workers", "0", "--no-progress", "--out", str(tmp_path)])
+        "--lams", "0.2", "1.0", "--noise-scale", "0.5", "--epochs", "1", "--workers", "0", "--no-progress",
+        "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert set(json.loads((tmp_path / "sweep.json").read_text())["val_error"]) == {"0.2", "1"}
+    sweep = json.loads((tmp_path / "sweep.json").read_text())
+    assert set(sweep["val_error"]) == {"0.2", "1"} and sweep["noise_scale"] == 0.5
+    assert json.loads((tmp_path / "lam0.2" / "result.json").read_text())["config"]["noise_scale"] == 0.5
     assert Image.open(tmp_path / "sweep.png").format == "PNG"
 
 

@@ -84,6 +84,16 @@ def test_exemplar_images_use_the_cached_means_and_others_are_encoded(tiny_genera
     assert calls == [3]
 
 
+def test_noise_scale_shrinks_the_draw_around_the_cached_mean(tiny_generator_dir):
+    generator = ExemplarVAE.from_pretrained(tiny_generator_dir)
+    own = generator.exemplar_images[:8].float() / 255
+    mixed = MixedBatchLoader(loader_of(own, generator.exemplar_labels[:8]), generator, seed=0, noise_scale=0.25)
+    noise = torch.randn(8, generator.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = torch.round(generator.decode_around(generator.exemplar_means[:8], None, 0.25 * noise) * 255) / 255
+    torch.testing.assert_close(mixed.synthesize(own), expected)
+
+
 def test_set_epoch_reaches_the_sampler():
     class RecordingSampler(torch.utils.data.Sampler):
         def __init__(self):
