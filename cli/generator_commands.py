@@ -130,7 +130,9 @@ def evaluate_command(generator_dir: Path, dataset: str | None, num_samples: int,
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG file to write.")
-def sample_command(generator_dir: Path, mode: str, count: int, per_row: int, seed: int, device: str, out: Path) -> None:
+@threads_option
+def sample_command(generator_dir: Path, mode: str, count: int, per_row: int, seed: int, device: str, out: Path,
+                   threads: int | None) -> None:
     """Write a grid of generated images to OUT (PNG)."""
     from torchvision.utils import save_image
 
@@ -139,6 +141,7 @@ def sample_command(generator_dir: Path, mode: str, count: int, per_row: int, see
 
     if out.suffix.lower() != ".png":
         raise click.BadParameter(f"{out} should end in .png", param_hint="--out")
+    apply_threads(threads)
     model = _load_generator(generator_dir, device)
     generator = torch.Generator(device=model.device).manual_seed(seed)
     if mode == "random":
