@@ -76,12 +76,15 @@ def recipe_options(command: Any) -> Any:
 @click.option("--lam", type=click.FloatRange(0, 1), default=None,
               help="Weight on real data in eq. 16 (default: 0.4 for mnist, 0.8 for fashion-mnist).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Independent runs.")
+@click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Run seeds first-seed … first-seed+seeds−1, e.g. to split seeds across processes; "
+                   "a later call covering all seeds resumes the finished ones and summarises them.")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
               help="test: train on train+val (60K), report test error; val: train on train (50K), report validation error.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Results directory: seedN/ per run (resumable), summary.json and summary.md.")
-def fit_classifier_command(dataset: str, generator: str, lam: float | None, seeds: int, split: str, out: Path,
-                           progress: bool, root: Path | None, threads: int | None, **recipe: Any) -> None:
+def fit_classifier_command(dataset: str, generator: str, lam: float | None, seeds: int, first_seed: int, split: str,
+                           out: Path, progress: bool, root: Path | None, threads: int | None, **recipe: Any) -> None:
     """Train classifiers with the §5.4 recipe, with Exemplar VAE augmentation unless --generator none.
 
     Prints a JSON line per epoch; writes per-seed results and a Markdown table with mean ± std.
@@ -91,7 +94,7 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
     lam = PAPER_LAMBDA.get(dataset, 0.4) if lam is None else lam
     train, test = _splits(dataset, split, root, generator)
     results = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         with user_errors():
             config = ClassifierConfig(lam=lam, seed=seed, extra={"dataset": dataset, "split": split}, **recipe)
             result = fit_classifier(train, test, config, generator=_generator(generator), out=out / f"seed{seed}",
@@ -100,12 +103,14 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
         click.echo(json.dumps({"seed": seed, "error": result["test_error"]}))
     summary = {
         "dataset": dataset, "generator": generator, "split": split, "lam": lam, "hidden": list(recipe["hidden"]),
-        "model": recipe["model"], "epochs": recipe["epochs"], "noise_scale": recipe["noise_scale"], "errors": results,
+        "model": recipe["model"], "epochs": recipe["epochs"], "noise_scale": recipe["noise_scale"],
+        "learning_rate": recipe["learning_rate"], "seeds": list(range(first_seed, first_seed + seeds)), "errors": results,
         "mean": statistics.fmean(results), "std": statistics.stdev(results) if len(results) > 1 else 0.0,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     scale = "" if recipe["noise_scale"] == 1.0 else f", noise scale {recipe['noise_scale']:g}"
-    what = "LS alone" if summary["generator"] == "none" else f"LS + Exemplar VAE aug (λ={lam}{scale})"
+    eta = f"η={recipe['learning_rate']:g}"
+    what = f"LS alone ({eta})" if summary["generator"] == "none" else f"LS + Exemplar VAE aug (λ={lam}, {eta}{scale})"
     table = (f"| dataset | model | method | {split} error % (mean ± std, {seeds} seeds) |\n|---|---|---|---|\n"
              f"| {dataset} | {_model_name(recipe)} | {what} | {summary['mean']:.2f} ± {summary['std']:.2f} |\n")
     atomic_write_text(out / "summary.md", table)

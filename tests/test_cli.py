@@ -90,6 +90,20 @@ def test_fit_classifier_runs_each_seed_and_writes_a_mean_std_table(fitted, image
     assert "± " in (tmp_path / "summary.md").read_text()
 
 
+def test_seeds_split_across_calls_are_summarised_by_a_call_covering_them_all(fitted, image_folder, tmp_path):
+    out, _ = fitted
+    common = ["fit-classifier", "--dataset", str(image_folder), "--generator", str(out), "--hidden", "16",
+              "--epochs", "1", "--workers", "0", "--no-progress", "--out", str(tmp_path)]
+    second = CliRunner().invoke(main, [*common, "--seeds", "1", "--first-seed", "1"])
+    assert second.exit_code == 0, second.output
+    assert not (tmp_path / "seed0").exists() and json.loads((tmp_path / "summary.json").read_text())["seeds"] == [1]
+    seed1 = (tmp_path / "seed1" / "result.json").read_text()
+    both = CliRunner().invoke(main, [*common, "--seeds", "2"])
+    assert both.exit_code == 0, both.output
+    assert (tmp_path / "seed1" / "result.json").read_text() == seed1  # the finished seed resumes to the same result
+    assert json.loads((tmp_path / "summary.json").read_text())["seeds"] == [0, 1]
+
+
 def test_lambda_sweep_writes_errors_and_a_plot(fitted, image_folder, tmp_path):
     out, _ = fitted
     result = CliRunner().invoke(main, [
