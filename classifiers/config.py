@@ -39,7 +39,7 @@ class ClassifierConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer")
         if self.learning_rate <= 0 or not 0 < self.final_lr_factor <= 1:
             raise ValueError("learning_rate must be positive and final_lr_factor in (0, 1]")
-        check_noise_scale(self.noise_scale)
+        self.noise_scale = check_noise_scale(self.noise_scale)
         if self.workers < 0:
             raise ValueError(f"workers={self.workers} must be >= 0")
 

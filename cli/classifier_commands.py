@@ -77,8 +77,9 @@ def recipe_options(command: Any) -> Any:
               help="Weight on real data in eq. 16 (default: 0.4 for mnist, 0.8 for fashion-mnist).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Independent runs.")
 @click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Run seeds first-seed … first-seed+seeds−1, e.g. to split seeds across processes; "
-                   "a later call covering all seeds resumes the finished ones and summarises them.")
+              help="Run seeds first-seed … first-seed+seeds−1, e.g. to split seeds across processes (their "
+                   "summaries are named summary-seedsA-B). Once those calls have finished, a call covering every "
+                   "seed from 0 resumes the finished runs and writes summary.json and summary.md.")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
               help="test: train on train+val (60K), report test error; val: train on train (50K), report validation error.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -101,19 +102,25 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
                                     progress=progress)
         results.append(result["test_error"])
         click.echo(json.dumps({"seed": seed, "error": result["test_error"]}))
+    seed_range = range(first_seed, first_seed + seeds)
     summary = {
         "dataset": dataset, "generator": generator, "split": split, "lam": lam, "hidden": list(recipe["hidden"]),
         "model": recipe["model"], "epochs": recipe["epochs"], "noise_scale": recipe["noise_scale"],
-        "learning_rate": recipe["learning_rate"], "seeds": list(range(first_seed, first_seed + seeds)), "errors": results,
-        "mean": statistics.fmean(results), "std": statistics.stdev(results) if len(results) > 1 else 0.0,
+        "learning_rate": recipe["learning_rate"], "seeds": list(seed_range), "errors": results,
+        "mean": statistics.fmean(results), "std": statistics.stdev(results) if len(results) > 1 else None,
     }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    # A call for part of the seeds (--first-seed > 0) summarises only those, under its own name,
+    # so it never replaces the summary of a call that covered every seed from 0.
+    name = "summary" if first_seed == 0 else f"summary-seeds{seed_range[0]}-{seed_range[-1]}"
+    atomic_write_text(out / f"{name}.json", json.dumps(summary, indent=2) + "\n")
     scale = "" if recipe["noise_scale"] == 1.0 else f", noise scale {recipe['noise_scale']:g}"
     eta = f"η={recipe['learning_rate']:g}"
     what = f"LS alone ({eta})" if summary["generator"] == "none" else f"LS + Exemplar VAE aug (λ={lam}, {eta}{scale})"
-    table = (f"| dataset | model | method | {split} error % (mean ± std, {seeds} seeds) |\n|---|---|---|---|\n"
-             f"| {dataset} | {_model_name(recipe)} | {what} | {summary['mean']:.2f} ± {summary['std']:.2f} |\n")
-    atomic_write_text(out / "summary.md", table)
+    spread = "" if summary["std"] is None else f" ± {summary['std']:.2f}"
+    seeds_label = f"seed {seed_range[0]}" if seeds == 1 else f"seeds {seed_range[0]}–{seed_range[-1]}"
+    table = (f"| dataset | model | method | {split} error % (mean ± std, {seeds_label}) |\n|---|---|---|---|\n"
+             f"| {dataset} | {_model_name(recipe)} | {what} | {summary['mean']:.2f}{spread} |\n")
+    atomic_write_text(out / f"{name}.md", table)
     click.echo(table)
 
 
@@ -155,10 +162,15 @@ def _check_recipe(generator: str, recipe: dict[str, Any]) -> None:
     from exaug.bundle import read_bundle_config
     from exaug.classifiers.factory import check_model_name
     from exaug.device import resolve_device
+    from exaug.vae import check_noise_scale
 
     with user_errors():
+        check_noise_scale(recipe["noise_scale"])
         if generator != "none":
             read_bundle_config(generator)
+        elif recipe["noise_scale"] != 1.0:
+            raise ValueError("--noise-scale shapes the synthetic twins, and --generator none makes none; "
+                             "drop --noise-scale or pass a generator")
         check_model_name(recipe["model"])
         resolve_device(recipe["device"])
 

@@ -39,7 +39,8 @@ class ExemplarAugment(v2.Transform):
     Args:
         generator: a trained :class:`~exaug.ExemplarVAE`.
         p: probability that a sample is replaced (0 returns every input unchanged).
-        noise_scale: multiplies the kernel's σ. 1.0 is the paper's sampler; smaller values keep
+        noise_scale: multiplies the kernel's σ (for a non-exemplar prior, the posterior's). 1.0 is the
+            paper's sampler; smaller values keep
             samples closer to their exemplar (and to its label), larger ones vary them more.
 
     Example::

@@ -2,7 +2,8 @@
 
 A checkpoint is one ``torch.save`` file written atomically, holding the run's *identity*
 (its configuration and a data checksum) beside its state. A run resumes only from a
-checkpoint with the same identity; anything else is reported, never overwritten.
+checkpoint with the same identity (settings added to the package later count as the value
+older checkpoints ran under); anything else is reported, never overwritten.
 """
 
 from __future__ import annotations

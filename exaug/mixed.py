@@ -68,7 +68,8 @@ class MixedBatchLoader:
         seed: seeds this loader's own random stream, for reproducible synthetic batches.
             Under ``torch.distributed`` the process's rank is added, so the ranks of a DDP
             run draw different noise from one seed.
-        noise_scale: multiplies the kernel's σ (1.0, the default, is the paper's sampler).
+        noise_scale: multiplies the kernel's σ (for a non-exemplar prior, the posterior's); 1.0, the
+            default, is the paper's sampler.
     """
 
     def __init__(self, loader: DataLoader | Any, generator: ExemplarVAE | str | os.PathLike,

@@ -281,8 +281,13 @@ def as_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def check_noise_scale(noise_scale: float) -> float:
-    """The factor on the kernel's σ used when sampling around an exemplar, checked finite and non-negative."""
-    if not math.isfinite(noise_scale) or noise_scale < 0:
+    """The factor on the σ used when sampling around an exemplar (the exemplar kernel's, or for other
+    priors the posterior's), as a float checked finite and non-negative."""
+    try:
+        value = float(noise_scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"noise_scale={noise_scale!r} must be a number (1.0 is the paper's sampler)") from None
+    if not math.isfinite(value) or value < 0:
         raise ValueError(f"noise_scale={noise_scale} multiplies the kernel's σ and must be a finite number >= 0 "
                          "(1.0 is the paper's sampler)")
-    return float(noise_scale)
+    return value

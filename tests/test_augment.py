@@ -86,10 +86,13 @@ def test_noise_scale_multiplies_the_kernel_sigma(tiny_generator_dir, image):
 
 def test_noise_scale_zero_decodes_the_exemplar_mean_every_time(tiny_generator_dir, image):
     transform = ExemplarAugment.from_pretrained(tiny_generator_dir, noise_scale=0.0)
-    assert torch.equal(transform(image), transform(image))
+    mu, _ = transform.generator.encode(image.float().unsqueeze(0) / 255)
+    with torch.no_grad():
+        mean_image = torch.round(transform.generator.decode(mu) * 255).to(torch.uint8)[0]
+    assert torch.equal(transform(image), mean_image) and torch.equal(transform(image), mean_image)
 
 
-@pytest.mark.parametrize("scale", [-0.5, float("nan"), float("inf")])
+@pytest.mark.parametrize("scale", [-0.5, float("nan"), float("inf"), "wide"])
 def test_a_negative_or_non_finite_noise_scale_is_refused(tiny_generator_dir, scale):
     with pytest.raises(ValueError, match="noise_scale"):
         ExemplarAugment.from_pretrained(tiny_generator_dir, noise_scale=scale)

@@ -96,12 +96,15 @@ def test_seeds_split_across_calls_are_summarised_by_a_call_covering_them_all(fit
               "--epochs", "1", "--workers", "0", "--no-progress", "--out", str(tmp_path)]
     second = CliRunner().invoke(main, [*common, "--seeds", "1", "--first-seed", "1"])
     assert second.exit_code == 0, second.output
-    assert not (tmp_path / "seed0").exists() and json.loads((tmp_path / "summary.json").read_text())["seeds"] == [1]
+    assert not (tmp_path / "seed0").exists() and not (tmp_path / "summary.json").exists()
+    assert json.loads((tmp_path / "summary-seeds1-1.json").read_text())["seeds"] == [1]
+    assert "±" not in (tmp_path / "summary-seeds1-1.md").read_text().splitlines()[-1]  # no spread from one seed
     seed1 = (tmp_path / "seed1" / "result.json").read_text()
     both = CliRunner().invoke(main, [*common, "--seeds", "2"])
     assert both.exit_code == 0, both.output
     assert (tmp_path / "seed1" / "result.json").read_text() == seed1  # the finished seed resumes to the same result
     assert json.loads((tmp_path / "summary.json").read_text())["seeds"] == [0, 1]
+    assert "seeds 0–1" in (tmp_path / "summary.md").read_text()
 
 
 def test_lambda_sweep_writes_errors_and_a_plot(fitted, image_folder, tmp_path):
@@ -126,6 +129,8 @@ def test_a_sweep_without_a_generator_is_refused(image_folder, tmp_path):
     (["--generator", "mnsit"], "mnsit"),
     (["--model", "no_such_net"], "timm.list_models"),
     (["--device", "tpu0"], "not a device name"),
+    (["--noise-scale", "nan"], "noise_scale=nan"),
+    (["--generator", "none", "--noise-scale", "0.5"], "--noise-scale shapes the synthetic twins"),
 ])
 def test_fit_classifier_refuses_misspelt_settings_before_training(image_folder, tmp_path, flags, message):
     result = CliRunner().invoke(main, ["fit-classifier", "--dataset", str(image_folder), *flags,
