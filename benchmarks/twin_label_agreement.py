@@ -79,7 +79,7 @@ def main() -> None:
     print(f"  real exemplars: {results['real_exemplars']:.2f} % assigned to another class")
     for scale in args.scales:
         with torch.no_grad():
-            twins = in_format_of(generator.decode(means + scale * sigma * noise), images).reshape(images.shape)
+            twins = in_format_of(generator.decode_around(means, None, scale * noise), images).reshape(images.shape)
         results[f"twins_sigma_x{scale:g}"] = disagreement(model, twins, labels)
         print(f"  twins at {scale:g}·σ: {results[f'twins_sigma_x{scale:g}']:.2f} % assigned to another class")
 

@@ -94,15 +94,15 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
     _check_recipe(generator, recipe)
     lam = PAPER_LAMBDA.get(dataset, 0.4) if lam is None else lam
     train, test = _splits(dataset, split, root, generator)
+    seed_range = range(first_seed, first_seed + seeds)
     results = []
-    for seed in range(first_seed, first_seed + seeds):
+    for seed in seed_range:
         with user_errors():
             config = ClassifierConfig(lam=lam, seed=seed, extra={"dataset": dataset, "split": split}, **recipe)
             result = fit_classifier(train, test, config, generator=_generator(generator), out=out / f"seed{seed}",
                                     progress=progress)
         results.append(result["test_error"])
         click.echo(json.dumps({"seed": seed, "error": result["test_error"]}))
-    seed_range = range(first_seed, first_seed + seeds)
     summary = {
         "dataset": dataset, "generator": generator, "split": split, "lam": lam, "hidden": list(recipe["hidden"]),
         "model": recipe["model"], "epochs": recipe["epochs"], "noise_scale": recipe["noise_scale"],
