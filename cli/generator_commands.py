@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import torch
+from click.core import ParameterSource
 
 from exaug.config import EXEMPLAR_SEARCHES, PRIORS, ModelConfig, TrainConfig
 from exaug.sampling import SAMPLE_MODES
@@ -40,27 +41,41 @@ from .options import apply_threads, dataset_choice, open_dataset, root_option, t
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None,
               help="Convert folder images to grey (1) or RGB (3); default: as stored.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--init-from", default=None,
+              help="Start from this generator's weights (a bundle directory or bundled name) instead of a random "
+                   "init, to train it longer or fine-tune it; the architecture is the bundle's. Fresh optimiser: "
+                   "set --warmup-epochs 0 to skip the KL warm-up.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Bundle directory; an unfinished run there with the same settings is resumed.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @root_option
 @threads_option
-def fit_generator_command(dataset: str, prior: str, latent_dim: int, hidden_dim: int, num_pseudo_inputs: int,
-                          channels: str | None, out: Path, progress: bool, root: Path | None, threads: int | None,
-                          **train_options: object) -> None:
+@click.pass_context
+def fit_generator_command(context: click.Context, dataset: str, prior: str, latent_dim: int, hidden_dim: int,
+                          num_pseudo_inputs: int, channels: str | None, out: Path, progress: bool, root: Path | None,
+                          threads: int | None, **train_options: object) -> None:
     """Train an Exemplar VAE (or a Gaussian / VampPrior baseline) and write its bundle to OUT.
 
     Prints one JSON line per epoch; the bundle keeps the model with the best validation ELBO.
     """
     apply_threads(threads)
     config = TrainConfig(**train_options, extra={"dataset": dataset})
-    model_config = ModelConfig(prior=prior, latent_dim=latent_dim, hidden_dim=hidden_dim,
-                               num_pseudo_inputs=num_pseudo_inputs)
+    architecture = {"prior": prior, "latent_dim": latent_dim, "hidden_dim": hidden_dim,
+                    "num_pseudo_inputs": num_pseudo_inputs}
+    if config.init_from is not None:  # the bundle's architecture, but for the options typed on the command line
+        from exaug.bundle import read_bundle_config
+
+        with user_errors():
+            bundle_model = read_bundle_config(config.init_from)["model"]
+        architecture = {name: value if context.get_parameter_source(name) is not ParameterSource.DEFAULT
+                        else bundle_model[name] for name, value in architecture.items()}
+    model_config = ModelConfig(**architecture)
     channel_count = None if channels is None else int(channels)
     train = open_dataset(dataset, "train", root, channel_count)
     val = open_dataset(dataset, "val", root, channel_count)
-    fit_generator(train, val, config, out, model_config=model_config, progress=progress)
+    with user_errors():
+        fit_generator(train, val, config, out, model_config=model_config, progress=progress)
     click.echo(json.dumps({"bundle": str(out)}))
 
 

@@ -66,6 +66,10 @@ class TrainConfig:
     neighbour_gradient: bool = True
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA when present
+    # Warm start: a bundle directory or bundled name whose weights replace the random init (continue or
+    # fine-tune a generator), and the sha256 of its model.safetensors, filled in by fit_generator.
+    init_from: str | None = None
+    init_sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in the bundle
 
     def __post_init__(self) -> None:
@@ -82,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"warmup_epochs={self.warmup_epochs} must be >= 0 (0 disables warm-up)")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate={self.learning_rate} must be positive")
+        if self.init_from is not None:
+            self.init_from = str(self.init_from)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
 from .checkpoint import load_checkpoint, save_checkpoint
-from .bundle import save_bundle
+from .bundle import load_generator, save_bundle
 from .config import ModelConfig, TrainConfig
 from .data import ImageTensorDataset, data_checksum
 from .device import resolve_device
@@ -39,6 +39,8 @@ from .vae import ExemplarVAE, as_uint8, reparameterize
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "train_log.jsonl"
+# Recipe fields newer than some checkpoints, with the value those checkpoints were trained under.
+SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"train_config": {"init_from": None, "init_sha256": None}}
 
 
 def stack_dataset(dataset: Dataset, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -116,7 +118,10 @@ def fit_generator(
     train_images, train_labels = stack_dataset(train)
     if train_images.shape[0] < 2:
         raise ValueError(f"the training set has {train_images.shape[0]} image(s); a generator needs at least 2")
-    model_config = dataclasses.replace(model_config or ModelConfig(), input_shape=tuple(train_images.shape[1:]))
+    input_shape = tuple(train_images.shape[1:])
+    if config.init_from is not None:
+        config, model_config = _warm_start_settings(config, model_config, input_shape)
+    model_config = dataclasses.replace(model_config or ModelConfig(), input_shape=input_shape)
     val_images = None
     if val is not None:
         val_images, _ = stack_dataset(val)
@@ -124,6 +129,35 @@ def fit_generator(
             raise ValueError(f"validation images are {tuple(val_images.shape[1:])} but training images are {model_config.input_shape}")
     trainer = GeneratorTrainer(train_images, train_labels, val_images, model_config, config, Path(out))
     return trainer.run(progress=progress, log=log or _print_json_line)
+
+
+def _warm_start_settings(config: TrainConfig, model_config: ModelConfig | None,
+                         input_shape: tuple[int, ...]) -> tuple[TrainConfig, ModelConfig]:
+    """Check that ``config.init_from`` fits this run; return the config with its weights' sha256 and its architecture.
+
+    The architecture is the bundle's. A ``model_config`` given as well must agree with it, and a
+    recorded ``init_sha256`` (a resumed run) must still match the bundle's weights.
+    """
+    from .bundle import MODEL_FILE, read_bundle_config
+
+    bundle = read_bundle_config(config.init_from)
+    source = ModelConfig.from_dict(bundle["model"])
+    if source.input_shape != input_shape:
+        raise ValueError(f"init_from={config.init_from!r} was trained on images {source.input_shape} (C×H×W) but "
+                         f"this data is {input_shape}; warm-start only from a generator of the same image size")
+    if model_config is not None:
+        asked = dataclasses.replace(model_config, input_shape=input_shape)
+        clashes = [f"{name} {getattr(source, name)!r} (asked for {getattr(asked, name)!r})"
+                   for name in ("prior", "latent_dim", "hidden_dim", "num_pseudo_inputs")
+                   if getattr(source, name) != getattr(asked, name)]
+        if clashes:
+            raise ValueError(f"init_from={config.init_from!r} has {', '.join(clashes)}; a warm start keeps the "
+                             "bundle's architecture, so leave these settings at the bundle's values")
+    sha256 = bundle["sha256"][MODEL_FILE]
+    if config.init_sha256 is not None and config.init_sha256 != sha256:
+        raise ValueError(f"init_from={config.init_from!r} no longer holds the weights this run started from "
+                         f"(sha256 {config.init_sha256[:12]}…, now {sha256[:12]}…); restore that bundle or start afresh")
+    return dataclasses.replace(config, init_sha256=sha256), source
 
 
 def _print_json_line(record: dict[str, Any]) -> None:
@@ -145,6 +179,8 @@ class GeneratorTrainer:
         self.val_checksum = None if val_images is None else data_checksum(ImageTensorDataset(as_uint8(val_images)))
         torch.manual_seed(config.seed)
         self.model = ExemplarVAE(model_config).to(self.device)
+        if config.init_from is not None:
+            self.model.load_state_dict(load_generator(config.init_from).state_dict())
         self.optimizer = NormalizedAdam(self.model.parameters(), lr=config.learning_rate, foreach=True)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.train_flat = self.model.flatten(train_images).to(self.device)
@@ -280,7 +316,8 @@ class GeneratorTrainer:
         save_checkpoint(self.out / CHECKPOINT_FILE, self._identity(), state)
 
     def _resume(self) -> None:
-        state = load_checkpoint(self.out / CHECKPOINT_FILE, self._identity())
+        state = load_checkpoint(self.out / CHECKPOINT_FILE, self._identity(),
+                                added_settings=SETTINGS_ADDED_SINCE_FIRST_RELEASE)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])

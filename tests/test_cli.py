@@ -38,6 +38,24 @@ def test_fit_generator_prints_a_json_line_per_epoch_and_writes_a_bundle(fitted):
     assert ExemplarVAE.from_pretrained(out).config.input_shape == (1, 16, 16)
 
 
+def test_fit_generator_init_from_continues_a_bundle_with_its_architecture(fitted, image_folder, tmp_path):
+    bundle, _ = fitted
+    result = CliRunner().invoke(main, [
+        "fit-generator", "--dataset", str(image_folder), "--channels", "1", "--epochs", "1", "--warmup-epochs", "0",
+        "--init-from", str(bundle), "--no-progress", "--out", str(tmp_path / "longer")])
+    assert result.exit_code == 0, result.output
+    assert ExemplarVAE.from_pretrained(tmp_path / "longer").config == ExemplarVAE.from_pretrained(bundle).config
+
+
+def test_fit_generator_init_from_refuses_an_architecture_the_bundle_does_not_have(fitted, image_folder, tmp_path):
+    bundle, _ = fitted
+    result = CliRunner().invoke(main, [
+        "fit-generator", "--dataset", str(image_folder), "--channels", "1", "--epochs", "1", "--latent-dim", "8",
+        "--init-from", str(bundle), "--no-progress", "--out", str(tmp_path / "other")])
+    assert result.exit_code != 0
+    assert "latent_dim 4 (asked for 8)" in result.output and "Traceback" not in result.output
+
+
 def test_evaluate_writes_json_and_markdown(fitted, image_folder, tmp_path):
     out, _ = fitted
     report = tmp_path / "eval.json"

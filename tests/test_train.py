@@ -118,6 +118,55 @@ def test_a_damaged_checkpoint_is_reported_and_left_alone(tiny_data, tmp_path):
     assert (tmp_path / CHECKPOINT_FILE).read_bytes() == b"not a checkpoint"
 
 
+def test_a_warm_start_begins_at_the_bundles_weights_and_records_them(tiny_data, tmp_path, monkeypatch):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path / "first", epochs=2)
+    start = ExemplarVAE.from_pretrained(tmp_path / "first")
+
+    import exaug.train as train_module
+
+    real_train_epoch = train_module.GeneratorTrainer._train_epoch
+    warm_start_weights = {}
+
+    def record_weights_before_epoch_one(self, epoch, prior_term, progress):
+        if epoch == 1:
+            warm_start_weights.update({name: value.clone() for name, value in self.model.state_dict().items()})
+        return real_train_epoch(self, epoch, prior_term, progress)
+
+    monkeypatch.setattr(train_module.GeneratorTrainer, "_train_epoch", record_weights_before_epoch_one)
+    quiet_fit(train, val, tmp_path / "longer", model_config=None, epochs=1, init_from=str(tmp_path / "first"))
+    for name, value in start.state_dict().items():
+        torch.testing.assert_close(warm_start_weights[name], value, rtol=0, atol=0, msg=name)
+    saved = json.loads((tmp_path / "longer" / "config.json").read_text())
+    first = json.loads((tmp_path / "first" / "config.json").read_text())
+    assert saved["training"]["init_from"] == str(tmp_path / "first")
+    assert saved["training"]["init_sha256"] == first["sha256"]["model.safetensors"]
+    assert saved["model"] == first["model"]
+
+
+def test_a_warm_start_from_a_bundle_of_another_architecture_is_refused(tiny_data, tmp_path):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path / "first", epochs=1)
+    with pytest.raises(ValueError, match=r"latent_dim 4 \(asked for 8\)"):
+        quiet_fit(train, val, tmp_path / "other", model_config=ModelConfig(hidden_dim=32, latent_dim=8,
+                                                                           num_pseudo_inputs=10),
+                  epochs=1, init_from=str(tmp_path / "first"))
+    assert not (tmp_path / "other" / "config.json").exists()
+
+
+def test_a_warm_started_run_refuses_to_resume_once_its_start_bundle_changed(tiny_data, tmp_path):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path / "first", epochs=1)
+    quiet_fit(train, val, tmp_path / "longer", model_config=None, epochs=1, init_from=str(tmp_path / "first"))
+    before = (tmp_path / "longer" / "model.safetensors").read_bytes()
+    quiet_fit(train, val, tmp_path / "first-again", epochs=1, seed=5)
+    for name in ("config.json", "model.safetensors", "exemplars.safetensors"):
+        (tmp_path / "first" / name).write_bytes((tmp_path / "first-again" / name).read_bytes())
+    with pytest.raises(ValueError, match="different train_config.init_sha256"):
+        quiet_fit(train, val, tmp_path / "longer", model_config=None, epochs=1, init_from=str(tmp_path / "first"))
+    assert (tmp_path / "longer" / "model.safetensors").read_bytes() == before
+
+
 def test_images_outside_the_unit_range_are_refused(tmp_path):
     images = torch.rand(10, 1, 4, 4) * 255
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
