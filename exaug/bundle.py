@@ -135,6 +135,20 @@ def load_generator(path_or_name: str | os.PathLike, device: str | torch.device =
     return load_bundle(resolve_bundle(path_or_name), device=device)
 
 
+def load_weights(path_or_name: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The network and prior weights of a bundle (or bundled name), checked against its config.json.
+
+    Cheaper than :func:`load_generator` when only the weights are wanted (a warm start):
+    the exemplar set is neither read nor re-attached from the training split.
+    """
+    directory = resolve_bundle(path_or_name)
+    return _read_weights(directory, read_bundle_config(directory))
+
+
+def _read_weights(directory: Path, config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return _read_safetensors(directory / MODEL_FILE, config["sha256"].get(MODEL_FILE))
+
+
 def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu") -> ExemplarVAE:
     """Rebuild the ExemplarVAE saved in ``directory``, checking every file on the way."""
     directory = Path(directory)
@@ -143,7 +157,7 @@ def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu"
         model_config = ModelConfig.from_dict(config["model"])
     except (TypeError, ValueError) as error:
         raise BundleError(f"{directory / CONFIG_FILE}: invalid 'model' entry: {error}") from error
-    weights = _read_safetensors(directory / MODEL_FILE, config["sha256"].get(MODEL_FILE))
+    weights = _read_weights(directory, config)
     exemplars = _read_safetensors(directory / EXEMPLARS_FILE, config["sha256"].get(EXEMPLARS_FILE))
 
     with torch.random.fork_rng(devices=[]):  # the init is overwritten: leave the caller's random stream alone

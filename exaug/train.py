@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
 from .checkpoint import load_checkpoint, save_checkpoint
-from .bundle import load_generator, save_bundle
+from .bundle import load_weights, save_bundle
 from .config import ModelConfig, TrainConfig
 from .data import ImageTensorDataset, data_checksum
 from .device import resolve_device
@@ -135,8 +135,8 @@ def _warm_start_settings(config: TrainConfig, model_config: ModelConfig | None,
                          input_shape: tuple[int, ...]) -> tuple[TrainConfig, ModelConfig]:
     """Check that ``config.init_from`` fits this run; return the config with its weights' sha256 and its architecture.
 
-    The architecture is the bundle's. A ``model_config`` given as well must agree with it, and a
-    recorded ``init_sha256`` (a resumed run) must still match the bundle's weights.
+    The architecture is the bundle's. A ``model_config`` given as well must agree with it, and an
+    ``init_sha256`` given by the caller (to pin the start weights) must match the bundle's.
     """
     from .bundle import MODEL_FILE, read_bundle_config
 
@@ -180,7 +180,7 @@ class GeneratorTrainer:
         torch.manual_seed(config.seed)
         self.model = ExemplarVAE(model_config).to(self.device)
         if config.init_from is not None:
-            self.model.load_state_dict(load_generator(config.init_from).state_dict())
+            self.model.load_state_dict(load_weights(config.init_from))
         self.optimizer = NormalizedAdam(self.model.parameters(), lr=config.learning_rate, foreach=True)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.train_flat = self.model.flatten(train_images).to(self.device)
