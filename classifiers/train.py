@@ -23,6 +23,7 @@ from exaug.atomic import atomic_write_text
 from exaug.checkpoint import load_checkpoint, save_checkpoint
 from exaug.device import resolve_device
 from exaug.mixed import MixedBatchLoader, mixed_loss
+from exaug.run_lock import run_directory_lock
 from exaug.vae import ExemplarVAE
 
 from .config import ClassifierConfig
@@ -45,6 +46,7 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
         config: the recipe (defaults to the paper's, λ = 0.4).
         generator: an ExemplarVAE, bundle directory or bundled name for augmentation; None for LS alone.
         out: directory for ``checkpoint.pt`` (resumed when present) and ``result.json``; None keeps nothing.
+            While training, another run into the same directory is refused (:class:`exaug.run_lock.RunDirectoryBusy`).
         progress: show progress bars on stderr.
         log: called with each epoch's record (default: print it as a JSON line).
 
@@ -52,6 +54,14 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
         ``{"test_error": final-epoch error in %, "history": [...], "config": ..., ...}``
     """
     config = config or ClassifierConfig()
+    if out is None:
+        return _fit(train, test, config, generator, None, progress, log)
+    with run_directory_lock(out):
+        return _fit(train, test, config, generator, Path(out), progress, log)
+
+
+def _fit(train: Dataset, test: Dataset, config: ClassifierConfig, generator: ExemplarVAE | str | os.PathLike | None,
+         out: Path | None, progress: bool, log: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
     device = resolve_device(config.device)
     input_shape, num_classes = _describe(train)
     torch.manual_seed(config.seed)
@@ -72,7 +82,6 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
     identity = {"config": config.to_dict(), "generator": _describe_generator(generator), "train_size": len(train)}
     history: list[dict[str, Any]] = []
     first_epoch = 1
-    out = Path(out) if out is not None else None
     if out is not None and (out / CHECKPOINT_FILE).exists():
         state = load_checkpoint(out / CHECKPOINT_FILE, identity, added_settings=SETTINGS_ADDED_SINCE_FIRST_RELEASE)
         model.load_state_dict(state["model"])

@@ -35,6 +35,7 @@ from .exemplar_objective import LeaveOneOutExemplarPrior
 from .latent_cache import LatentCache
 from .optim import NormalizedAdam
 from .priors import ExemplarPrior, log_normal_diag
+from .run_lock import run_directory_lock
 from .vae import ExemplarVAE, as_uint8, reparameterize
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -198,7 +199,10 @@ class GeneratorTrainer:
 
     # ------------------------------------------------------------------ run
     def run(self, progress: bool, log: Callable[[dict[str, Any]], None]) -> ExemplarVAE:
-        self.out.mkdir(parents=True, exist_ok=True)
+        with run_directory_lock(self.out):
+            return self._run(progress, log)
+
+    def _run(self, progress: bool, log: Callable[[dict[str, Any]], None]) -> ExemplarVAE:
         if (self.out / CHECKPOINT_FILE).exists():
             self._resume()
         else:

@@ -9,6 +9,7 @@ from torch.utils.data import TensorDataset
 from conftest import blob_images
 from exaug.classifiers import ClassifierConfig, PermutationInvariantMLP, create_classifier, fit_classifier
 from exaug.classifiers.train import CHECKPOINT_FILE, _describe
+from exaug.run_lock import RunDirectoryBusy, run_directory_lock
 
 
 @pytest.fixture
@@ -158,3 +159,10 @@ def test_the_class_count_of_a_split_folder_comes_from_its_class_list_not_its_ima
     shape, classes = _describe(torch.utils.data.Subset(CountingFolder(), range(40)))
     assert (shape, classes) == ((1, 4, 4), 3)
     assert CountingFolder.reads == 1
+
+
+def test_a_second_run_into_a_directory_in_use_is_refused_and_writes_nothing(blobs, tmp_path):
+    with run_directory_lock(tmp_path):
+        with pytest.raises(RunDirectoryBusy):
+            fit_classifier(*blobs, quick_config(), out=tmp_path, progress=False, log=lambda record: None)
+    assert not (tmp_path / CHECKPOINT_FILE).exists()

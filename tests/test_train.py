@@ -8,6 +8,7 @@ from torch.utils.data import TensorDataset
 
 from conftest import blob_images
 from exaug import ExemplarVAE, ModelConfig, TrainConfig, fit_generator
+from exaug.run_lock import RunDirectoryBusy, run_directory_lock
 from exaug.train import CHECKPOINT_FILE, LOG_FILE, kl_weight
 
 SMALL = ModelConfig(hidden_dim=32, latent_dim=4, num_pseudo_inputs=10)
@@ -176,3 +177,12 @@ def test_images_outside_the_unit_range_are_refused(tmp_path):
 def test_kl_warmup_is_linear_then_flat():
     assert [kl_weight(e, 4) for e in (1, 2, 4, 9)] == [0.25, 0.5, 1.0, 1.0]
     assert kl_weight(1, 0) == 1.0
+
+
+def test_a_second_run_into_a_directory_in_use_is_refused_and_writes_nothing(tiny_data, tmp_path):
+    train, val = tiny_data
+    with run_directory_lock(tmp_path):
+        with pytest.raises(RunDirectoryBusy):
+            quiet_fit(train, val, tmp_path, epochs=1)
+    assert not (tmp_path / CHECKPOINT_FILE).exists()
+    assert not (tmp_path / "config.json").exists()

@@ -1,0 +1,39 @@
+"""exaug.run_lock: one run per output directory, and no stale lock after a crash."""
+
+import subprocess
+import sys
+
+import pytest
+
+from exaug.run_lock import LOCK_FILE, RunDirectoryBusy, run_directory_lock
+
+
+def test_a_directory_in_use_is_refused_with_a_message_naming_it(tmp_path):
+    with run_directory_lock(tmp_path / "run"):
+        with pytest.raises(RunDirectoryBusy, match=r"run is in use by another run .*choose another output directory"):
+            with run_directory_lock(tmp_path / "run"):
+                pass
+
+
+def test_the_lock_is_free_again_after_the_block(tmp_path):
+    with run_directory_lock(tmp_path):
+        pass
+    with run_directory_lock(tmp_path):
+        assert (tmp_path / LOCK_FILE).exists()
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom exaug.run_lock import run_directory_lock\n"
+         f"with run_directory_lock({str(tmp_path)!r}):\n    print('held', flush=True)\n    time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirectoryBusy):
+            with run_directory_lock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_directory_lock(tmp_path):
+        pass
