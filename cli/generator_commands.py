@@ -47,7 +47,8 @@ from .options import apply_threads, dataset_choice, open_dataset, root_option, t
                    "set --warmup-epochs 0 to skip the KL warm-up.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Bundle directory; an unfinished run there with the same settings is resumed.")
+              help="Bundle directory; a run there with the same settings is resumed, and one that used up its "
+                   "--epochs trains on when given a larger --epochs.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @root_option
 @threads_option

@@ -106,8 +106,10 @@ def fit_generator(
         val: dataset for early stopping on the validation ELBO; without it training runs
             ``config.epochs`` epochs and keeps the last model.
         config: training recipe (defaults to the paper's).
-        out: bundle directory; also holds ``checkpoint.pt`` and ``train_log.jsonl``. An
-            unfinished run with the same configuration and data there is resumed.
+        out: bundle directory; also holds ``checkpoint.pt`` and ``train_log.jsonl``. A run there
+            with the same configuration and data is resumed. Its epoch budget may differ: a run
+            that used up its budget trains on to a larger ``config.epochs`` (exactly as if that
+            had been asked for at the start), while one stopped early on validation stays stopped.
         model_config: architecture; ``input_shape`` is always taken from the data.
         progress: show a progress bar on stderr.
         log: called with each epoch's record (default: print it as a JSON line on stdout).
@@ -195,7 +197,7 @@ class GeneratorTrainer:
         self.best_epoch = 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_means: torch.Tensor | None = None
-        self.finished = False
+        self.stopped_early = False
 
     # ------------------------------------------------------------------ run
     def run(self, progress: bool, log: Callable[[dict[str, Any]], None]) -> ExemplarVAE:
@@ -211,7 +213,7 @@ class GeneratorTrainer:
         epochs = tqdm(range(self.epoch + 1, self.config.epochs + 1), desc="epochs", disable=not progress,
                       initial=self.epoch, total=self.config.epochs, file=sys.stderr)
         for epoch in epochs:
-            if self.finished:
+            if self.stopped_early:
                 break
             started = time.perf_counter()
             train_record = self._train_epoch(epoch, prior_term, progress)
@@ -220,8 +222,6 @@ class GeneratorTrainer:
             self._append_log(record)
             log(record)
             epochs.set_postfix(val_elbo=record.get("val_elbo"), best_epoch=self.best_epoch)
-        self.finished = True
-        self._save_checkpoint()
         return self._best_model()
 
     def _train_epoch(self, epoch: int, prior_term: LeaveOneOutExemplarPrior | None, progress: bool) -> dict[str, Any]:
@@ -277,8 +277,7 @@ class GeneratorTrainer:
             self.best_means = means.clone()
             save_bundle(self.model, self.out, self.config, self.data_checksum)
         self.epoch = epoch
-        if self.val_flat is not None and epoch - self.best_epoch >= self.config.patience:
-            self.finished = True
+        self.stopped_early = self._out_of_patience()
         record["best_epoch"] = self.best_epoch
         self._save_checkpoint()
         return record
@@ -300,14 +299,19 @@ class GeneratorTrainer:
         return self.model.eval()
 
     # ------------------------------------------------------- checkpointing
+    def _out_of_patience(self) -> bool:
+        return self.val_flat is not None and self.epoch - self.best_epoch >= self.config.patience
+
     def _identity(self) -> dict[str, Any]:
-        return {"model_config": self.model_config.to_dict(), "train_config": self.config.to_dict(),
+        # The epoch budget is not part of what was trained: a run that used up its budget can be
+        # extended in place, and goes on exactly as a run asked for the larger budget would have.
+        trained_under = {key: value for key, value in self.config.to_dict().items() if key != "epochs"}
+        return {"model_config": self.model_config.to_dict(), "train_config": trained_under,
                 "data_checksum": self.data_checksum, "val_checksum": self.val_checksum}
 
     def _save_checkpoint(self) -> None:
         state = {
             "epoch": self.epoch,
-            "finished": self.finished,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -322,14 +326,18 @@ class GeneratorTrainer:
     def _resume(self) -> None:
         state = load_checkpoint(self.out / CHECKPOINT_FILE, self._identity(),
                                 added_settings=SETTINGS_ADDED_SINCE_FIRST_RELEASE)
+        if state["epoch"] > self.config.epochs:
+            raise ValueError(f"{self.out} holds a run already trained {state['epoch']} epochs, more than "
+                             f"epochs={self.config.epochs}; ask for at least {state['epoch']} epochs to resume or extend it")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         if self.cache is not None:
             self.cache.refresh(state["cache"])
-        self.epoch, self.finished = state["epoch"], state["finished"]
+        self.epoch = state["epoch"]
         self.best_elbo, self.best_epoch = state["best_elbo"], state["best_epoch"]
         self.best_state, self.best_means = state["best_state"], state["best_means"]
+        self.stopped_early = self._out_of_patience()
         self._truncate_log()
         # Rewrite the best bundle: a crash may have interrupted its last save.
         best = copy.deepcopy(self.model)

@@ -83,6 +83,41 @@ def test_early_stopping_ends_after_patience_epochs_without_improvement(tiny_data
     assert last["epoch"] - last["best_epoch"] >= 1
 
 
+def test_a_run_that_used_up_its_epochs_trains_on_in_place_exactly_as_a_longer_run(tiny_data, tmp_path):
+    train, val = tiny_data
+    straight, straight_records = quiet_fit(train, val, tmp_path / "straight", epochs=4)
+    quiet_fit(train, val, tmp_path / "extended", epochs=2)
+    extended, extended_records = quiet_fit(train, val, tmp_path / "extended", epochs=4)
+
+    assert [r["epoch"] for r in extended_records] == [3, 4]
+    without_timing = [{key: value for key, value in record.items() if key != "seconds"} for record in extended_records]
+    assert without_timing == [{key: value for key, value in record.items() if key != "seconds"}
+                              for record in straight_records[2:]]
+    for (name, a), b in zip(straight.state_dict().items(), extended.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    logged = [json.loads(line)["epoch"] for line in (tmp_path / "extended" / LOG_FILE).read_text().splitlines()]
+    assert logged == [1, 2, 3, 4]
+    assert json.loads((tmp_path / "extended" / "config.json").read_text())["training"]["epochs"] == 4
+
+
+def test_a_run_stopped_early_stays_stopped_when_given_more_epochs(tiny_data, tmp_path):
+    train, val = tiny_data
+    _, records = quiet_fit(train, val, tmp_path, epochs=50, patience=1, learning_rate=1.0)
+    before = (tmp_path / "model.safetensors").read_bytes()
+    _, more = quiet_fit(train, val, tmp_path, epochs=60, patience=1, learning_rate=1.0)
+    assert len(records) < 50 and more == []
+    assert (tmp_path / "model.safetensors").read_bytes() == before
+
+
+def test_asking_for_fewer_epochs_than_already_trained_is_refused_and_changes_nothing(tiny_data, tmp_path):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path, epochs=2)
+    files = {name: (tmp_path / name).read_bytes() for name in ("model.safetensors", "config.json", CHECKPOINT_FILE)}
+    with pytest.raises(ValueError, match="already trained 2 epochs, more than epochs=1; ask for at least 2"):
+        quiet_fit(train, val, tmp_path, epochs=1)
+    assert {name: (tmp_path / name).read_bytes() for name in files} == files
+
+
 def test_the_bundle_keeps_the_best_validation_model(tiny_data, tmp_path):
     train, val = tiny_data
     model, records = quiet_fit(train, val, tmp_path, epochs=4)
