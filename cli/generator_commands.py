@@ -11,7 +11,7 @@ from click.core import ParameterSource
 
 from exaug.config import EXEMPLAR_SEARCHES, PRIORS, ModelConfig, TrainConfig
 from exaug.sampling import SAMPLE_MODES
-from exaug.train import fit_generator
+from exaug.train import RunProgress, fit_generator, run_progress
 
 from .options import apply_threads, dataset_choice, open_dataset, root_option, threads_option, user_errors
 
@@ -28,7 +28,9 @@ from .options import apply_threads, dataset_choice, open_dataset, root_option, t
                    "latent cache (faster, but the latent scale drifts).")
 @click.option("--exemplar-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="M/N, the exemplar subsampling ratio.")
-@click.option("--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help=f"Epoch budget [default: {TrainConfig.epochs}; when resuming, the budget the run in --out was "
+                   "started with]. A larger one trains a run that used up its budget further.")
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=TrainConfig.warmup_epochs, show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=TrainConfig.patience, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size, show_default=True)
@@ -43,8 +45,9 @@ from .options import apply_threads, dataset_choice, open_dataset, root_option, t
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--init-from", default=None,
               help="Start from this generator's weights (a bundle directory or bundled name) instead of a random "
-                   "init, to train it longer or fine-tune it; the architecture is the bundle's. Fresh optimiser: "
-                   "set --warmup-epochs 0 to skip the KL warm-up.")
+                   "init, to fine-tune it or train a bundle without a checkpoint longer (a run of your own trains on "
+                   "with a larger --epochs instead); the architecture is the bundle's. Fresh optimiser: set "
+                   "--warmup-epochs 0 to skip the KL warm-up.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Bundle directory; a run there with the same settings is resumed, and one that used up its "
@@ -61,6 +64,12 @@ def fit_generator_command(context: click.Context, dataset: str, prior: str, late
     Prints one JSON line per epoch; the bundle keeps the model with the best validation ELBO.
     """
     apply_threads(threads)
+    try:
+        so_far = run_progress(out)
+    except RuntimeError as error:  # a damaged checkpoint: the message says what to do
+        raise click.ClickException(str(error)) from error
+    if train_options["epochs"] is None:
+        train_options["epochs"] = TrainConfig.epochs if so_far is None else so_far.epoch_budget
     config = TrainConfig(**train_options, extra={"dataset": dataset})
     architecture = {"prior": prior, "latent_dim": latent_dim, "hidden_dim": hidden_dim,
                     "num_pseudo_inputs": num_pseudo_inputs}
@@ -75,9 +84,23 @@ def fit_generator_command(context: click.Context, dataset: str, prior: str, late
     channel_count = None if channels is None else int(channels)
     train = open_dataset(dataset, "train", root, channel_count)
     val = open_dataset(dataset, "val", root, channel_count)
+    if so_far is not None and so_far.epochs_trained <= config.epochs:  # more trained than asked: the library refuses
+        click.echo(_resume_message(out, so_far, config.epochs), err=True)
     with user_errors():
         fit_generator(train, val, config, out, model_config=model_config, progress=progress)
     click.echo(json.dumps({"bundle": str(out)}))
+
+
+def _resume_message(out: Path, so_far: RunProgress, epochs: int) -> str:
+    """What a rerun into ``out`` will do, so a run with nothing left to train does not look like one that trained."""
+    if so_far.stopped_early:
+        return (f"{out} stopped early at epoch {so_far.epochs_trained} (best epoch {so_far.best_epoch}; no better "
+                f"validation ELBO within --patience epochs): nothing left to train. To train it further, start a "
+                f"new --out with --init-from {out}.")
+    if so_far.epochs_trained == epochs:
+        return f"{out} has trained all {epochs} epochs: nothing left to train (a larger --epochs trains it further)."
+    raised = "" if epochs == so_far.epoch_budget else f" (budget raised from {so_far.epoch_budget})"
+    return f"resuming {out} at epoch {so_far.epochs_trained} of {epochs}{raised}"
 
 
 def _load_generator(path: Path, device: str):

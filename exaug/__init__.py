@@ -8,7 +8,8 @@ from .augment import ExemplarAugment
 from .bundle import BundleError
 from .config import ModelConfig, TrainConfig
 from .mixed import MixedBatch, MixedBatchLoader, mixed_loss
-from .train import fit_generator
+from .run_lock import RunDirectoryBusy
+from .train import RunProgress, fit_generator, run_progress
 from .vae import ExemplarVAE
 
 __all__ = [
@@ -18,8 +19,11 @@ __all__ = [
     "MixedBatch",
     "MixedBatchLoader",
     "ModelConfig",
+    "RunDirectoryBusy",
+    "RunProgress",
     "TrainConfig",
     "fit_generator",
     "mixed_loss",
+    "run_progress",
 ]
 __version__ = "0.1.0"

@@ -34,12 +34,7 @@ def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
     as holding that value, so upgrading the package does not strand runs in progress.
     """
     path = Path(path)
-    try:
-        # Load on the CPU: random-generator states must stay CPU tensors, and load_state_dict
-        # moves weights and optimiser state to wherever the live model is.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a damaged file
-        raise RuntimeError(f"{path} cannot be read ({error}); move it away to start this run afresh") from error
+    state = read_checkpoint(path)
     stored = _with_added_settings(state.get(IDENTITY_KEY, {}), added_settings or {})
     differences = identity_differences(stored, identity)
     if differences:
@@ -50,8 +45,18 @@ def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
     return state
 
 
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Everything saved at ``path``, identity included, without checking whose run it is."""
+    try:
+        # Load on the CPU: random-generator states must stay CPU tensors, and load_state_dict
+        # moves weights and optimiser state to wherever the live model is.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a damaged file
+        raise RuntimeError(f"{path} cannot be read ({error}); move it away to start this run afresh") from error
+
+
 def identity_differences(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """Each setting that differs, as ``"train_config.epochs: 100 → 200"`` (nested dicts are searched)."""
+    """Each setting that differs, as ``"train_config.knn: 10 → 3"`` (nested dicts are searched)."""
     differences = []
     for key, value in current.items():
         old = stored.get(key)

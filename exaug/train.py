@@ -5,7 +5,8 @@ ELBO with linear KL warm-up, gradient-normalised Adam. After each epoch the exem
 means are re-encoded (they refresh the latent cache and place the validation prior),
 the validation ELBO decides early stopping, the best model is written as a bundle, and
 a checkpoint with the full training state is written atomically, so a killed run
-resumes exactly where it stopped.
+resumes exactly where it stopped, and a run that used up its epoch budget can be given
+a larger one and train on.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import IDENTITY_KEY, load_checkpoint, read_checkpoint, save_checkpoint
 from .bundle import load_weights, save_bundle
 from .config import ModelConfig, TrainConfig
 from .data import ImageTensorDataset, data_checksum
@@ -161,6 +162,31 @@ def _warm_start_settings(config: TrainConfig, model_config: ModelConfig | None,
         raise ValueError(f"init_from={config.init_from!r} no longer holds the weights this run started from "
                          f"(sha256 {config.init_sha256[:12]}…, now {sha256[:12]}…); restore that bundle or start afresh")
     return dataclasses.replace(config, init_sha256=sha256), source
+
+
+@dataclasses.dataclass(frozen=True)
+class RunProgress:
+    """How far the generator run in a directory got, read from its checkpoint."""
+
+    epochs_trained: int
+    epoch_budget: int  # the ``epochs`` it was last started with
+    best_epoch: int
+    stopped_early: bool  # by patience on the validation ELBO; more epochs will not train it further
+
+
+def run_progress(out: str | os.PathLike) -> RunProgress | None:
+    """The progress of the run in ``out``, or None when it holds no checkpoint. Its settings are not checked."""
+    path = Path(out) / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    state = read_checkpoint(path)
+    identity = state.get(IDENTITY_KEY, {})
+    settings = identity.get("train_config", {})
+    # Checkpoints from before the budget was saved beside the state kept it in their identity.
+    budget = state.get("epoch_budget", settings.get("epochs"))
+    stopped_early = (identity.get("val_checksum") is not None
+                     and state["epoch"] - state["best_epoch"] >= settings["patience"])
+    return RunProgress(state["epoch"], budget, state["best_epoch"], stopped_early)
 
 
 def _print_json_line(record: dict[str, Any]) -> None:
@@ -312,6 +338,7 @@ class GeneratorTrainer:
     def _save_checkpoint(self) -> None:
         state = {
             "epoch": self.epoch,
+            "epoch_budget": self.config.epochs,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),

@@ -161,8 +161,15 @@ def test_the_class_count_of_a_split_folder_comes_from_its_class_list_not_its_ima
     assert CountingFolder.reads == 1
 
 
-def test_a_second_run_into_a_directory_in_use_is_refused_and_writes_nothing(blobs, tmp_path):
-    with run_directory_lock(tmp_path):
-        with pytest.raises(RunDirectoryBusy):
+def test_the_run_directory_is_locked_while_training_and_free_afterwards(blobs, tmp_path):
+    refusals = []
+
+    def try_a_second_run(record):
+        with pytest.raises(RunDirectoryBusy) as refused:
             fit_classifier(*blobs, quick_config(), out=tmp_path, progress=False, log=lambda record: None)
-    assert not (tmp_path / CHECKPOINT_FILE).exists()
+        refusals.append(refused.value)
+
+    fit_classifier(*blobs, quick_config(workers=2), out=tmp_path, progress=False, log=try_a_second_run)
+    assert len(refusals) == 3  # one per epoch, each while the first run was training
+    with run_directory_lock(tmp_path):
+        pass

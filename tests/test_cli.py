@@ -56,6 +56,36 @@ def test_fit_generator_init_from_refuses_an_architecture_the_bundle_does_not_hav
     assert "latent_dim 4 (asked for 8)" in result.output and "Traceback" not in result.output
 
 
+def test_fit_generator_rerun_keeps_its_epoch_budget_and_trains_on_when_given_a_larger_one(image_folder, tmp_path):
+    out = tmp_path / "gen"
+    command = ["fit-generator", "--dataset", str(image_folder), "--channels", "1", "--warmup-epochs", "1",
+               "--hidden-dim", "32", "--latent-dim", "4", "--no-progress", "--out", str(out)]
+    assert CliRunner().invoke(main, command + ["--epochs", "1"]).exit_code == 0
+
+    again = CliRunner().invoke(main, command)  # no --epochs: the budget it was started with, not the default
+    assert again.exit_code == 0, again.output
+    assert f"{out} has trained all 1 epochs: nothing left to train" in again.stderr
+    longer = CliRunner().invoke(main, command + ["--epochs", "2"])
+    assert longer.exit_code == 0, longer.output
+    assert f"resuming {out} at epoch 1 of 2 (budget raised from 1)" in longer.stderr
+    assert [json.loads(line)["epoch"] for line in (out / "train_log.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_fit_generator_says_when_a_run_stopped_early_has_nothing_left_to_train(image_folder, tmp_path):
+    out = tmp_path / "gen"
+    command = ["fit-generator", "--dataset", str(image_folder), "--channels", "1", "--warmup-epochs", "1",
+               "--hidden-dim", "32", "--latent-dim", "4", "--patience", "1", "--lr", "1.0", "--no-progress",
+               "--out", str(out)]
+    first = CliRunner().invoke(main, command + ["--epochs", "40"])
+    assert first.exit_code == 0, first.output
+    trained = len((out / "train_log.jsonl").read_text().splitlines())
+    assert trained < 40
+    again = CliRunner().invoke(main, command + ["--epochs", "50"])
+    assert again.exit_code == 0, again.output
+    assert f"stopped early at epoch {trained}" in again.stderr and f"--init-from {out}" in again.stderr
+    assert len((out / "train_log.jsonl").read_text().splitlines()) == trained
+
+
 def test_evaluate_writes_json_and_markdown(fitted, image_folder, tmp_path):
     out, _ = fitted
     report = tmp_path / "eval.json"

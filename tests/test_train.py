@@ -9,7 +9,7 @@ from torch.utils.data import TensorDataset
 from conftest import blob_images
 from exaug import ExemplarVAE, ModelConfig, TrainConfig, fit_generator
 from exaug.run_lock import RunDirectoryBusy, run_directory_lock
-from exaug.train import CHECKPOINT_FILE, LOG_FILE, kl_weight
+from exaug.train import CHECKPOINT_FILE, LOG_FILE, RunProgress, kl_weight, run_progress
 
 SMALL = ModelConfig(hidden_dim=32, latent_dim=4, num_pseudo_inputs=10)
 
@@ -100,10 +100,28 @@ def test_a_run_that_used_up_its_epochs_trains_on_in_place_exactly_as_a_longer_ru
     assert json.loads((tmp_path / "extended" / "config.json").read_text())["training"]["epochs"] == 4
 
 
+def test_a_checkpoint_written_before_runs_could_be_extended_extends_too(tiny_data, tmp_path):
+    train, val = tiny_data
+    straight, _ = quiet_fit(train, val, tmp_path / "straight", epochs=4)
+    _, records = quiet_fit(train, val, tmp_path / "old", epochs=2)
+    path = tmp_path / "old" / CHECKPOINT_FILE
+    state = torch.load(path, weights_only=True)
+    del state["epoch_budget"]  # older checkpoints kept the budget in their identity, and a "finished" flag
+    state["identity"]["train_config"]["epochs"] = 2
+    state["finished"] = True
+    torch.save(state, path)
+
+    assert run_progress(tmp_path / "old") == RunProgress(2, 2, records[-1]["best_epoch"], stopped_early=False)
+    extended, _ = quiet_fit(train, val, tmp_path / "old", epochs=4)
+    for (name, a), b in zip(straight.state_dict().items(), extended.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
 def test_a_run_stopped_early_stays_stopped_when_given_more_epochs(tiny_data, tmp_path):
     train, val = tiny_data
     _, records = quiet_fit(train, val, tmp_path, epochs=50, patience=1, learning_rate=1.0)
     before = (tmp_path / "model.safetensors").read_bytes()
+    assert run_progress(tmp_path).stopped_early
     _, more = quiet_fit(train, val, tmp_path, epochs=60, patience=1, learning_rate=1.0)
     assert len(records) < 50 and more == []
     assert (tmp_path / "model.safetensors").read_bytes() == before
@@ -214,10 +232,17 @@ def test_kl_warmup_is_linear_then_flat():
     assert kl_weight(1, 0) == 1.0
 
 
-def test_a_second_run_into_a_directory_in_use_is_refused_and_writes_nothing(tiny_data, tmp_path):
+def test_the_run_directory_is_locked_while_training_and_free_afterwards(tiny_data, tmp_path):
     train, val = tiny_data
+    refusals = []
+
+    def try_a_second_run(record):
+        with pytest.raises(RunDirectoryBusy) as refused:
+            fit_generator(train, val, TrainConfig(epochs=2), tmp_path, model_config=SMALL, progress=False)
+        refusals.append(refused.value)
+
+    fit_generator(train, val, TrainConfig(batch_size=50, epochs=2), tmp_path, model_config=SMALL, progress=False,
+                  log=try_a_second_run)
+    assert len(refusals) == 2
     with run_directory_lock(tmp_path):
-        with pytest.raises(RunDirectoryBusy):
-            quiet_fit(train, val, tmp_path, epochs=1)
-    assert not (tmp_path / CHECKPOINT_FILE).exists()
-    assert not (tmp_path / "config.json").exists()
+        pass
