@@ -184,9 +184,14 @@ def run_progress(out: str | os.PathLike) -> RunProgress | None:
     settings = identity.get("train_config", {})
     # Checkpoints from before the budget was saved beside the state kept it in their identity.
     budget = state.get("epoch_budget", settings.get("epochs"))
-    stopped_early = (identity.get("val_checksum") is not None
-                     and state["epoch"] - state["best_epoch"] >= settings["patience"])
-    return RunProgress(state["epoch"], budget, state["best_epoch"], stopped_early)
+    stopped = stopped_early(state["epoch"], state["best_epoch"], settings["patience"],
+                            has_validation=identity.get("val_checksum") is not None)
+    return RunProgress(state["epoch"], budget, state["best_epoch"], stopped)
+
+
+def stopped_early(epoch: int, best_epoch: int, patience: int, has_validation: bool) -> bool:
+    """Early stopping: ``patience`` epochs without a better validation ELBO (never without validation data)."""
+    return has_validation and epoch - best_epoch >= patience
 
 
 def _print_json_line(record: dict[str, Any]) -> None:
@@ -223,7 +228,6 @@ class GeneratorTrainer:
         self.best_epoch = 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_means: torch.Tensor | None = None
-        self.stopped_early = False
 
     # ------------------------------------------------------------------ run
     def run(self, progress: bool, log: Callable[[dict[str, Any]], None]) -> ExemplarVAE:
@@ -239,7 +243,7 @@ class GeneratorTrainer:
         epochs = tqdm(range(self.epoch + 1, self.config.epochs + 1), desc="epochs", disable=not progress,
                       initial=self.epoch, total=self.config.epochs, file=sys.stderr)
         for epoch in epochs:
-            if self.stopped_early:
+            if self._stopped_early():
                 break
             started = time.perf_counter()
             train_record = self._train_epoch(epoch, prior_term, progress)
@@ -303,7 +307,6 @@ class GeneratorTrainer:
             self.best_means = means.clone()
             save_bundle(self.model, self.out, self.config, self.data_checksum)
         self.epoch = epoch
-        self.stopped_early = self._out_of_patience()
         record["best_epoch"] = self.best_epoch
         self._save_checkpoint()
         return record
@@ -324,10 +327,10 @@ class GeneratorTrainer:
         self.model.set_exemplars(self.train_u8, self.train_labels, means=self.best_means)
         return self.model.eval()
 
-    # ------------------------------------------------------- checkpointing
-    def _out_of_patience(self) -> bool:
-        return self.val_flat is not None and self.epoch - self.best_epoch >= self.config.patience
+    def _stopped_early(self) -> bool:
+        return stopped_early(self.epoch, self.best_epoch, self.config.patience, has_validation=self.val_flat is not None)
 
+    # ------------------------------------------------------- checkpointing
     def _identity(self) -> dict[str, Any]:
         # The epoch budget is not part of what was trained: a run that used up its budget can be
         # extended in place, and goes on exactly as a run asked for the larger budget would have.
@@ -364,7 +367,6 @@ class GeneratorTrainer:
         self.epoch = state["epoch"]
         self.best_elbo, self.best_epoch = state["best_elbo"], state["best_epoch"]
         self.best_state, self.best_means = state["best_state"], state["best_means"]
-        self.stopped_early = self._out_of_patience()
         self._truncate_log()
         # Rewrite the best bundle: a crash may have interrupted its last save.
         best = copy.deepcopy(self.model)
