@@ -54,16 +54,21 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
         ``{"test_error": final-epoch error in %, "history": [...], "config": ..., ...}``
     """
     config = config or ClassifierConfig()
+    # Bad data or a misnamed generator is refused before the output folder is made or locked.
+    task = _describe(train)
+    _check_evaluation_set(test, task[0])
+    generator_identity = _describe_generator(generator)
     if out is None:
-        return _fit(train, test, config, generator, None, progress, log)
+        return _fit(train, test, config, generator, generator_identity, task, None, progress, log)
     with run_directory_lock(out):
-        return _fit(train, test, config, generator, Path(out), progress, log)
+        return _fit(train, test, config, generator, generator_identity, task, Path(out), progress, log)
 
 
 def _fit(train: Dataset, test: Dataset, config: ClassifierConfig, generator: ExemplarVAE | str | os.PathLike | None,
-         out: Path | None, progress: bool, log: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+         generator_identity: Any, task: tuple[tuple[int, ...], int], out: Path | None, progress: bool,
+         log: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
     device = resolve_device(config.device)
-    input_shape, num_classes = _describe(train)
+    input_shape, num_classes = task
     torch.manual_seed(config.seed)
     model = create_classifier(config.model, input_shape, num_classes, config.hidden).to(device)
     # The sampler owns the shuffling stream (saved in checkpoints); worker seeds come from a second
@@ -79,7 +84,7 @@ def _fit(train: Dataset, test: Dataset, config: ClassifierConfig, generator: Exe
     total_steps = config.epochs * len(loader)
     schedule = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=config.final_lr_factor,
                                                  total_iters=total_steps)
-    identity = {"config": config.to_dict(), "generator": _describe_generator(generator), "train_size": len(train)}
+    identity = {"config": config.to_dict(), "generator": generator_identity, "train_size": len(train)}
     history: list[dict[str, Any]] = []
     first_epoch = 1
     if out is not None and (out / CHECKPOINT_FILE).exists():
@@ -169,6 +174,17 @@ def _describe(dataset: Dataset) -> tuple[tuple[int, ...], int]:
                          f"{getattr(image, 'dtype', '')} {tuple(getattr(image, 'shape', ()))}: add v2.ToImage() "
                          "and v2.ToDtype(torch.float32, scale=True)")
     return tuple(image.shape), _class_count(dataset)
+
+
+def _check_evaluation_set(dataset: Dataset, input_shape: tuple[int, ...]) -> None:
+    """Refuse an empty evaluation set, or one whose images differ in shape from the training images."""
+    if len(dataset) == 0:
+        raise ValueError("the test (evaluation) set is empty")
+    image, _ = dataset[0]
+    shape = tuple(getattr(image, "shape", ()))
+    if shape != input_shape:
+        raise ValueError(f"test images are {type(image).__name__} {shape} but training images are {input_shape} "
+                         "(C×H×W float tensors); give both sets the same transforms")
 
 
 def _class_count(dataset: Dataset) -> int:

@@ -26,22 +26,25 @@ def save_checkpoint(path: str | os.PathLike, identity: dict[str, Any], state: di
 
 
 def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
-                    added_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+                    added_settings: dict[str, Any] | None = None,
+                    advice: dict[str, str] | None = None) -> dict[str, Any]:
     """The state saved at ``path``, after checking it belongs to the run described by ``identity``.
 
     ``added_settings`` (nested like ``identity``) names settings introduced after older checkpoints
     were written, with the value those checkpoints ran under; a checkpoint that lacks one is read
     as holding that value, so upgrading the package does not strand runs in progress.
+    ``advice`` maps a dotted setting (``"train_config.init_sha256"``) to what to do when that one
+    differs, in place of the generic advice to pick another directory.
     """
     path = Path(path)
     state = read_checkpoint(path)
     stored = _with_added_settings(state.get(IDENTITY_KEY, {}), added_settings or {})
     differences = identity_differences(stored, identity)
     if differences:
-        raise ValueError(
-            f"{path.parent} holds a run with a different {'; '.join(differences)}; "
-            "pass another output directory, or the same settings and data to resume it"
-        )
+        specific = [text for key, text in (advice or {}).items()
+                    if any(difference.startswith(f"{key}:") for difference in differences)]
+        remedy = "; ".join(specific) or "pass another output directory, or the same settings and data to resume it"
+        raise ValueError(f"{path.parent} holds a run with a different {'; '.join(differences)}; {remedy}")
     return state
 
 

@@ -338,6 +338,14 @@ class GeneratorTrainer:
         return {"model_config": self.model_config.to_dict(), "train_config": trained_under,
                 "data_checksum": self.data_checksum, "val_checksum": self.val_checksum}
 
+    def _resume_advice(self) -> dict[str, str]:
+        if self.config.init_from is None:
+            return {}
+        # A bundle can change under a run that started from it, e.g. when it was itself trained on in place.
+        return {"train_config.init_sha256": f"init_from={self.config.init_from!r} has changed since this run started "
+                                            "from it: restore that bundle to resume, or start a new run from it in "
+                                            "another output directory"}
+
     def _save_checkpoint(self) -> None:
         state = {
             "epoch": self.epoch,
@@ -355,7 +363,7 @@ class GeneratorTrainer:
 
     def _resume(self) -> None:
         state = load_checkpoint(self.out / CHECKPOINT_FILE, self._identity(),
-                                added_settings=SETTINGS_ADDED_SINCE_FIRST_RELEASE)
+                                added_settings=SETTINGS_ADDED_SINCE_FIRST_RELEASE, advice=self._resume_advice())
         if state["epoch"] > self.config.epochs:
             raise ValueError(f"{self.out} holds a run already trained {state['epoch']} epochs, more than "
                              f"epochs={self.config.epochs}; ask for at least {state['epoch']} epochs to resume or extend it")

@@ -161,6 +161,26 @@ def test_the_class_count_of_a_split_folder_comes_from_its_class_list_not_its_ima
     assert CountingFolder.reads == 1
 
 
+@pytest.mark.parametrize("bad_sets,message", [
+    (lambda train, test: (TensorDataset(train.tensors[0][:0], train.tensors[1][:0]), test), "training set is empty"),
+    (lambda train, test: (TensorDataset((train.tensors[0] * 255).to(torch.uint8), train.tensors[1]), test),
+     "float C×H×W"),
+    (lambda train, test: (train, TensorDataset(test.tensors[0][:0], test.tensors[1][:0])), "test .* set is empty"),
+    (lambda train, test: (train, TensorDataset(test.tensors[0][:, :, :2], test.tensors[1])), "same transforms"),
+])
+def test_bad_data_is_refused_before_the_output_folder_is_made(blobs, tmp_path, bad_sets, message):
+    with pytest.raises(ValueError, match=message):
+        fit_classifier(*bad_sets(*blobs), quick_config(), out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_generator_is_refused_before_the_output_folder_is_made(blobs, tmp_path):
+    with pytest.raises(ValueError, match="no-such-bundle"):
+        fit_classifier(*blobs, quick_config(), generator=str(tmp_path / "no-such-bundle"), out=tmp_path / "run",
+                       progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_run_directory_is_locked_while_training_and_free_afterwards(blobs, tmp_path):
     refusals = []
 
