@@ -168,23 +168,26 @@ def _describe(dataset: Dataset) -> tuple[tuple[int, ...], int]:
     """(C×H×W of one image, number of classes) of a labelled dataset."""
     if len(dataset) == 0:
         raise ValueError("the training set is empty")
-    image, _ = dataset[0]
-    if not isinstance(image, torch.Tensor) or image.ndim != 3 or not image.is_floating_point():
-        raise ValueError(f"training images must be float C×H×W tensors in [0, 1]; got {type(image).__name__} "
-                         f"{getattr(image, 'dtype', '')} {tuple(getattr(image, 'shape', ()))}: add v2.ToImage() "
-                         "and v2.ToDtype(torch.float32, scale=True)")
-    return tuple(image.shape), _class_count(dataset)
+    return _image_shape(dataset[0][0], "training"), _class_count(dataset)
 
 
 def _check_evaluation_set(dataset: Dataset, input_shape: tuple[int, ...]) -> None:
-    """Refuse an empty evaluation set, or one whose images differ in shape from the training images."""
+    """Refuse an empty evaluation set, or one whose images are not shaped like the training images."""
     if len(dataset) == 0:
         raise ValueError("the test (evaluation) set is empty")
-    image, _ = dataset[0]
-    shape = tuple(getattr(image, "shape", ()))
+    shape = _image_shape(dataset[0][0], "test")
     if shape != input_shape:
-        raise ValueError(f"test images are {type(image).__name__} {shape} but training images are {input_shape} "
-                         "(C×H×W float tensors); give both sets the same transforms")
+        raise ValueError(f"test images are {shape} but training images are {input_shape} (C×H×W); "
+                         "give both sets the same transforms")
+
+
+def _image_shape(image: Any, which: str) -> tuple[int, ...]:
+    """C×H×W of one dataset image, after checking it is the float tensor the classifier takes."""
+    if not isinstance(image, torch.Tensor) or image.ndim != 3 or not image.is_floating_point():
+        raise ValueError(f"{which} images must be float C×H×W tensors in [0, 1]; got {type(image).__name__} "
+                         f"{getattr(image, 'dtype', '')} {tuple(getattr(image, 'shape', ()))}: add v2.ToImage() "
+                         "and v2.ToDtype(torch.float32, scale=True)")
+    return tuple(image.shape)
 
 
 def _class_count(dataset: Dataset) -> int:

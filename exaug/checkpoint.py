@@ -34,17 +34,19 @@ def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
     were written, with the value those checkpoints ran under; a checkpoint that lacks one is read
     as holding that value, so upgrading the package does not strand runs in progress.
     ``advice`` maps a dotted setting (``"train_config.init_sha256"``) to what to do when that one
-    differs, in place of the generic advice to pick another directory.
+    differs; it replaces the generic advice to pick another directory when it covers every difference.
     """
     path = Path(path)
     state = read_checkpoint(path)
     stored = _with_added_settings(state.get(IDENTITY_KEY, {}), added_settings or {})
     differences = identity_differences(stored, identity)
     if differences:
-        specific = [text for key, text in (advice or {}).items()
-                    if any(difference.startswith(f"{key}:") for difference in differences)]
-        remedy = "; ".join(specific) or "pass another output directory, or the same settings and data to resume it"
-        raise ValueError(f"{path.parent} holds a run with a different {'; '.join(differences)}; {remedy}")
+        advice = advice or {}
+        advised = [key for key in advice if any(difference.startswith(f"{key}:") for difference in differences)]
+        remedies = [advice[key] for key in advised]
+        if len(advised) < len(differences):
+            remedies.append("pass another output directory, or the same settings and data to resume it")
+        raise ValueError(f"{path.parent} holds a run with a different {'; '.join(differences)}; {'; '.join(remedies)}")
     return state
 
 

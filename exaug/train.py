@@ -332,9 +332,10 @@ class GeneratorTrainer:
 
     # ------------------------------------------------------- checkpointing
     def _identity(self) -> dict[str, Any]:
-        # The epoch budget is not part of what was trained: a run that used up its budget can be
-        # extended in place, and goes on exactly as a run asked for the larger budget would have.
-        trained_under = {key: value for key, value in self.config.to_dict().items() if key != "epochs"}
+        # Not part of what was trained: the epoch budget (a run that used up its budget can be extended
+        # in place, and goes on exactly as a run asked for the larger budget would have), and the name
+        # the start weights were given under (their sha256 stays, so a copy of the bundle elsewhere will do).
+        trained_under = {key: value for key, value in self.config.to_dict().items() if key not in ("epochs", "init_from")}
         return {"model_config": self.model_config.to_dict(), "train_config": trained_under,
                 "data_checksum": self.data_checksum, "val_checksum": self.val_checksum}
 
@@ -342,9 +343,10 @@ class GeneratorTrainer:
         if self.config.init_from is None:
             return {}
         # A bundle can change under a run that started from it, e.g. when it was itself trained on in place.
-        return {"train_config.init_sha256": f"init_from={self.config.init_from!r} has changed since this run started "
-                                            "from it: restore that bundle to resume, or start a new run from it in "
-                                            "another output directory"}
+        return {"train_config.init_sha256": f"init_from={self.config.init_from!r} does not hold the weights this "
+                                            "run started from (init_sha256): to resume, name a bundle that does "
+                                            "(e.g. the start bundle restored, or a copy of it); to start from "
+                                            f"{self.config.init_from!r} instead, pass another output directory"}
 
     def _save_checkpoint(self) -> None:
         state = {

@@ -167,6 +167,8 @@ def test_the_class_count_of_a_split_folder_comes_from_its_class_list_not_its_ima
      "float C×H×W"),
     (lambda train, test: (train, TensorDataset(test.tensors[0][:0], test.tensors[1][:0])), "test .* set is empty"),
     (lambda train, test: (train, TensorDataset(test.tensors[0][:, :, :2], test.tensors[1])), "same transforms"),
+    (lambda train, test: (train, TensorDataset((test.tensors[0] * 255).to(torch.uint8), test.tensors[1])),
+     "test images must be float"),
 ])
 def test_bad_data_is_refused_before_the_output_folder_is_made(blobs, tmp_path, bad_sets, message):
     with pytest.raises(ValueError, match=message):

@@ -216,9 +216,19 @@ def test_a_warm_started_run_refuses_to_resume_once_its_start_bundle_changed(tiny
     quiet_fit(train, val, tmp_path / "first-again", epochs=1, seed=5)
     for name in ("config.json", "model.safetensors", "exemplars.safetensors"):
         (tmp_path / "first" / name).write_bytes((tmp_path / "first-again" / name).read_bytes())
-    with pytest.raises(ValueError, match="init_sha256.*has changed since this run started from it"):
+    with pytest.raises(ValueError, match="init_sha256.*does not hold the weights this run started from"):
         quiet_fit(train, val, tmp_path / "longer", model_config=None, epochs=1, init_from=str(tmp_path / "first"))
     assert (tmp_path / "longer" / "model.safetensors").read_bytes() == before
+
+
+def test_a_warm_started_run_trains_on_from_a_copy_of_its_start_bundle_under_another_name(tiny_data, tmp_path):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path / "first", epochs=1)
+    quiet_fit(train, val, tmp_path / "longer", model_config=None, epochs=1, init_from=str(tmp_path / "first"))
+    (tmp_path / "first").rename(tmp_path / "moved")
+    _, records = quiet_fit(train, val, tmp_path / "longer", model_config=None, epochs=2,
+                           init_from=str(tmp_path / "moved"))
+    assert [record["epoch"] for record in records] == [2]
 
 
 def test_images_outside_the_unit_range_are_refused(tmp_path):
