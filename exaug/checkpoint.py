@@ -42,11 +42,11 @@ def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
     differences = identity_differences(stored, identity)
     if differences:
         advice = advice or {}
-        advised = [key for key in advice if any(difference.startswith(f"{key}:") for difference in differences)]
-        remedies = [advice[key] for key in advised]
-        if len(advised) < len(differences):
+        remedies = [advice[key] for key in differences if key in advice]
+        if len(remedies) < len(differences):
             remedies.append("pass another output directory, or the same settings and data to resume it")
-        raise ValueError(f"{path.parent} holds a run with a different {'; '.join(differences)}; {'; '.join(remedies)}")
+        described = "; ".join(f"{key}: {change}" for key, change in differences.items())
+        raise ValueError(f"{path.parent} holds a run with a different {described}; {'; '.join(remedies)}")
     return state
 
 
@@ -60,15 +60,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise RuntimeError(f"{path} cannot be read ({error}); move it away to start this run afresh") from error
 
 
-def identity_differences(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """Each setting that differs, as ``"train_config.knn: 10 → 3"`` (nested dicts are searched)."""
-    differences = []
+def identity_differences(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Each setting that differs, by dotted name: ``{"train_config.knn": "10 → 3"}`` (nested dicts are searched)."""
+    differences = {}
     for key, value in current.items():
         old = stored.get(key)
         if isinstance(value, dict) and isinstance(old, dict):
-            differences += identity_differences(old, value, f"{prefix}{key}.")
+            differences.update(identity_differences(old, value, f"{prefix}{key}."))
         elif old != value:
-            differences.append(f"{prefix}{key}: {_short(old)} → {_short(value)}")
+            differences[f"{prefix}{key}"] = f"{_short(old)} → {_short(value)}"
     return differences
 
 
