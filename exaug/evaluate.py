@@ -15,10 +15,10 @@ import math
 import sys
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .latent_cache import LatentCache
 from .vae import ExemplarVAE, as_unit_float
 
 EVAL_SEED = 0
@@ -66,14 +66,12 @@ def knn_errors(train_means: torch.Tensor, train_labels: torch.Tensor, query_mean
     """Classification error (%) of a k-nearest-neighbour vote in latent space, for each k.
 
     Ties go to the class of the nearer neighbours (each vote carries a tiny bonus that
-    shrinks with rank).
+    shrinks with rank). The search is the latent cache's: faiss for CPU means, a matrix
+    product on the GPU for CUDA means.
     """
-    import faiss
-
     largest = max(ks)
-    _, neighbours = faiss.knn(np.ascontiguousarray(query_means.float().cpu().numpy()),
-                              np.ascontiguousarray(train_means.float().cpu().numpy()), largest)
-    neighbour_labels = train_labels.cpu()[torch.from_numpy(neighbours)]
+    neighbours = LatentCache(train_means.float()).search(query_means.float().to(train_means.device), largest)
+    neighbour_labels = train_labels.cpu()[neighbours.cpu()]
     num_classes = int(max(train_labels.max(), query_labels.max())) + 1
     votes = torch.nn.functional.one_hot(neighbour_labels, num_classes).double()
     rank_bonus = 1e-3 / torch.arange(1, largest + 1, dtype=torch.float64).view(1, -1, 1)
