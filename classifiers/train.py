@@ -131,7 +131,8 @@ def _train_epoch(model: torch.nn.Module, batches: Any, optimizer: torch.optim.Op
                  schedule: torch.optim.lr_scheduler.LRScheduler, config: ClassifierConfig, device: torch.device,
                  progress: bool) -> float:
     model.train()
-    total, count = 0.0, 0
+    # The loss is summed on the device and read once per epoch: a read per step would stall a GPU.
+    total, count = torch.zeros((), dtype=torch.float64, device=device), 0
     for batch in tqdm(batches, desc="steps", leave=False, disable=not progress, file=sys.stderr):
         if isinstance(batch, tuple) and hasattr(batch, "synthetic"):
             # One forward pass over real and synthetic images together; the MLP has no batch statistics.
@@ -147,9 +148,9 @@ def _train_epoch(model: torch.nn.Module, batches: Any, optimizer: torch.optim.Op
         loss.backward()
         optimizer.step()
         schedule.step()
-        total += loss.item() * size
+        total += loss.detach() * size
         count += size
-    return total / count
+    return total.item() / count
 
 
 @torch.no_grad()
