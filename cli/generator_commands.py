@@ -113,7 +113,7 @@ def _load_generator(path: Path, device: str):
 
 @click.command("evaluate")
 @click.option("--generator", "generator_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Bundle directory written by fit-generator.")
+              help="Bundle directory written by fit-generator, or a bundled name (mnist, fashion-mnist).")
 @click.option("--dataset", default=None, help="Dataset to test on (default: the one the bundle was trained on).")
 @click.option("--samples", "num_samples", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Importance samples per image for the IWAE bound.")
