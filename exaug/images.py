@@ -35,8 +35,7 @@ def check_images(images: torch.Tensor, input_shape: tuple[int, ...]) -> bool:
     if images.dtype != torch.uint8 and not images.is_floating_point():
         raise ValueError(f"images of dtype {images.dtype} are not supported; use uint8 or a float dtype in [0, 1]")
     if images.is_floating_point():
-        # One device-to-host copy for the whole check: min and max propagate NaN and show ±inf.
-        low, high = torch.stack(torch.aminmax(images)).tolist()
+        low, high = value_range(images)
         if not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError("the image holds NaN or infinite values; exaug needs finite values in [0, 1]")
         if low < 0.0 or high > 1.0:
@@ -45,6 +44,12 @@ def check_images(images: torch.Tensor, input_shape: tuple[int, ...]) -> bool:
                 "scale with v2.ToDtype(torch.float32, scale=True) (not Normalize) or pass uint8"
             )
     return batched
+
+
+def value_range(images: torch.Tensor) -> tuple[float, float]:
+    """(min, max) of a float tensor in one device-to-host copy; NaN anywhere makes both NaN, ±inf shows as itself."""
+    low, high = torch.stack(torch.aminmax(images)).tolist()
+    return low, high
 
 
 def in_format_of(generated: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

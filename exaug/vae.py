@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import ModelConfig
+from .images import value_range
 from .layers import GatedDense, he_init_
 from .priors import ExemplarPrior, VampPrior, build_prior, log_normal_diag
 
@@ -275,7 +276,8 @@ def as_uint8(images: torch.Tensor) -> torch.Tensor:
     """Images in [0, 1] (or already uint8) → uint8, rounding to the nearest level of 1/255."""
     if images.dtype == torch.uint8:
         return images
-    if not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+    low, high = value_range(images)
+    if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or high > 1:
         raise ValueError("exemplar images must be finite floats in [0, 1] (or uint8)")
     return (images * 255.0).round().to(torch.uint8)
 
