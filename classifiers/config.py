@@ -6,7 +6,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from exaug.vae import check_noise_scale
+
+# SGD on fp16/bf16 weights would need loss scaling or master weights, which this recipe does not have.
+TRAINING_DTYPES = ("float32", "float64")
 
 
 @dataclass
@@ -23,6 +28,7 @@ class ClassifierConfig:
     label_smoothing: float = 0.1
     lam: float = 0.4  # weight on real data in eq. 16 (0.4 MNIST, 0.8 Fashion-MNIST); unused without a generator
     noise_scale: float = 1.0  # factor on the kernel σ of the synthetic twins; 1.0 is the paper's sampler
+    dtype: str = "float32"  # of the weights and inputs; "float64" is what the authors' code trains in
     workers: int = 2  # DataLoader worker processes
     seed: int = 0
     device: str = "auto"
@@ -40,8 +46,14 @@ class ClassifierConfig:
         if self.learning_rate <= 0 or not 0 < self.final_lr_factor <= 1:
             raise ValueError("learning_rate must be positive and final_lr_factor in (0, 1]")
         self.noise_scale = check_noise_scale(self.noise_scale)
+        if self.dtype not in TRAINING_DTYPES:
+            raise ValueError(f"dtype={self.dtype!r} is not a training precision; use one of {', '.join(TRAINING_DTYPES)}")
         if self.workers < 0:
             raise ValueError(f"workers={self.workers} must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)

@@ -32,7 +32,7 @@ from .factory import create_classifier
 CHECKPOINT_FILE = "checkpoint.pt"
 RESULT_FILE = "result.json"
 # Recipe fields newer than some checkpoints, with the value those checkpoints were trained under.
-SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"config": {"noise_scale": 1.0}}
+SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"config": {"noise_scale": 1.0, "dtype": "float32"}}
 
 
 def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | None = None,
@@ -70,7 +70,7 @@ def _fit(train: Dataset, test: Dataset, config: ClassifierConfig, generator: Exe
     device = resolve_device(config.device)
     input_shape, num_classes = task
     torch.manual_seed(config.seed)
-    model = create_classifier(config.model, input_shape, num_classes, config.hidden).to(device)
+    model = create_classifier(config.model, input_shape, num_classes, config.hidden).to(device, config.torch_dtype)
     # The sampler owns the shuffling stream (saved in checkpoints); worker seeds come from a second
     # stream, so starting workers again after a resume cannot shift the order of batches.
     shuffle = torch.Generator().manual_seed(config.seed)
@@ -136,12 +136,13 @@ def _train_epoch(model: torch.nn.Module, batches: Any, optimizer: torch.optim.Op
     for batch in tqdm(batches, desc="steps", leave=False, disable=not progress, file=sys.stderr):
         if isinstance(batch, tuple) and hasattr(batch, "synthetic"):
             # One forward pass over real and synthetic images together; the MLP has no batch statistics.
-            logits = model(torch.cat([batch.real, batch.synthetic]))
+            logits = model(torch.cat([batch.real, batch.synthetic]).to(config.torch_dtype))
             logits_real, logits_syn = logits.split(batch.real.shape[0])
             loss = mixed_loss(logits_real, logits_syn, batch.target, config.lam, config.label_smoothing)
             size = batch.real.shape[0]
         else:
-            images, target = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            images = batch[0].to(device, config.torch_dtype, non_blocking=True)
+            target = batch[1].to(device, non_blocking=True)
             loss = F.cross_entropy(model(images), target, label_smoothing=config.label_smoothing)
             size = images.shape[0]
         optimizer.zero_grad(set_to_none=True)
@@ -155,11 +156,12 @@ def _train_epoch(model: torch.nn.Module, batches: Any, optimizer: torch.optim.Op
 
 @torch.no_grad()
 def classification_error(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> float:
-    """Error rate in % of ``model`` over ``loader``'s ``(images, labels)``."""
+    """Error rate in % of ``model`` over ``loader``'s ``(images, labels)``, images cast to the model's dtype."""
     model.eval()
+    dtype = next(model.parameters()).dtype
     wrong = seen = 0
     for images, target in loader:
-        predicted = model(images.to(device)).argmax(1)
+        predicted = model(images.to(device, dtype)).argmax(1)
         wrong += (predicted != target.to(device)).sum().item()
         seen += target.shape[0]
     return 100.0 * wrong / seen

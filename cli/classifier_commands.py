@@ -11,6 +11,7 @@ import click
 
 from exaug.atomic import atomic_path, atomic_write_text
 from exaug.classifiers import ClassifierConfig, fit_classifier
+from exaug.classifiers.config import TRAINING_DTYPES
 
 from .options import apply_threads, dataset_choice, open_dataset, root_option, threads_option, user_errors
 
@@ -58,6 +59,8 @@ def recipe_options(command: Any) -> Any:
                      show_default=True, help="η, decayed linearly to η/100."),
         click.option("--noise-scale", type=click.FloatRange(min=0), default=1.0, show_default=True,
                      help="Factor on the kernel σ of the synthetic twins; 1.0 is the paper's sampler. Choose on validation."),
+        click.option("--dtype", type=click.Choice(TRAINING_DTYPES), default="float32", show_default=True,
+                     help="Precision of the classifier's weights and inputs; the authors' code trains in float64."),
         click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True),
         click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
                      help="DataLoader worker processes."),
@@ -106,7 +109,7 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
     summary = {
         "dataset": dataset, "generator": generator, "split": split, "lam": lam, "hidden": list(recipe["hidden"]),
         "model": recipe["model"], "epochs": recipe["epochs"], "noise_scale": recipe["noise_scale"],
-        "learning_rate": recipe["learning_rate"], "seeds": list(seed_range), "errors": results,
+        "learning_rate": recipe["learning_rate"], "dtype": recipe["dtype"], "seeds": list(seed_range), "errors": results,
         "mean": statistics.fmean(results), "std": statistics.stdev(results) if len(results) > 1 else None,
     }
     # A call for part of the seeds (--first-seed > 0) summarises only those, under its own name,
@@ -114,7 +117,7 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
     name = "summary" if first_seed == 0 else f"summary-seeds{seed_range[0]}-{seed_range[-1]}"
     atomic_write_text(out / f"{name}.json", json.dumps(summary, indent=2) + "\n")
     scale = "" if recipe["noise_scale"] == 1.0 else f", noise scale {recipe['noise_scale']:g}"
-    eta = f"η={recipe['learning_rate']:g}"
+    eta = f"η={recipe['learning_rate']:g}" + ("" if recipe["dtype"] == "float32" else f", {recipe['dtype']}")
     what = f"LS alone ({eta})" if summary["generator"] == "none" else f"LS + Exemplar VAE aug (λ={lam}, {eta}{scale})"
     spread = "" if summary["std"] is None else f" ± {summary['std']:.2f}"
     seeds_label = f"seed {seed_range[0]}" if seeds == 1 else f"seeds {seed_range[0]}–{seed_range[-1]}"
@@ -149,7 +152,7 @@ def lambda_sweep_command(dataset: str, generator: str, lams: tuple[float, ...], 
         click.echo(json.dumps({"lam": lam, "val_error": errors[lam]}))
     atomic_write_text(out / "sweep.json", json.dumps(
         {"dataset": dataset, "generator": generator, "model": _model_name(recipe),
-         "noise_scale": recipe["noise_scale"], "learning_rate": recipe["learning_rate"],
+         "noise_scale": recipe["noise_scale"], "learning_rate": recipe["learning_rate"], "dtype": recipe["dtype"],
          "val_error": {f"{lam:g}": error for lam, error in errors.items()}}, indent=2) + "\n")
     title = (f"{dataset}, {_model_name(recipe)}, generator {generator}, "
              f"η={recipe['learning_rate']:g}, noise scale {recipe['noise_scale']:g}")

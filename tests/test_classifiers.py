@@ -70,6 +70,22 @@ def test_augmented_training_learns_with_dataloader_workers(blobs, tiny_generator
     assert result["generator"] == str(tiny_generator_dir)
 
 
+def test_augmented_training_in_float64_learns(blobs, tiny_generator_dir):
+    train, test = blobs
+    result = fit_classifier(train, test, quick_config(dtype="float64", lam=0.5), generator=str(tiny_generator_dir),
+                            progress=False, log=lambda r: None)
+    assert result["config"]["dtype"] == "float64"
+    assert result["test_error"] < 25.0
+
+
+def test_float64_weights_are_what_the_run_trains(blobs, tmp_path):
+    train, test = blobs
+    fit_classifier(train, test, quick_config(epochs=1, dtype="float64"), out=tmp_path, progress=False,
+                   log=lambda r: None)
+    weights = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["model"]
+    assert {tensor.dtype for tensor in weights.values()} == {torch.float64}
+
+
 def test_learning_rate_decays_linearly_to_one_hundredth(blobs):
     train, test = blobs
     result = fit_classifier(train, test, quick_config(epochs=2), progress=False, log=lambda r: None)
@@ -119,16 +135,20 @@ def test_resuming_with_other_settings_names_each_change_and_keeps_the_checkpoint
     assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before
 
 
-def test_a_checkpoint_from_before_noise_scale_existed_resumes_at_the_scale_it_ran_under(blobs, tmp_path):
+def test_a_checkpoint_from_before_noise_scale_and_dtype_existed_resumes_as_it_ran(blobs, tmp_path):
     train, test = blobs
     first = fit_classifier(train, test, quick_config(epochs=1), out=tmp_path, progress=False, log=lambda r: None)
     state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
     del state["identity"]["config"]["noise_scale"]  # as written by the first release
+    del state["identity"]["config"]["dtype"]
     torch.save(state, tmp_path / CHECKPOINT_FILE)
     again = fit_classifier(train, test, quick_config(epochs=1), out=tmp_path, progress=False, log=lambda r: None)
     assert again["history"] == first["history"]
     with pytest.raises(ValueError, match=r"config\.noise_scale: 1\.0 → 0\.5"):
         fit_classifier(train, test, quick_config(epochs=1, noise_scale=0.5), out=tmp_path, progress=False,
+                       log=lambda r: None)
+    with pytest.raises(ValueError, match=r"config\.dtype: 'float32' → 'float64'"):
+        fit_classifier(train, test, quick_config(epochs=1, dtype="float64"), out=tmp_path, progress=False,
                        log=lambda r: None)
 
 
@@ -138,6 +158,7 @@ def test_a_checkpoint_from_before_noise_scale_existed_resumes_at_the_scale_it_ra
     (dict(label_smoothing=1.0), "label_smoothing"),
     (dict(epochs=0), "epochs=0"),
     (dict(workers=-1), "workers=-1"),
+    (dict(dtype="float16"), "dtype='float16'.*float32, float64"),
 ])
 def test_bad_recipes_are_refused_by_name(options, message):
     with pytest.raises(ValueError, match=message):

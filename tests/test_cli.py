@@ -138,6 +138,16 @@ def test_fit_classifier_runs_each_seed_and_writes_a_mean_std_table(fitted, image
     assert "± " in (tmp_path / "summary.md").read_text()
 
 
+def test_fit_classifier_dtype_reaches_each_run_and_the_table(image_folder, tmp_path):
+    result = CliRunner().invoke(main, [
+        "fit-classifier", "--dataset", str(image_folder), "--generator", "none", "--hidden", "8", "--epochs", "1",
+        "--seeds", "1", "--dtype", "float64", "--workers", "0", "--no-progress", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "seed0" / "result.json").read_text())["config"]["dtype"] == "float64"
+    assert json.loads((tmp_path / "summary.json").read_text())["dtype"] == "float64"
+    assert "float64" in (tmp_path / "summary.md").read_text()
+
+
 def test_seeds_split_across_calls_are_summarised_by_a_call_covering_them_all(fitted, image_folder, tmp_path):
     out, _ = fitted
     common = ["fit-classifier", "--dataset", str(image_folder), "--generator", str(out), "--hidden", "16",
