@@ -82,7 +82,8 @@ def recipe_options(command: Any) -> Any:
 @click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Run seeds first-seed … first-seed+seeds−1, e.g. to split seeds across processes (their "
                    "summaries are named summary-seedsA-B). Once those calls have finished, a call covering every "
-                   "seed from 0 resumes the finished runs and writes summary.json and summary.md.")
+                   "seed from 0 resumes the finished runs and writes summary.json and summary.md (never replacing a "
+                   "summary of more seeds).")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
               help="test: train on train+val (60K), report test error; val: train on train (50K), report validation error.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -112,9 +113,7 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
         "learning_rate": recipe["learning_rate"], "dtype": recipe["dtype"], "seeds": list(seed_range), "errors": results,
         "mean": statistics.fmean(results), "std": statistics.stdev(results) if len(results) > 1 else None,
     }
-    # A call for part of the seeds (--first-seed > 0) summarises only those, under its own name,
-    # so it never replaces the summary of a call that covered every seed from 0.
-    name = "summary" if first_seed == 0 else f"summary-seeds{seed_range[0]}-{seed_range[-1]}"
+    name = _summary_name(out, seed_range)
     atomic_write_text(out / f"{name}.json", json.dumps(summary, indent=2) + "\n")
     scale = "" if recipe["noise_scale"] == 1.0 else f", noise scale {recipe['noise_scale']:g}"
     eta = f"η={recipe['learning_rate']:g}" + ("" if recipe["dtype"] == "float32" else f", {recipe['dtype']}")
@@ -158,6 +157,23 @@ def lambda_sweep_command(dataset: str, generator: str, lams: tuple[float, ...], 
              f"η={recipe['learning_rate']:g}, noise scale {recipe['noise_scale']:g}")
     _plot_sweep(errors, title, out / "sweep.png")
     click.echo(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'}")
+
+
+def _summary_name(out: Path, seed_range: range) -> str:
+    """"summary" for a call covering every seed from 0 (and at least the seeds summarised there so far),
+    else "summary-seedsA-B": a call for part of the seeds never replaces the summary of a larger one."""
+    partial = f"summary-seeds{seed_range[0]}-{seed_range[-1]}"
+    if seed_range[0] != 0:
+        return partial
+    existing = out / "summary.json"
+    if existing.exists():
+        try:
+            summarised = set(json.loads(existing.read_text())["seeds"])
+        except (ValueError, KeyError, TypeError):
+            return partial  # unreadable: keep it for the user to look at rather than replace it
+        if not summarised <= set(seed_range):
+            return partial
+    return "summary"
 
 
 def _check_recipe(generator: str, recipe: dict[str, Any]) -> None:

@@ -163,6 +163,10 @@ def test_seeds_split_across_calls_are_summarised_by_a_call_covering_them_all(fit
     assert (tmp_path / "seed1" / "result.json").read_text() == seed1  # the finished seed resumes to the same result
     assert json.loads((tmp_path / "summary.json").read_text())["seeds"] == [0, 1]
     assert "seeds 0–1" in (tmp_path / "summary.md").read_text()
+    rerun_of_seed0 = CliRunner().invoke(main, [*common, "--seeds", "1"])
+    assert rerun_of_seed0.exit_code == 0, rerun_of_seed0.output
+    assert json.loads((tmp_path / "summary.json").read_text())["seeds"] == [0, 1]  # the larger summary is kept
+    assert json.loads((tmp_path / "summary-seeds0-0.json").read_text())["seeds"] == [0]
 
 
 def test_lambda_sweep_writes_errors_and_a_plot(fitted, image_folder, tmp_path):
