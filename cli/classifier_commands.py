@@ -153,8 +153,9 @@ def lambda_sweep_command(dataset: str, generator: str, lams: tuple[float, ...], 
         {"dataset": dataset, "generator": generator, "model": _model_name(recipe),
          "noise_scale": recipe["noise_scale"], "learning_rate": recipe["learning_rate"], "dtype": recipe["dtype"],
          "val_error": {f"{lam:g}": error for lam, error in errors.items()}}, indent=2) + "\n")
-    title = (f"{dataset}, {_model_name(recipe)}, generator {generator}, "
-             f"η={recipe['learning_rate']:g}, noise scale {recipe['noise_scale']:g}")
+    # Two lines: a generator given as a path, or a longer dataset name, overflows one.
+    title = (f"{dataset}, {_model_name(recipe)}, generator {generator}\n"
+             f"η={recipe['learning_rate']:g}, noise scale {recipe['noise_scale']:g}, {recipe['dtype']}")
     _plot_sweep(errors, title, out / "sweep.png")
     click.echo(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'}")
 
