@@ -161,8 +161,11 @@ def lambda_sweep_command(dataset: str, generator: str, lams: tuple[float, ...], 
 
 
 def _summary_name(out: Path, seed_range: range) -> str:
-    """"summary" for a call covering every seed from 0 (and at least the seeds summarised there so far),
-    else "summary-seedsA-B": a call for part of the seeds never replaces the summary of a larger one."""
+    """Base name of this call's summary files.
+
+    It is ``summary`` for a call covering every seed from 0 and at least the seeds already summarised
+    there, else ``summary-seedsA-B``: a call for part of the seeds never replaces the summary of a larger one.
+    """
     partial = f"summary-seeds{seed_range[0]}-{seed_range[-1]}"
     if seed_range[0] != 0:
         return partial
