@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,8 +44,10 @@ class ClassifierConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer")
-        if self.learning_rate <= 0 or not 0 < self.final_lr_factor <= 1:
-            raise ValueError("learning_rate must be positive and final_lr_factor in (0, 1]")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate={self.learning_rate} must be a finite positive number (the paper's is 0.1)")
+        if not 0 < self.final_lr_factor <= 1:
+            raise ValueError(f"final_lr_factor={self.final_lr_factor} must lie in (0, 1] (the paper's is 0.01)")
         self.noise_scale = check_noise_scale(self.noise_scale)
         if self.dtype not in TRAINING_DTYPES:
             raise ValueError(f"dtype={self.dtype!r} is not a training precision; use one of {', '.join(TRAINING_DTYPES)}")

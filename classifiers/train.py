@@ -7,6 +7,7 @@ and the step minimises eq. 16. The test error reported is the final epoch's, as 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset, TensorDataset
 from tqdm.auto import tqdm
 
 from exaug.atomic import atomic_write_text
@@ -33,6 +34,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 RESULT_FILE = "result.json"
 # Recipe fields newer than some checkpoints, with the value those checkpoints were trained under.
 SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"config": {"noise_scale": 1.0, "dtype": "float32"}}
+# Settings that change how a run executes, not what it learns: a run may resume under other values.
+EXECUTION_SETTINGS = ("workers", "device")
 
 
 def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | None = None,
@@ -46,6 +49,8 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
         config: the recipe (defaults to the paper's, λ = 0.4).
         generator: an ExemplarVAE, bundle directory or bundled name for augmentation; None for LS alone.
         out: directory for ``checkpoint.pt`` (resumed when present) and ``result.json``; None keeps nothing.
+            A checkpoint resumes only with the same recipe (workers and device may change), the same generator
+            (by file hashes, or by weights for an in-memory one) and the same data (sizes and labels of both sets).
             While training, another run into the same directory is refused (:class:`exaug.run_lock.RunDirectoryBusy`).
         progress: show progress bars on stderr.
         log: called with each epoch's record (default: print it as a JSON line).
@@ -55,17 +60,20 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
     """
     config = config or ClassifierConfig()
     # Bad data or a misnamed generator is refused before the output folder is made or locked.
-    task = _describe(train)
+    train_labels = _labels(train)
+    task = _describe(train, train_labels)
     _check_evaluation_set(test, task[0])
-    generator_identity = _describe_generator(generator)
+    identity = {"config": {key: value for key, value in config.to_dict().items() if key not in EXECUTION_SETTINGS},
+                "generator": _describe_generator(generator), "train_size": len(train),
+                "data": {"train": _describe_labels(train_labels), "test": _describe_labels(_labels(test))}}
     if out is None:
-        return _fit(train, test, config, generator, generator_identity, task, None, progress, log)
+        return _fit(train, test, config, generator, identity, task, None, progress, log)
     with run_directory_lock(out):
-        return _fit(train, test, config, generator, generator_identity, task, Path(out), progress, log)
+        return _fit(train, test, config, generator, identity, task, Path(out), progress, log)
 
 
 def _fit(train: Dataset, test: Dataset, config: ClassifierConfig, generator: ExemplarVAE | str | os.PathLike | None,
-         generator_identity: Any, task: tuple[tuple[int, ...], int], out: Path | None, progress: bool,
+         identity: dict[str, Any], task: tuple[tuple[int, ...], int], out: Path | None, progress: bool,
          log: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
     device = resolve_device(config.device)
     input_shape, num_classes = task
@@ -74,8 +82,9 @@ def _fit(train: Dataset, test: Dataset, config: ClassifierConfig, generator: Exe
     # The sampler owns the shuffling stream (saved in checkpoints); worker seeds come from a second
     # stream, so starting workers again after a resume cannot shift the order of batches.
     shuffle = torch.Generator().manual_seed(config.seed)
+    worker_seeds = torch.Generator().manual_seed(config.seed + 1)
     loader = DataLoader(train, batch_size=config.batch_size, sampler=RandomSampler(train, generator=shuffle),
-                        num_workers=config.workers, generator=torch.Generator().manual_seed(config.seed + 1),
+                        num_workers=config.workers, generator=worker_seeds,
                         persistent_workers=config.workers > 0, pin_memory=device.type == "cuda")
     mixed = None
     if generator is not None:
@@ -84,11 +93,12 @@ def _fit(train: Dataset, test: Dataset, config: ClassifierConfig, generator: Exe
     total_steps = config.epochs * len(loader)
     schedule = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=config.final_lr_factor,
                                                  total_iters=total_steps)
-    identity = {"config": config.to_dict(), "generator": generator_identity, "train_size": len(train)}
     history: list[dict[str, Any]] = []
     first_epoch = 1
     if out is not None and (out / CHECKPOINT_FILE).exists():
-        state = load_checkpoint(out / CHECKPOINT_FILE, identity, added_settings=SETTINGS_ADDED_SINCE_FIRST_RELEASE)
+        # Checkpoints from before the data were recorded are taken to hold the data given now.
+        older_checkpoints = {**SETTINGS_ADDED_SINCE_FIRST_RELEASE, "data": identity["data"]}
+        state = load_checkpoint(out / CHECKPOINT_FILE, identity, added_settings=older_checkpoints)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -99,6 +109,7 @@ def _fit(train: Dataset, test: Dataset, config: ClassifierConfig, generator: Exe
         if mixed is not None:
             mixed.random.set_state(state["mixed_rng"])
         history, first_epoch = state["history"], state["epoch"] + 1
+        _skip_worker_seeds(worker_seeds, first_epoch - 1)
     log = log or (lambda record: tqdm.write(json.dumps(record), file=sys.stdout))
     test_loader = DataLoader(test, batch_size=1000, shuffle=False)
     for epoch in tqdm(range(first_epoch, config.epochs + 1), desc="epochs", disable=not progress,
@@ -133,7 +144,10 @@ def _train_epoch(model: torch.nn.Module, batches: Any, optimizer: torch.optim.Op
     model.train()
     # The loss is summed on the device and read once per epoch: a read per step would stall a GPU.
     total, count = torch.zeros((), dtype=torch.float64, device=device), 0
-    for batch in tqdm(batches, desc="steps", leave=False, disable=not progress, file=sys.stderr):
+    # tqdm.auto calls iter() on what it wraps when built, and again when looped over: handed a DataLoader,
+    # that would start each epoch twice (workers load batches that are thrown away, the sampler shuffles twice).
+    for batch in tqdm(iter(batches), total=len(batches), desc="steps", leave=False, disable=not progress,
+                      file=sys.stderr):
         if isinstance(batch, tuple) and hasattr(batch, "synthetic"):
             # One forward pass over real and synthetic images together; the MLP has no batch statistics.
             logits = model(torch.cat([batch.real, batch.synthetic]).to(config.torch_dtype))
@@ -167,11 +181,22 @@ def classification_error(model: torch.nn.Module, loader: DataLoader, device: tor
     return 100.0 * wrong / seen
 
 
-def _describe(dataset: Dataset) -> tuple[tuple[int, ...], int]:
-    """(C×H×W of one image, number of classes) of a labelled dataset."""
+def _skip_worker_seeds(worker_seeds: torch.Generator, epochs: int) -> None:
+    """Advance the loader's worker-seed stream past the seeds of ``epochs`` finished epochs.
+
+    Persistent workers draw their base seed once, when they start; without this a resumed run's
+    workers would replay the random numbers (random transforms) of the run's first epoch.
+    Each draw matches the DataLoader's own (one int64 per iterator it starts).
+    """
+    for _ in range(epochs):
+        torch.empty((), dtype=torch.int64).random_(generator=worker_seeds)
+
+
+def _describe(dataset: Dataset, labels: torch.Tensor) -> tuple[tuple[int, ...], int]:
+    """(C×H×W of one image, number of classes) of a labelled dataset whose labels are ``labels``."""
     if len(dataset) == 0:
         raise ValueError("the training set is empty")
-    return _image_shape(dataset[0][0], "training"), _class_count(dataset)
+    return _image_shape(dataset[0][0], "training"), _class_count(dataset, labels)
 
 
 def _check_evaluation_set(dataset: Dataset, input_shape: tuple[int, ...]) -> None:
@@ -193,27 +218,46 @@ def _image_shape(image: Any, which: str) -> tuple[int, ...]:
     return tuple(image.shape)
 
 
-def _class_count(dataset: Dataset) -> int:
-    """Number of classes, read from the dataset's label list when it has one (decoding every image is slow)."""
-    if isinstance(dataset, Subset):  # e.g. a random_split of an ImageFolder: the classes are the whole folder's
-        return _class_count(dataset.dataset)
+def _class_count(dataset: Dataset, labels: torch.Tensor) -> int:
+    """Number of classes: the dataset's class list when it has one, else the largest label + 1."""
+    while isinstance(dataset, Subset):  # e.g. a random_split of an ImageFolder: the classes are the whole folder's
+        dataset = dataset.dataset
     classes = getattr(dataset, "classes", None)  # torchvision datasets, ImageFolder
     if classes is not None:
         return len(classes)
-    labels = getattr(dataset, "labels", None)
-    if labels is None:
-        labels = getattr(dataset, "targets", None)
-    if labels is None:
-        labels = [dataset[i][1] for i in range(len(dataset))]
-    return int(torch.as_tensor(labels).max()) + 1
+    return int(labels.max()) + 1
+
+
+def _labels(dataset: Dataset) -> torch.Tensor:
+    """Every label of a labelled dataset, in order: from its label list when it has one (decoding every image is slow)."""
+    if isinstance(dataset, Subset):
+        return _labels(dataset.dataset)[torch.as_tensor(dataset.indices, dtype=torch.int64)]
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) >= 2:
+        return dataset.tensors[1]
+    for name in ("labels", "targets"):  # exaug's ImageTensorDataset; torchvision datasets and ImageFolder
+        labels = getattr(dataset, name, None)
+        if labels is not None:
+            return torch.as_tensor(labels)
+    return torch.as_tensor([dataset[i][1] for i in range(len(dataset))])
+
+
+def _describe_labels(labels: torch.Tensor) -> dict[str, Any]:
+    """What identifies a data set to a resumed run: its size and the sha256 of its labels in order."""
+    values = labels.detach().to("cpu", torch.int64).contiguous().numpy()
+    return {"size": len(values), "labels_sha256": hashlib.sha256(values.tobytes()).hexdigest()}
 
 
 def _describe_generator(generator: ExemplarVAE | str | os.PathLike | None) -> Any:
-    """What a resumed run must match: the bundle's file hashes, however it is named (a rebuilt bundle is another generator)."""
+    """What a resumed run must match: the bundle's file hashes, however it is named (a rebuilt bundle is another
+    generator), or for a generator object the sha256 of its weights."""
     if generator is None:
         return None
     if isinstance(generator, ExemplarVAE):
-        return "in-memory"
+        digest = hashlib.sha256()
+        for name, tensor in generator.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return {"weights_sha256": digest.hexdigest()}
     from exaug.bundle import read_bundle_config
 
     return {"sha256": read_bundle_config(generator)["sha256"]}

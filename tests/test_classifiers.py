@@ -1,5 +1,6 @@
 """exaug.classifiers: the MLP, timm models by name, and the §5.4 recipe with and without augmentation."""
 
+import os
 import shutil
 
 import pytest
@@ -8,7 +9,8 @@ from torch.utils.data import TensorDataset
 
 from conftest import blob_images
 from exaug.classifiers import ClassifierConfig, PermutationInvariantMLP, create_classifier, fit_classifier
-from exaug.classifiers.train import CHECKPOINT_FILE, _describe
+from exaug.bundle import load_generator
+from exaug.classifiers.train import CHECKPOINT_FILE, _describe, _labels
 from exaug.run_lock import RunDirectoryBusy, run_directory_lock
 
 
@@ -152,12 +154,109 @@ def test_a_checkpoint_from_before_noise_scale_and_dtype_existed_resumes_as_it_ra
                        log=lambda r: None)
 
 
+@pytest.mark.parametrize("which", ["train", "test"])
+def test_other_data_of_the_same_size_refuses_to_resume_and_keeps_the_checkpoint(blobs, tmp_path, which):
+    fit_classifier(*blobs, quick_config(epochs=1), out=tmp_path, progress=False, log=lambda r: None)
+    before = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    train, test = blobs
+    relabelled = {"train": train, "test": test}
+    images, labels = relabelled[which].tensors
+    relabelled[which] = TensorDataset(images, 1 - labels)  # e.g. Fashion-MNIST where MNIST ran: same sizes
+    with pytest.raises(ValueError, match=rf"data\.{which}\.labels_sha256"):
+        fit_classifier(relabelled["train"], relabelled["test"], quick_config(epochs=1), out=tmp_path,
+                       progress=False, log=lambda r: None)
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before
+
+
+def test_a_checkpoint_from_before_the_data_were_recorded_resumes(blobs, tmp_path):
+    first = fit_classifier(*blobs, quick_config(epochs=1), out=tmp_path, progress=False, log=lambda r: None)
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    del state["identity"]["data"]
+    torch.save(state, tmp_path / CHECKPOINT_FILE)
+    again = fit_classifier(*blobs, quick_config(epochs=1), out=tmp_path, progress=False, log=lambda r: None)
+    assert again["history"] == first["history"]
+
+
+def test_a_run_resumes_with_other_workers_and_device(blobs, tmp_path):
+    first = fit_classifier(*blobs, quick_config(epochs=1), out=tmp_path, progress=False, log=lambda r: None)
+    again = fit_classifier(*blobs, quick_config(epochs=1, workers=2, device="auto"), out=tmp_path,
+                           progress=False, log=lambda r: None)
+    assert again["history"] == first["history"]  # found finished, not refused
+
+
+def test_an_in_memory_generator_with_other_weights_refuses_to_resume(blobs, tmp_path, tiny_generator_dir):
+    generator = load_generator(tiny_generator_dir)
+    fit_classifier(*blobs, quick_config(epochs=1), generator=generator, out=tmp_path, progress=False,
+                   log=lambda r: None)
+    with torch.no_grad():
+        next(generator.parameters()).add_(0.01)
+    with pytest.raises(ValueError, match=r"generator\.weights_sha256"):
+        fit_classifier(*blobs, quick_config(epochs=1), generator=generator, out=tmp_path, progress=False,
+                       log=lambda r: None)
+
+
+class RandomImages(torch.utils.data.Dataset):
+    """Images drawn afresh at every read, in whichever process reads them; each draw is logged to ``log_dir``."""
+
+    def __init__(self, log_dir, size=40):
+        self.log_dir, self.targets = log_dir, [index % 2 for index in range(size)]
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        image = torch.rand(1, 4, 4)
+        with open(os.path.join(self.log_dir, f"{os.getpid()}.txt"), "a") as log:
+            log.write(f"{image.sum().item()!r}\n")
+        return image, self.targets[index]
+
+
+def worker_draws(log_dir):
+    """The draws logged by processes other than this one (fit_classifier reads an image here to learn its shape)."""
+    return [line for path in sorted(log_dir.iterdir()) if path.stem != str(os.getpid())
+            for line in path.read_text().split()]
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_each_epoch_reads_every_training_image_once_with_workers(tmp_path, progress):
+    test = TensorDataset(torch.rand(10, 1, 4, 4), torch.arange(10) % 2)
+    fit_classifier(RandomImages(tmp_path), test, quick_config(epochs=2, workers=2), progress=progress,
+                   log=lambda r: None)
+    assert len(worker_draws(tmp_path)) == 2 * 40
+
+
+def test_a_resumed_run_does_not_replay_the_workers_random_draws_of_its_first_epoch(tmp_path):
+    before, after = tmp_path / "draws-before-kill", tmp_path / "draws-after-resume"
+    before.mkdir(), after.mkdir()
+    test = TensorDataset(torch.rand(10, 1, 4, 4), torch.arange(10) % 2)
+    config = quick_config(epochs=2, workers=1)
+
+    def die_in_epoch_two(record):  # before its checkpoint: the run resumes from epoch one's
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_classifier(RandomImages(before), test, config, out=tmp_path / "run", progress=False,
+                       log=die_in_epoch_two)
+    drawn = worker_draws(before)  # one worker, so in the order drawn
+    assert len(drawn) == 80
+    first_epoch = drawn[:40]
+    fit_classifier(RandomImages(after), test, config, out=tmp_path / "run", progress=False, log=lambda r: None)
+    second_epoch = worker_draws(after)
+    assert len(second_epoch) == 40
+    assert not set(second_epoch) & set(first_epoch)
+
+
 @pytest.mark.parametrize("options,message", [
     (dict(lam=1.5), "lam=1.5"),
     (dict(noise_scale=-1.0), "noise_scale=-1.0"),
     (dict(label_smoothing=1.0), "label_smoothing"),
     (dict(epochs=0), "epochs=0"),
     (dict(workers=-1), "workers=-1"),
+    (dict(learning_rate=float("nan")), "learning_rate=nan"),
+    (dict(learning_rate=float("inf")), "learning_rate=inf"),
+    (dict(learning_rate=0.0), "learning_rate=0.0"),
+    (dict(final_lr_factor=0.0), "final_lr_factor=0.0"),
     (dict(dtype="float16"), "dtype='float16'.*float32, float64"),
 ])
 def test_bad_recipes_are_refused_by_name(options, message):
@@ -165,9 +264,10 @@ def test_bad_recipes_are_refused_by_name(options, message):
         quick_config(**options)
 
 
-def test_the_class_count_of_a_split_folder_comes_from_its_class_list_not_its_images():
+def test_the_classes_and_labels_of_a_split_folder_come_from_its_lists_not_its_images():
     class CountingFolder(torch.utils.data.Dataset):
         classes = ["a", "b", "c"]  # like ImageFolder; label 2 never occurs in the split below
+        targets = [index % 2 for index in range(50)]
         reads = 0
 
         def __len__(self):
@@ -175,10 +275,13 @@ def test_the_class_count_of_a_split_folder_comes_from_its_class_list_not_its_ima
 
         def __getitem__(self, index):
             CountingFolder.reads += 1
-            return torch.rand(1, 4, 4), index % 2
+            return torch.rand(1, 4, 4), self.targets[index]
 
-    shape, classes = _describe(torch.utils.data.Subset(CountingFolder(), range(40)))
+    split = torch.utils.data.Subset(CountingFolder(), range(10, 40))
+    labels = _labels(split)
+    shape, classes = _describe(split, labels)
     assert (shape, classes) == ((1, 4, 4), 3)
+    assert labels.tolist() == [index % 2 for index in range(10, 40)]
     assert CountingFolder.reads == 1
 
 
