@@ -85,7 +85,9 @@ def recipe_options(command: Any) -> Any:
                    "seed from 0 resumes the finished runs and writes summary.json and summary.md (never replacing a "
                    "summary of more seeds).")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
-              help="test: train on train+val (60K), report test error; val: train on train (50K), report validation error.")
+              help="test: train on train+val (60K), report test error; val: train on train (50K), report validation "
+                   "error. A folder has no test split: it always trains on 90% and reports the error on the 10% held "
+                   "out, recorded as val.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Results directory: seedN/ per run (resumable), summary.json and summary.md.")
 def fit_classifier_command(dataset: str, generator: str, lam: float | None, seeds: int, first_seed: int, split: str,
@@ -97,6 +99,7 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
     apply_threads(threads)
     _check_recipe(generator, recipe)
     lam = PAPER_LAMBDA.get(dataset, 0.4) if lam is None else lam
+    split = split if dataset in PAPER_LAMBDA else "val"
     train, test = _splits(dataset, split, root, generator)
     seed_range = range(first_seed, first_seed + seeds)
     results = []

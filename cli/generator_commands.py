@@ -182,6 +182,11 @@ def sample_command(generator_dir: Path, mode: str, count: int, per_row: int, see
         raise click.BadParameter(f"{out} should end in .png", param_hint="--out")
     apply_threads(threads)
     model = _load_generator(generator_dir, device)
+    if mode != "random" and model.exemplar_images is None:
+        raise click.ClickException(
+            f"--mode {mode} starts from exemplar images, and {generator_dir} was saved without them; they are "
+            f"re-attached from its training split when that is at hand: fetch it with `exaug data fetch` "
+            f"(EXAUG_DATA sets the data folder), or use --mode random")
     generator = torch.Generator(device=model.device).manual_seed(seed)
     if mode == "random":
         grid = random_grid(model, count, generator)
@@ -213,8 +218,13 @@ def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | 
 
     if (out / CONFIG_FILE).exists():
         raise click.ClickException(f"{out} already holds a bundle; choose another --out")
-    config = read_bundle_config(generator_dir)
+    with user_errors():
+        config = read_bundle_config(generator_dir)
     model = _load_generator(generator_dir, "cpu")
+    if images and model.exemplar_images is None:
+        raise click.ClickException(
+            f"{generator_dir} carries no exemplar images and its training split is not at hand to re-attach them; "
+            f"pass --no-images, or fetch the split with `exaug data fetch` (EXAUG_DATA sets the data folder)")
     training = TrainConfig.from_dict(config["training"]) if config.get("training") else TrainConfig()
     if dataset is not None:
         training = dataclasses.replace(training, extra={**training.extra, "dataset": dataset})

@@ -119,6 +119,26 @@ def test_a_broken_bundle_is_a_clean_error_not_a_traceback(tmp_path):
     assert "config.json is missing" in result.output
 
 
+def test_a_bundle_without_images_explains_what_needs_them(fitted, tmp_path):
+    out, _ = fitted
+    slim = tmp_path / "slim"
+    exported = CliRunner().invoke(main, ["export", "--generator", str(out), "--out", str(slim), "--no-images"])
+    assert exported.exit_code == 0, exported.output
+    plates = CliRunner().invoke(main, ["sample", "--generator", str(slim), "--mode", "exemplars", "--count", "2",
+                                       "--out", str(tmp_path / "plates.png")])
+    assert isinstance(plates.exception, SystemExit) and plates.exit_code == 1  # a message, not a crash
+    assert "--mode random" in plates.output and not (tmp_path / "plates.png").exists()
+    copy = CliRunner().invoke(main, ["export", "--generator", str(slim), "--out", str(tmp_path / "copy")])
+    assert isinstance(copy.exception, SystemExit) and "pass --no-images" in copy.output
+    assert not (tmp_path / "copy").exists()
+
+
+def test_export_of_a_folder_that_is_no_bundle_is_a_clean_error(tmp_path):
+    result = CliRunner().invoke(main, ["export", "--generator", str(tmp_path), "--out", str(tmp_path / "copy")])
+    assert isinstance(result.exception, SystemExit) and "config.json is missing" in result.output
+    assert not (tmp_path / "copy").exists()
+
+
 def test_sample_insists_on_a_png_name(fitted, tmp_path):
     out, _ = fitted
     result = CliRunner().invoke(main, ["sample", "--generator", str(out), "--out", str(tmp_path / "grid.jpg")])
@@ -136,6 +156,15 @@ def test_fit_classifier_runs_each_seed_and_writes_a_mean_std_table(fitted, image
     assert len(summary["errors"]) == 2 and summary["hidden"] == [16, 16] and summary["lam"] == 0.5
     assert (tmp_path / "seed1" / "result.json").exists()
     assert "± " in (tmp_path / "summary.md").read_text()
+
+
+def test_a_folder_is_scored_on_its_held_out_part_and_says_so(image_folder, tmp_path):
+    result = CliRunner().invoke(main, [
+        "fit-classifier", "--dataset", str(image_folder), "--generator", "none", "--hidden", "8", "--epochs", "1",
+        "--seeds", "1", "--workers", "0", "--no-progress", "--out", str(tmp_path)])  # --split test is the default
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "summary.json").read_text())["split"] == "val"
+    assert "| val error %" in (tmp_path / "summary.md").read_text()
 
 
 def test_fit_classifier_dtype_reaches_each_run_and_the_table(image_folder, tmp_path):
