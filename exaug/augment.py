@@ -61,14 +61,16 @@ class ExemplarAugment(v2.Transform):
         self.p = float(p)
         self.noise_scale = check_noise_scale(noise_scale)
         self.input_shape = tuple(generator.config.input_shape)
-        self.generator = generator.without_exemplars().eval().requires_grad_(False)
-        self._on_device: dict[torch.device, ExemplarVAE] = {}  # copies for inputs on other devices
+        slim = generator.without_exemplars().eval().requires_grad_(False)
+        # The transform's own generator stays on the CPU, where DataLoader workers use it: a worker forked
+        # from a process that uses CUDA must never touch CUDA. Copies for other devices serve their batches.
+        on_cpu = slim.device.type == "cpu"
+        self.generator = slim if on_cpu else copy.deepcopy(slim).cpu()
+        self._on_device: dict[torch.device, ExemplarVAE] = {} if on_cpu else {slim.device: slim}
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle with the generator on the CPU, so DataLoader workers never start CUDA."""
+        """Pickle without the copies on other devices, so spawned DataLoader workers never start CUDA."""
         state = self.__dict__.copy()
-        if self.generator.device.type != "cpu":
-            state["_modules"] = {**state["_modules"], "generator": copy.deepcopy(self.generator).cpu()}
         state["_on_device"] = {}
         return state
 
@@ -87,7 +89,11 @@ class ExemplarAugment(v2.Transform):
     @classmethod
     def from_pretrained(cls, path_or_name: str | os.PathLike, p: float = 1.0, noise_scale: float = 1.0,
                         device: str = "cpu") -> "ExemplarAugment":
-        """Build the transform from a bundle directory or a bundled generator name ("mnist", "fashion-mnist")."""
+        """Build the transform from a bundle directory or a bundled generator name ("mnist", "fashion-mnist").
+
+        ``device`` ("cuda" for GPU batches) gets a copy of the generator up front; the transform's own
+        copy stays on the CPU for images in DataLoader workers, whatever ``device`` is.
+        """
         return cls(load_generator(path_or_name, device=device), p=p, noise_scale=noise_scale)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:

@@ -23,6 +23,12 @@ def check_images(images: torch.Tensor, input_shape: tuple[int, ...]) -> bool:
         raise ValueError("the batch is empty (0 images); pass at least one image")
     channels, height, width = images.shape[-3:]
     if channels != input_shape[0]:
+        if not batched and (height, width) == tuple(input_shape[1:]):
+            raise ValueError(
+                f"a tensor of shape {tuple(images.shape)} reads as C×H×W with {channels} channels, but the generator "
+                f"takes {tuple(input_shape)}; if it is a batch of {channels} images without a channel axis, add one "
+                "with images.unsqueeze(1)"
+            )
         raise ValueError(
             f"the image has {channels} channel(s) but the generator takes {input_shape[0]} "
             f"(shape {tuple(input_shape)}); convert with v2.Grayscale() or v2.RGB() first"
@@ -53,6 +59,9 @@ def value_range(images: torch.Tensor) -> tuple[float, float]:
 
 
 def in_format_of(generated: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Generated images in [0, 1] → multiples of 1/255 in ``like``'s dtype (uint8 levels or floats)."""
+    """Generated images in [0, 1] → multiples of 1/255 in ``like``'s dtype (uint8 levels or floats).
+
+    The division happens in ``like``'s dtype, so a float64 caller gets k/255 to float64 precision.
+    """
     levels = torch.round(generated * 255.0)
-    return levels.to(torch.uint8) if like.dtype == torch.uint8 else (levels / 255.0).to(like.dtype)
+    return levels.to(torch.uint8) if like.dtype == torch.uint8 else levels.to(like.dtype) / 255.0

@@ -112,9 +112,11 @@ def test_p_is_a_per_sample_probability(tiny_generator_dir, image):
     assert 0.4 < replaced < 0.6
 
 
-def test_outputs_are_multiples_of_one_over_255(augment, image):
-    out = augment(image.float() / 255)
-    torch.testing.assert_close(out * 255, (out * 255).round())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_outputs_are_multiples_of_one_over_255_in_the_input_dtype(augment, image, dtype):
+    out = augment(image.to(dtype) / 255)
+    assert out.dtype == dtype
+    assert torch.equal(out, (out * 255).round() / 255)
 
 
 def test_works_as_a_step_of_compose_with_labels_passed_through(augment, image):
@@ -163,6 +165,7 @@ def test_runs_in_dataloader_workers_with_distinct_streams_one_thread_and_no_fais
     (torch.full((1, 16, 16), 2.0), r"\[0, 1\]"),
     (torch.zeros(0, 1, 16, 16), "empty"),
     (torch.zeros(16, 16), "C×H×W"),
+    (torch.zeros(5, 16, 16), r"batch of 5 images without a channel axis.*unsqueeze\(1\)"),
     (torch.zeros(1, 16, 16, dtype=torch.int32), "int32"),
 ])
 def test_bad_input_names_the_value_and_what_was_expected(augment, bad, message):
@@ -188,6 +191,10 @@ def test_cuda_batches_are_generated_on_the_gpu(augment, image):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_a_transform_built_on_the_gpu_pickles_onto_the_cpu(tiny_generator_dir):
+@pytest.mark.parametrize("context", ["spawn", "fork"])
+def test_a_transform_built_on_the_gpu_serves_cpu_workers_and_gpu_batches(tiny_generator_dir, image, context):
     augment = ExemplarAugment.from_pretrained(tiny_generator_dir, device="cuda")
+    assert augment(image.cuda()).is_cuda
     assert pickle.loads(pickle.dumps(augment)).generator.device.type == "cpu"
+    loader = DataLoader(AugmentedImages(augment), batch_size=4, num_workers=2, multiprocessing_context=context)
+    assert [images.device.type for images, _ in loader] == ["cpu", "cpu"]  # forked workers never touch CUDA
