@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors, save_file
 
 from .atomic import atomic_path, atomic_write_text
 from .config import ModelConfig, TrainConfig
@@ -214,15 +214,18 @@ def _write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> str:
 
 
 def _read_safetensors(path: Path, expected_sha256: str | None) -> dict[str, torch.Tensor]:
+    """The tensors in ``path``, read once: the bytes checked are the bytes loaded, even while a
+    training run replaces the file."""
     if not path.is_file():
         raise BundleError(f"{path} is missing; the bundle is incomplete")
-    if expected_sha256 is not None and file_sha256(path) != expected_sha256:
+    content = path.read_bytes()
+    if expected_sha256 is not None and hashlib.sha256(content).hexdigest() != expected_sha256:
         raise BundleError(
             f"{path} does not match the sha256 recorded in config.json: the file is corrupt, truncated "
             "or from another bundle; re-save or re-download the bundle"
         )
     try:
-        return load_file(str(path))
+        return load_safetensors(content)
     except (SafetensorError, OSError) as error:
         raise BundleError(f"{path} is not a readable safetensors file ({error})") from error
 

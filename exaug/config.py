@@ -9,6 +9,7 @@ options.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,8 +85,8 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs={self.warmup_epochs} must be >= 0 (0 disables warm-up)")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate={self.learning_rate} must be positive")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate={self.learning_rate} must be a finite positive number")
         if self.init_from is not None:
             self.init_from = str(self.init_from)
 

@@ -181,7 +181,10 @@ def run_progress(out: str | os.PathLike) -> RunProgress | None:
         return None
     state = read_checkpoint(path)
     identity = state.get(IDENTITY_KEY, {})
-    settings = identity.get("train_config", {})
+    settings = identity.get("train_config")
+    if settings is None or "best_epoch" not in state:
+        raise ValueError(f"{path} is not the checkpoint of a generator run (a classifier's?); "
+                         "pass an output directory of its own")
     # Checkpoints from before the budget was saved beside the state kept it in their identity.
     budget = state.get("epoch_budget", settings.get("epochs"))
     stopped = stopped_early(state["epoch"], state["best_epoch"], settings["patience"],
@@ -247,9 +250,13 @@ class GeneratorTrainer:
                 break
             started = time.perf_counter()
             train_record = self._train_epoch(epoch, prior_term, progress)
+            self._refuse_divergence(epoch, "training loss", train_record["train_loss"])
             record = {"epoch": epoch, **train_record, **self._end_of_epoch(epoch)}
             record["seconds"] = round(time.perf_counter() - started, 3)
+            # The log line goes first: a kill before the checkpoint leaves a line that resuming drops and
+            # writes again, where the other order would lose the epoch's line for good.
             self._append_log(record)
+            self._save_checkpoint()
             log(record)
             epochs.set_postfix(val_elbo=record.get("val_elbo"), best_epoch=self.best_epoch)
         return self._best_model()
@@ -284,7 +291,7 @@ class GeneratorTrainer:
         return torch.tensor([loss.item(), reconstruction.mean().item(), kl.mean().item()], dtype=torch.float64)
 
     def _end_of_epoch(self, epoch: int) -> dict[str, Any]:
-        """Refresh exemplar means, score validation, keep the best model, checkpoint."""
+        """Refresh exemplar means, score validation, keep the best model (the caller checkpoints)."""
         self.model.eval()
         means = self.model.encode_means(self.train_flat)
         if self.cache is not None:
@@ -297,6 +304,7 @@ class GeneratorTrainer:
             # elbo_parts draws from its own fixed noise stream: every epoch is scored on the same ε,
             # and the training random stream is untouched.
             record.update({f"val_{name}": value for name, value in elbo_parts(self.model, self.val_flat).items()})
+            self._refuse_divergence(epoch, "validation ELBO", record["val_elbo"])
             improved = record["val_elbo"] > self.best_elbo
         else:
             improved = True  # without validation data the latest model is the best we know
@@ -308,8 +316,14 @@ class GeneratorTrainer:
             save_bundle(self.model, self.out, self.config, self.data_checksum)
         self.epoch = epoch
         record["best_epoch"] = self.best_epoch
-        self._save_checkpoint()
         return record
+
+    def _refuse_divergence(self, epoch: int, what: str, value: float) -> None:
+        """Stop a diverged run before it saves anything: its checkpoint and best bundle stay as they were."""
+        if not math.isfinite(value):
+            raise ValueError(f"epoch {epoch}: the {what} is {value}, so training diverged; {self.out} keeps the "
+                             f"checkpoint of epoch {self.epoch} and the best bundle (epoch {self.best_epoch}). "
+                             "Start again in another output directory with a smaller learning rate")
 
     @property
     def uses_exemplar_prior(self) -> bool:
@@ -333,9 +347,11 @@ class GeneratorTrainer:
     # ------------------------------------------------------- checkpointing
     def _identity(self) -> dict[str, Any]:
         # Not part of what was trained: the epoch budget (a run that used up its budget can be extended
-        # in place, and goes on exactly as a run asked for the larger budget would have), and the name
-        # the start weights were given under (their sha256 stays, so a copy of the bundle elsewhere will do).
-        trained_under = {key: value for key, value in self.config.to_dict().items() if key not in ("epochs", "init_from")}
+        # in place, and goes on exactly as a run asked for the larger budget would have), the name the
+        # start weights were given under (their sha256 stays, so a copy of the bundle elsewhere will do),
+        # and the device setting (the random stream's device kind is checked on resuming instead).
+        trained_under = {key: value for key, value in self.config.to_dict().items()
+                         if key not in ("epochs", "init_from", "device")}
         return {"model_config": self.model_config.to_dict(), "train_config": trained_under,
                 "data_checksum": self.data_checksum, "val_checksum": self.val_checksum}
 
@@ -355,6 +371,7 @@ class GeneratorTrainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
+            "generator_device": self.generator.device.type,
             "cache": None if self.cache is None else self.cache.values,
             "best_elbo": self.best_elbo,
             "best_epoch": self.best_epoch,
@@ -369,9 +386,9 @@ class GeneratorTrainer:
         if state["epoch"] > self.config.epochs:
             raise ValueError(f"{self.out} holds a run already trained {state['epoch']} epochs, more than "
                              f"epochs={self.config.epochs}; ask for at least {state['epoch']} epochs to resume or extend it")
+        self._restore_random_stream(state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
         if self.cache is not None:
             self.cache.refresh(state["cache"])
         self.epoch = state["epoch"]
@@ -383,6 +400,24 @@ class GeneratorTrainer:
         best.load_state_dict(self.best_state)
         best.set_exemplars(self.train_u8, self.train_labels, means=self.best_means)
         save_bundle(best, self.out, self.config, self.data_checksum)
+
+    def _restore_random_stream(self, state: dict[str, Any]) -> None:
+        """Continue the saved random stream, which only a generator of the same device kind can take."""
+        here = self.generator.device.type
+        saved_on = state.get("generator_device")  # absent from checkpoints older than this check
+
+        def refusal(where: str) -> ValueError:
+            return ValueError(f"{self.out} holds a run whose random stream was saved on {where}, and a {here} "
+                              "generator cannot continue it; resume it with --device set to the device it trained on")
+
+        if saved_on not in (None, here):
+            raise refusal(saved_on)
+        try:
+            self.generator.set_state(state["generator"])
+        except RuntimeError as error:
+            if saved_on is not None:
+                raise
+            raise refusal("another kind of device") from error
 
     def _refuse_to_overwrite(self) -> None:
         existing = [name for name in ("config.json", "model.safetensors", "exemplars.safetensors", LOG_FILE)
@@ -398,10 +433,16 @@ class GeneratorTrainer:
             handle.write(json.dumps(record) + "\n")
 
     def _truncate_log(self) -> None:
-        """Drop log lines of epochs after the checkpoint, which will be trained again."""
+        """Drop log lines of epochs after the checkpoint, which will be trained again, and a line cut short by a kill."""
         path = self.out / LOG_FILE
         if not path.exists():
             return
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("epoch", 0) <= self.epoch]
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("epoch", 0) <= self.epoch:
+                kept.append(line)
         atomic_write_text(path, "".join(line + "\n" for line in kept))

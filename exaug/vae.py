@@ -147,12 +147,14 @@ class ExemplarVAE(nn.Module):
         kl = log_normal_diag(z, mu, log_var) - self.log_prior(z)
         return ElboTerms(reconstruction, kl)
 
+    @torch.no_grad()
     def iwae(self, images: torch.Tensor, num_samples: int = 5000, chunk_size: int = 500,
              generator: torch.Generator | None = None) -> torch.Tensor:
         """IWAE bound (Burda et al., 2015) on log p(x) per example, with ``num_samples`` importance samples.
 
-        Samples are drawn ``chunk_size`` at a time per image and combined with a running
-        logsumexp, so memory stays flat however large ``num_samples`` is.
+        An evaluation, so no autograd graph is kept. Samples go through the networks ``chunk_size``
+        at a time per image, so activations stay bounded however large ``num_samples`` is; only the
+        ``num_samples`` log-weights of one image are held at once.
         """
         if num_samples < 1:
             raise ValueError(f"num_samples={num_samples} must be >= 1")

@@ -75,6 +75,95 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(tiny_data, tmp_path, 
     assert logged == [1, 2, 3]
 
 
+def logged_epochs(out):
+    return [json.loads(line)["epoch"] for line in (out / LOG_FILE).read_text().splitlines()]
+
+
+def test_a_kill_right_after_a_checkpoint_loses_no_log_line(tiny_data, tmp_path, monkeypatch):
+    train, val = tiny_data
+    import exaug.train as train_module
+
+    real_save = train_module.GeneratorTrainer._save_checkpoint
+
+    def killed_after_epoch_two_is_saved(self):
+        real_save(self)
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module.GeneratorTrainer, "_save_checkpoint", killed_after_epoch_two_is_saved)
+    with pytest.raises(KeyboardInterrupt):
+        quiet_fit(train, val, tmp_path, epochs=2)
+    monkeypatch.setattr(train_module.GeneratorTrainer, "_save_checkpoint", real_save)
+    _, records = quiet_fit(train, val, tmp_path, epochs=2)  # finds the run finished
+    assert records == [] and logged_epochs(tmp_path) == [1, 2]
+
+
+def test_a_log_line_cut_short_by_a_kill_is_dropped_and_written_again(tiny_data, tmp_path):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path, epochs=1)
+    with open(tmp_path / LOG_FILE, "a") as log:
+        log.write('{"epoch": 2, "train_lo')  # the kill came mid-append, before epoch 2's checkpoint
+    quiet_fit(train, val, tmp_path, epochs=2)
+    assert logged_epochs(tmp_path) == [1, 2]
+
+
+def test_a_run_resumes_under_another_device_setting(tiny_data, tmp_path):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path, epochs=1, device="cpu")
+    _, records = quiet_fit(train, val, tmp_path, epochs=2, device="auto")
+    assert [r["epoch"] for r in records] == [2]
+
+
+@pytest.mark.parametrize("saved_on,message", [("cuda", "saved on cuda"), (None, "saved on another kind of device")])
+def test_a_random_stream_from_another_device_kind_is_refused_and_nothing_is_touched(tiny_data, tmp_path, saved_on,
+                                                                                    message):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path, epochs=1, device="cpu")
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    state["generator"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA generator's state
+    if saved_on is None:
+        del state["generator_device"]  # as written before the device kind was recorded
+    else:
+        state["generator_device"] = saved_on
+    torch.save(state, tmp_path / CHECKPOINT_FILE)
+    files = {name: (tmp_path / name).read_bytes() for name in (CHECKPOINT_FILE, "model.safetensors", LOG_FILE)}
+    with pytest.raises(ValueError, match=f"{message}.*--device"):
+        quiet_fit(train, val, tmp_path, epochs=2, device="cpu")
+    assert {name: (tmp_path / name).read_bytes() for name in files} == files
+
+
+@pytest.mark.parametrize("with_validation", [True, False])
+def test_a_diverged_run_stops_before_it_overwrites_its_bundle_or_checkpoint(tiny_data, tmp_path, monkeypatch,
+                                                                            with_validation):
+    train, val = tiny_data
+    val = val if with_validation else None
+    quiet_fit(train, val, tmp_path, epochs=1)
+    files = {name: (tmp_path / name).read_bytes() for name in (CHECKPOINT_FILE, "model.safetensors", LOG_FILE)}
+    import exaug.train as train_module
+
+    real_train_epoch = train_module.GeneratorTrainer._train_epoch
+
+    def diverging(self, epoch, prior_term, progress):
+        record = real_train_epoch(self, epoch, prior_term, progress)
+        with torch.no_grad():
+            for parameter in self.model.parameters():
+                parameter.fill_(float("nan"))
+        return {**record, "train_loss": float("nan")} if val is None else record
+
+    monkeypatch.setattr(train_module.GeneratorTrainer, "_train_epoch", diverging)
+    with pytest.raises(ValueError, match="epoch 2: the (validation ELBO|training loss) is nan, so training diverged"):
+        quiet_fit(train, val, tmp_path, epochs=2)
+    assert {name: (tmp_path / name).read_bytes() for name in files} == files
+
+
+def test_the_progress_of_a_folder_holding_another_kind_of_run_is_a_clear_error(tmp_path):
+    from exaug.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / CHECKPOINT_FILE, {"config": {"lam": 0.4}}, {"epoch": 3, "history": []})
+    with pytest.raises(ValueError, match="not the checkpoint of a generator run"):
+        run_progress(tmp_path)
+
+
 def test_early_stopping_ends_after_patience_epochs_without_improvement(tiny_data, tmp_path):
     train, val = tiny_data
     _, records = quiet_fit(train, val, tmp_path, epochs=50, patience=1, learning_rate=1.0)
@@ -136,14 +225,27 @@ def test_asking_for_fewer_epochs_than_already_trained_is_refused_and_changes_not
     assert {name: (tmp_path / name).read_bytes() for name in files} == files
 
 
-def test_the_bundle_keeps_the_best_validation_model(tiny_data, tmp_path):
+def test_the_bundle_keeps_the_best_validation_model(tiny_data, tmp_path, monkeypatch):
     train, val = tiny_data
-    model, records = quiet_fit(train, val, tmp_path, epochs=4)
-    best = max(records, key=lambda r: r["val_elbo"])
-    loaded = ExemplarVAE.from_pretrained(tmp_path)
-    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
-        torch.testing.assert_close(a, b, msg=name)
-    assert records[-1]["best_epoch"] == best["epoch"]
+    import exaug.train as train_module
+
+    real_elbo_parts = train_module.elbo_parts
+
+    def score_epochs(*elbos):
+        scores = iter(elbos)
+        monkeypatch.setattr(train_module, "elbo_parts",
+                            lambda model, images: {**real_elbo_parts(model, images), "elbo": next(scores)})
+
+    score_epochs(-100.0, -90.0, -80.0, -95.0)  # epoch 3 is the best; epoch 4 is worse
+    model, records = quiet_fit(train, val, tmp_path / "four", epochs=4)
+    assert [r["best_epoch"] for r in records] == [1, 2, 3, 3]
+    score_epochs(-100.0, -90.0, -80.0)
+    after_three, _ = quiet_fit(train, val, tmp_path / "three", epochs=3)  # the same seed: epoch 3's weights
+    loaded = ExemplarVAE.from_pretrained(tmp_path / "four")
+    for (name, a), b, c in zip(after_three.state_dict().items(), loaded.state_dict().values(),
+                               model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=0, atol=0, msg=name)
+        torch.testing.assert_close(c, a, rtol=0, atol=0, msg=name)
 
 
 def test_a_folder_with_someone_elses_files_is_not_overwritten(tiny_data, tmp_path):
