@@ -159,7 +159,7 @@ def test_runs_in_dataloader_workers_with_distinct_streams_one_thread_and_no_fais
 
 
 @pytest.mark.parametrize("bad,message", [
-    (torch.zeros(3, 16, 16, dtype=torch.uint8), "3 channel"),
+    (torch.zeros(3, 16, 16, dtype=torch.uint8), r"3 channel.*v2\.Grayscale\(\)"),
     (torch.zeros(1, 28, 28, dtype=torch.uint8), "28×28"),
     (torch.full((1, 16, 16), float("nan")), "NaN"),
     (torch.full((1, 16, 16), 2.0), r"\[0, 1\]"),
