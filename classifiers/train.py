@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset, TensorD
 from tqdm.auto import tqdm
 
 from exaug.atomic import atomic_write_text
-from exaug.checkpoint import load_checkpoint, save_checkpoint
+from exaug.checkpoint import load_checkpoint, restore_random_stream, save_checkpoint
 from exaug.device import resolve_device
 from exaug.mixed import MixedBatchLoader, mixed_loss
 from exaug.run_lock import run_directory_lock
@@ -49,8 +49,10 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
         config: the recipe (defaults to the paper's, λ = 0.4).
         generator: an ExemplarVAE, bundle directory or bundled name for augmentation; None for LS alone.
         out: directory for ``checkpoint.pt`` (resumed when present) and ``result.json``; None keeps nothing.
-            A checkpoint resumes only with the same recipe (workers and device may change), the same generator
-            (by file hashes, or by weights for an in-memory one) and the same data (sizes and labels of both sets).
+            A checkpoint resumes only with the same recipe (workers and device may change, within the device
+            kind the run's random streams were saved on), the same generator (by file hashes, or by weights for
+            an in-memory one) and the same data (sizes and labels of both sets, read from their label lists, or
+            item by item for a dataset without one).
             While training, another run into the same directory is refused (:class:`exaug.run_lock.RunDirectoryBusy`).
         progress: show progress bars on stderr.
         log: called with each epoch's record (default: print it as a JSON line).
@@ -106,8 +108,8 @@ def _fit(train: Dataset, test: Dataset, config: ClassifierConfig, generator: Exe
         torch.set_rng_state(state["torch_rng"])
         if device.type == "cuda" and state.get("cuda_rng") is not None:  # dropout etc. in timm models on the GPU
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        if mixed is not None:
-            mixed.random.set_state(state["mixed_rng"])
+        if mixed is not None:  # the twins' noise stream lives on the training device
+            restore_random_stream(mixed.random, state["mixed_rng"], state.get("mixed_rng_device"), out)
         history, first_epoch = state["history"], state["epoch"] + 1
         _skip_worker_seeds(worker_seeds, first_epoch - 1)
     log = log or (lambda record: tqdm.write(json.dumps(record), file=sys.stdout))
@@ -128,7 +130,8 @@ def _fit(train: Dataset, test: Dataset, config: ClassifierConfig, generator: Exe
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                "mixed_rng": None if mixed is None else mixed.random.get_state(), "history": history})
+                "mixed_rng": None if mixed is None else mixed.random.get_state(),
+                "mixed_rng_device": None if mixed is None else mixed.random.device.type, "history": history})
     result = {"test_error": history[-1]["test_error"], "epochs": config.epochs, "config": config.to_dict(),
               "generator": None if generator is None else str(generator) if not isinstance(generator, ExemplarVAE)
               else "in-memory", "generator_identity": identity["generator"], "train_size": len(train), "test_size": len(test),
@@ -229,16 +232,26 @@ def _class_count(dataset: Dataset, labels: torch.Tensor) -> int:
 
 
 def _labels(dataset: Dataset) -> torch.Tensor:
-    """Every label of a labelled dataset, in order: from its label list when it has one (decoding every image is slow)."""
+    """Every label of a labelled dataset, in order: from its label list when it has one, else by reading
+    each of its items once (slow: every image is loaded and transformed)."""
+    listed = _listed_labels(dataset)
+    if listed is not None:
+        return listed
+    return torch.as_tensor([dataset[i][1] for i in range(len(dataset))])
+
+
+def _listed_labels(dataset: Dataset) -> torch.Tensor | None:
+    """The labels of ``dataset`` from its label list, or None when it keeps none."""
     if isinstance(dataset, Subset):
-        return _labels(dataset.dataset)[torch.as_tensor(dataset.indices, dtype=torch.int64)]
+        parent = _listed_labels(dataset.dataset)
+        return None if parent is None else parent[torch.as_tensor(dataset.indices, dtype=torch.int64)]
     if isinstance(dataset, TensorDataset) and len(dataset.tensors) >= 2:
         return dataset.tensors[1]
     for name in ("labels", "targets"):  # exaug's ImageTensorDataset; torchvision datasets and ImageFolder
         labels = getattr(dataset, name, None)
         if labels is not None:
             return torch.as_tensor(labels)
-    return torch.as_tensor([dataset[i][1] for i in range(len(dataset))])
+    return None
 
 
 def _describe_labels(labels: torch.Tensor) -> dict[str, Any]:

@@ -68,6 +68,11 @@ class ExemplarAugment(v2.Transform):
         self.generator = slim if on_cpu else copy.deepcopy(slim).cpu()
         self._on_device: dict[torch.device, ExemplarVAE] = {} if on_cpu else {slim.device: slim}
 
+    def _apply(self, fn: Any, recurse: bool = True) -> "ExemplarAugment":
+        """``.to()``, ``.cuda()``, ``.double()`` leave the generator alone: it stays on the CPU for DataLoader
+        workers, and a batch on another device gets a copy there when it first arrives."""
+        return self
+
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the copies on other devices, so spawned DataLoader workers never start CUDA."""
         state = self.__dict__.copy()

@@ -50,6 +50,29 @@ def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
     return state
 
 
+def restore_random_stream(generator: torch.Generator, saved_state: torch.Tensor, saved_on: str | None,
+                          run_dir: str | os.PathLike) -> None:
+    """Continue a saved random stream in ``generator``; only one of the device kind it was saved on can.
+
+    ``saved_on`` is the device kind recorded beside the state (None in checkpoints older than that
+    record). A mismatch is a ValueError naming ``--device``, not torch's RuntimeError about state sizes.
+    """
+    here = generator.device.type
+
+    def refusal(where: str) -> ValueError:
+        return ValueError(f"{run_dir} holds a run whose random stream was saved on {where}, and a {here} generator "
+                          "cannot continue it; resume it with --device set to the device it trained on")
+
+    if saved_on not in (None, here):
+        raise refusal(saved_on)
+    try:
+        generator.set_state(saved_state)
+    except RuntimeError as error:
+        if saved_on is not None:
+            raise
+        raise refusal("another kind of device") from error
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Everything saved at ``path``, identity included, without checking whose run it is."""
     try:

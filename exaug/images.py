@@ -23,7 +23,7 @@ def check_images(images: torch.Tensor, input_shape: tuple[int, ...]) -> bool:
         raise ValueError("the batch is empty (0 images); pass at least one image")
     channels, height, width = images.shape[-3:]
     if channels != input_shape[0]:
-        if not batched and channels not in (1, 3, 4) and (height, width) == tuple(input_shape[1:]):
+        if not batched and input_shape[0] == 1 and channels not in (3, 4) and (height, width) == tuple(input_shape[1:]):
             raise ValueError(
                 f"a tensor of shape {tuple(images.shape)} reads as C×H×W with {channels} channels, but the generator "
                 f"takes {tuple(input_shape)}; if it is a batch of {channels} images without a channel axis, add one "

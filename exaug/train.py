@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
-from .checkpoint import IDENTITY_KEY, load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import IDENTITY_KEY, load_checkpoint, read_checkpoint, restore_random_stream, save_checkpoint
 from .bundle import load_weights, save_bundle
 from .config import ModelConfig, TrainConfig
 from .data import ImageTensorDataset, data_checksum
@@ -321,8 +321,9 @@ class GeneratorTrainer:
     def _refuse_divergence(self, epoch: int, what: str, value: float) -> None:
         """Stop a diverged run before it saves anything: its checkpoint and best bundle stay as they were."""
         if not math.isfinite(value):
-            raise ValueError(f"epoch {epoch}: the {what} is {value}, so training diverged; {self.out} keeps the "
-                             f"checkpoint of epoch {self.epoch} and the best bundle (epoch {self.best_epoch}). "
+            kept = (f"{self.out} keeps the checkpoint of epoch {self.epoch} and the best bundle (epoch {self.best_epoch})"
+                    if self.epoch > 0 else "nothing of the run was saved")
+            raise ValueError(f"epoch {epoch}: the {what} is {value}, so training diverged; {kept}. "
                              "Start again in another output directory with a smaller learning rate")
 
     @property
@@ -386,7 +387,7 @@ class GeneratorTrainer:
         if state["epoch"] > self.config.epochs:
             raise ValueError(f"{self.out} holds a run already trained {state['epoch']} epochs, more than "
                              f"epochs={self.config.epochs}; ask for at least {state['epoch']} epochs to resume or extend it")
-        self._restore_random_stream(state)
+        restore_random_stream(self.generator, state["generator"], state.get("generator_device"), self.out)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.cache is not None:
@@ -400,24 +401,6 @@ class GeneratorTrainer:
         best.load_state_dict(self.best_state)
         best.set_exemplars(self.train_u8, self.train_labels, means=self.best_means)
         save_bundle(best, self.out, self.config, self.data_checksum)
-
-    def _restore_random_stream(self, state: dict[str, Any]) -> None:
-        """Continue the saved random stream, which only a generator of the same device kind can take."""
-        here = self.generator.device.type
-        saved_on = state.get("generator_device")  # absent from checkpoints older than this check
-
-        def refusal(where: str) -> ValueError:
-            return ValueError(f"{self.out} holds a run whose random stream was saved on {where}, and a {here} "
-                              "generator cannot continue it; resume it with --device set to the device it trained on")
-
-        if saved_on not in (None, here):
-            raise refusal(saved_on)
-        try:
-            self.generator.set_state(state["generator"])
-        except RuntimeError as error:
-            if saved_on is not None:
-                raise
-            raise refusal("another kind of device") from error
 
     def _refuse_to_overwrite(self) -> None:
         existing = [name for name in ("config.json", "model.safetensors", "exemplars.safetensors", LOG_FILE)

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny image sets of several shapes, so nothing here assumes 28×28."""
+"""Shared fixtures and helpers: tiny image sets of several shapes (nothing here assumes 28×28), checkpoint doctoring."""
 
 import pytest
 import torch
@@ -36,3 +36,16 @@ def tiny_generator_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("generator")
     model.save_pretrained(directory)
     return directory
+
+
+def plant_foreign_random_stream(checkpoint, stream: str, saved_on: str | None) -> None:
+    """Rewrite ``checkpoint`` so that its ``stream`` random state comes from another device kind: a
+    CUDA generator's 16-byte state, recorded under ``{stream}_device`` as ``saved_on`` (None: not
+    recorded, as in checkpoints written before the device kind was)."""
+    state = torch.load(checkpoint, weights_only=True)
+    state[stream] = torch.zeros(16, dtype=torch.uint8)
+    if saved_on is None:
+        state.pop(f"{stream}_device", None)
+    else:
+        state[f"{stream}_device"] = saved_on
+    torch.save(state, checkpoint)

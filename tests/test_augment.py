@@ -158,6 +158,13 @@ def test_runs_in_dataloader_workers_with_distinct_streams_one_thread_and_no_fais
     assert torch.equal(again[0][0], images_a)  # seeded from the loader: reproducible
 
 
+@pytest.mark.parametrize("move", [lambda t: t.to("meta"), lambda t: t.double()])
+def test_moving_the_transform_by_hand_leaves_its_generator_on_the_cpu(augment, image, move):
+    assert move(augment) is augment
+    assert augment.generator.device.type == "cpu" and augment.generator.dtype == torch.float32
+    assert augment(image).dtype == torch.uint8
+
+
 @pytest.mark.parametrize("bad,message", [
     (torch.zeros(3, 16, 16, dtype=torch.uint8), r"3 channel.*v2\.Grayscale\(\)"),
     (torch.zeros(1, 28, 28, dtype=torch.uint8), "28×28"),

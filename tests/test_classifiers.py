@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from conftest import blob_images
+from conftest import blob_images, plant_foreign_random_stream
 from exaug.classifiers import ClassifierConfig, PermutationInvariantMLP, create_classifier, fit_classifier
 from exaug.bundle import load_generator
 from exaug.classifiers.train import CHECKPOINT_FILE, _describe, _labels
@@ -177,11 +177,31 @@ def test_a_checkpoint_from_before_the_data_were_recorded_resumes(blobs, tmp_path
     assert again["history"] == first["history"]
 
 
-def test_a_run_resumes_with_other_workers_and_device(blobs, tmp_path):
-    first = fit_classifier(*blobs, quick_config(epochs=1), out=tmp_path, progress=False, log=lambda r: None)
-    again = fit_classifier(*blobs, quick_config(epochs=1, workers=2, device="auto"), out=tmp_path,
-                           progress=False, log=lambda r: None)
+def test_a_run_resumes_with_other_workers_and_device_setting(blobs, tmp_path, tiny_generator_dir):
+    first = fit_classifier(*blobs, quick_config(epochs=1, device="auto"), generator=str(tiny_generator_dir),
+                           out=tmp_path, progress=False, log=lambda r: None)
+    resolved = "cuda" if torch.cuda.is_available() else "cpu"
+    again = fit_classifier(*blobs, quick_config(epochs=1, workers=2, device=resolved), generator=str(tiny_generator_dir),
+                           out=tmp_path, progress=False, log=lambda r: None)
     assert again["history"] == first["history"]  # found finished, not refused
+
+
+@pytest.mark.parametrize("saved_on,message", [("cuda", "saved on cuda"), (None, "saved on another kind of device")])
+def test_a_twin_noise_stream_from_another_device_kind_is_refused_clearly(blobs, tmp_path, tiny_generator_dir,
+                                                                         saved_on, message):
+    def die_in_epoch_two(record):  # before its checkpoint: the run resumes from epoch one's
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_classifier(*blobs, quick_config(epochs=2), generator=str(tiny_generator_dir), out=tmp_path,
+                       progress=False, log=die_in_epoch_two)
+    plant_foreign_random_stream(tmp_path / CHECKPOINT_FILE, "mixed_rng", saved_on)
+    before = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    with pytest.raises(ValueError, match=f"{message}.*--device"):
+        fit_classifier(*blobs, quick_config(epochs=2), generator=str(tiny_generator_dir), out=tmp_path,
+                       progress=False, log=lambda r: None)
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before
 
 
 def test_an_in_memory_generator_with_other_weights_refuses_to_resume(blobs, tmp_path, tiny_generator_dir):

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -165,6 +166,8 @@ def test_a_folder_is_scored_on_its_held_out_part_and_says_so(image_folder, tmp_p
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "summary.json").read_text())["split"] == "val"
     assert "| val error %" in (tmp_path / "summary.md").read_text()
+    run = torch.load(tmp_path / "seed0" / "checkpoint.pt", weights_only=True)
+    assert run["identity"]["config"]["extra"]["split"] == "test"  # what --split said, as older runs stored it
 
 
 def test_fit_classifier_dtype_reaches_each_run_and_the_table(image_folder, tmp_path):
