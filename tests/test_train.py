@@ -150,6 +150,31 @@ def test_a_diverged_run_stops_before_it_overwrites_its_bundle_or_checkpoint(tiny
     assert {name: (tmp_path / name).read_bytes() for name in files} == files
 
 
+def test_a_run_diverging_in_its_first_epoch_says_nothing_was_saved(tiny_data, tmp_path, monkeypatch):
+    train, val = tiny_data
+    import exaug.train as train_module
+
+    real_train_epoch = train_module.GeneratorTrainer._train_epoch
+
+    def diverging(self, epoch, prior_term, progress):
+        record = real_train_epoch(self, epoch, prior_term, progress)
+        with torch.no_grad():
+            for parameter in self.model.parameters():
+                parameter.fill_(float("nan"))
+        return record
+
+    monkeypatch.setattr(train_module.GeneratorTrainer, "_train_epoch", diverging)
+    with pytest.raises(ValueError, match="epoch 1: the validation ELBO is nan.*nothing of the run was saved"):
+        quiet_fit(train, val, tmp_path, epochs=2)
+    assert not any((tmp_path / name).exists() for name in (CHECKPOINT_FILE, "config.json", "model.safetensors", LOG_FILE))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0])
+def test_a_learning_rate_that_is_not_finite_and_positive_is_refused_by_name(value):
+    with pytest.raises(ValueError, match=f"learning_rate={value}"):
+        TrainConfig(learning_rate=value)
+
+
 def test_the_progress_of_a_folder_holding_another_kind_of_run_is_a_clear_error(tmp_path):
     from exaug.checkpoint import save_checkpoint
 

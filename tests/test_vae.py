@@ -57,6 +57,12 @@ def test_iwae_with_one_sample_is_the_elbo_of_the_same_draw():
     torch.testing.assert_close(iwae, elbo)
 
 
+def test_iwae_is_an_evaluation_that_keeps_no_autograd_graph():
+    model = model_for((1, 8, 8))
+    images = torch.bernoulli(torch.rand(2, 1, 8, 8))
+    assert not model.iwae(images, num_samples=8, chunk_size=4).requires_grad
+
+
 def test_exemplar_generation_draws_around_the_exemplar_with_the_prior_sigma():
     model = model_for((1, 8, 8))
     with torch.no_grad():
