@@ -21,6 +21,12 @@ def blobs():
     return TensorDataset(train_images, train_labels), TensorDataset(test_images, test_labels)
 
 
+def die_logging_epoch_two(record):
+    """A log callback that kills the run as it logs epoch 2, before that epoch's checkpoint: it resumes from epoch 1."""
+    if record["epoch"] == 2:
+        raise KeyboardInterrupt
+
+
 def quick_config(**options):
     values = dict(hidden=(32, 32), epochs=3, batch_size=20, learning_rate=0.05, workers=0, device="cpu")
     values.update(options)
@@ -102,13 +108,9 @@ def test_a_killed_run_resumes_to_the_same_result(blobs, tmp_path, tiny_generator
     straight = fit_classifier(train, test, config, generator=str(tiny_generator_dir), out=tmp_path / "a",
                               progress=False, log=lambda r: None)
 
-    def die_in_epoch_three(record):
-        if record["epoch"] == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
         fit_classifier(train, test, config, generator=str(tiny_generator_dir), out=tmp_path / "b",
-                       progress=False, log=die_in_epoch_three)
+                       progress=False, log=die_logging_epoch_two)
     state = torch.load(tmp_path / "b" / CHECKPOINT_FILE, weights_only=True)
     assert state["epoch"] == 1
     resumed = fit_classifier(train, test, config, generator=str(tiny_generator_dir), out=tmp_path / "b",
@@ -189,13 +191,9 @@ def test_a_run_resumes_with_other_workers_and_device_setting(blobs, tmp_path, ti
 @pytest.mark.parametrize("saved_on,message", [("cuda", "saved on cuda"), (None, "saved on another kind of device")])
 def test_a_twin_noise_stream_from_another_device_kind_is_refused_clearly(blobs, tmp_path, tiny_generator_dir,
                                                                          saved_on, message):
-    def die_in_epoch_two(record):  # before its checkpoint: the run resumes from epoch one's
-        if record["epoch"] == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
         fit_classifier(*blobs, quick_config(epochs=2), generator=str(tiny_generator_dir), out=tmp_path,
-                       progress=False, log=die_in_epoch_two)
+                       progress=False, log=die_logging_epoch_two)
     plant_foreign_random_stream(tmp_path / CHECKPOINT_FILE, "mixed_rng", saved_on)
     before = (tmp_path / CHECKPOINT_FILE).read_bytes()
     with pytest.raises(ValueError, match=f"{message}.*--device"):
@@ -251,13 +249,9 @@ def test_a_resumed_run_does_not_replay_the_workers_random_draws_of_its_first_epo
     test = TensorDataset(torch.rand(10, 1, 4, 4), torch.arange(10) % 2)
     config = quick_config(epochs=2, workers=1)
 
-    def die_in_epoch_two(record):  # before its checkpoint: the run resumes from epoch one's
-        if record["epoch"] == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
         fit_classifier(RandomImages(before), test, config, out=tmp_path / "run", progress=False,
-                       log=die_in_epoch_two)
+                       log=die_logging_epoch_two)
     drawn = worker_draws(before)  # one worker, so in the order drawn
     assert len(drawn) == 80
     first_epoch = drawn[:40]

@@ -126,6 +126,23 @@ def test_a_random_stream_from_another_device_kind_is_refused_and_nothing_is_touc
     assert {name: (tmp_path / name).read_bytes() for name in files} == files
 
 
+def make_every_epoch_diverge(monkeypatch, report_nan_loss: bool) -> None:
+    """Patch the trainer so that every epoch ends with NaN weights (so a NaN validation ELBO), and, when
+    ``report_nan_loss``, a NaN training loss as well."""
+    import exaug.train as train_module
+
+    real_train_epoch = train_module.GeneratorTrainer._train_epoch
+
+    def diverging(self, epoch, prior_term, progress):
+        record = real_train_epoch(self, epoch, prior_term, progress)
+        with torch.no_grad():
+            for parameter in self.model.parameters():
+                parameter.fill_(float("nan"))
+        return {**record, "train_loss": float("nan")} if report_nan_loss else record
+
+    monkeypatch.setattr(train_module.GeneratorTrainer, "_train_epoch", diverging)
+
+
 @pytest.mark.parametrize("with_validation", [True, False])
 def test_a_diverged_run_stops_before_it_overwrites_its_bundle_or_checkpoint(tiny_data, tmp_path, monkeypatch,
                                                                             with_validation):
@@ -133,18 +150,7 @@ def test_a_diverged_run_stops_before_it_overwrites_its_bundle_or_checkpoint(tiny
     val = val if with_validation else None
     quiet_fit(train, val, tmp_path, epochs=1)
     files = {name: (tmp_path / name).read_bytes() for name in (CHECKPOINT_FILE, "model.safetensors", LOG_FILE)}
-    import exaug.train as train_module
-
-    real_train_epoch = train_module.GeneratorTrainer._train_epoch
-
-    def diverging(self, epoch, prior_term, progress):
-        record = real_train_epoch(self, epoch, prior_term, progress)
-        with torch.no_grad():
-            for parameter in self.model.parameters():
-                parameter.fill_(float("nan"))
-        return {**record, "train_loss": float("nan")} if val is None else record
-
-    monkeypatch.setattr(train_module.GeneratorTrainer, "_train_epoch", diverging)
+    make_every_epoch_diverge(monkeypatch, report_nan_loss=val is None)
     with pytest.raises(ValueError, match="epoch 2: the (validation ELBO|training loss) is nan, so training diverged"):
         quiet_fit(train, val, tmp_path, epochs=2)
     assert {name: (tmp_path / name).read_bytes() for name in files} == files
@@ -152,18 +158,7 @@ def test_a_diverged_run_stops_before_it_overwrites_its_bundle_or_checkpoint(tiny
 
 def test_a_run_diverging_in_its_first_epoch_says_nothing_was_saved(tiny_data, tmp_path, monkeypatch):
     train, val = tiny_data
-    import exaug.train as train_module
-
-    real_train_epoch = train_module.GeneratorTrainer._train_epoch
-
-    def diverging(self, epoch, prior_term, progress):
-        record = real_train_epoch(self, epoch, prior_term, progress)
-        with torch.no_grad():
-            for parameter in self.model.parameters():
-                parameter.fill_(float("nan"))
-        return record
-
-    monkeypatch.setattr(train_module.GeneratorTrainer, "_train_epoch", diverging)
+    make_every_epoch_diverge(monkeypatch, report_nan_loss=False)
     with pytest.raises(ValueError, match="epoch 1: the validation ELBO is nan.*nothing of the run was saved"):
         quiet_fit(train, val, tmp_path, epochs=2)
     assert not any((tmp_path / name).exists() for name in (CHECKPOINT_FILE, "config.json", "model.safetensors", LOG_FILE))
