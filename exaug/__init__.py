@@ -1,11 +1,12 @@
 """exaug: Exemplar VAE generative data augmentation.
 
 The public API in one place; the modules behind it follow the data's path:
-data → vae/priors → train → bundle → evaluate → augment/mixed (→ exaug.classifiers, exaug.cli).
+data → vae/priors → train → bundle → evaluate → twins → augment/collate/mixed (→ exaug.classifiers, exaug.cli).
 """
 
 from .augment import ExemplarAugment
 from .bundle import BundleError
+from .collate import ExemplarCollate
 from .config import ModelConfig, TrainConfig
 from .mixed import MixedBatch, MixedBatchLoader, mixed_loss
 from .run_lock import RunDirectoryBusy
@@ -15,6 +16,7 @@ from .vae import ExemplarVAE
 __all__ = [
     "BundleError",
     "ExemplarAugment",
+    "ExemplarCollate",
     "ExemplarVAE",
     "MixedBatch",
     "MixedBatchLoader",

@@ -23,8 +23,9 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from .bundle import load_generator
-from .images import check_images, in_format_of
-from .vae import ExemplarVAE, as_unit_float, check_noise_scale
+from .images import check_images
+from .twins import twins_of
+from .vae import ExemplarVAE, check_noise_scale
 
 _PIL_MODES = {1: "L", 3: "RGB"}
 
@@ -101,6 +102,17 @@ class ExemplarAugment(v2.Transform):
         """
         return cls(load_generator(path_or_name, device=device), p=p, noise_scale=noise_scale)
 
+    def twins(self, images: torch.Tensor) -> torch.Tensor:
+        """A twin of every image of a batch B×C×H×W (uint8, or float in [0, 1]), in one generator call.
+
+        The batched path behind :class:`~exaug.ExemplarCollate`: ``p`` is not applied (every image gets its
+        twin), the noise comes from torch's global stream, and the result has ``images``' dtype and shape.
+        """
+        if not check_images(images, self.input_shape):
+            raise ValueError(f"twins() takes a batch B×C×H×W, got one image of shape {tuple(images.shape)}")
+        noise = torch.randn(images.shape[0], self.generator.config.latent_dim) * self.noise_scale
+        return twins_of(self._generator_on(images.device), images, noise)
+
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         batch = _batch_size(flat_inputs[0]) if flat_inputs else 1
         return {
@@ -129,15 +141,9 @@ class ExemplarAugment(v2.Transform):
         if not replace.any():
             return images
         values = images if batched else images.unsqueeze(0)
-        as_float = as_unit_float(values)
-        generator = self._generator_on(values.device)
-        with torch.no_grad():
-            chosen = replace.to(values.device)
-            exemplars = as_float[chosen].to(generator.dtype)
-            mu, log_var = generator.encode(exemplars)
-            synthetic = generator.decode_around(mu, log_var, params["noise"][replace])
+        chosen = replace.to(values.device)
         out = values.clone()
-        out[chosen] = in_format_of(synthetic, values)
+        out[chosen] = twins_of(self._generator_on(values.device), values[chosen], params["noise"][replace])
         out = out if batched else out.squeeze(0)
         return tv_tensors.wrap(out, like=images) if isinstance(images, tv_tensors.TVTensor) else out
 

@@ -1,0 +1,529 @@
+"""The drop-in grid: ExemplarAugment against the augmentations a torchvision / timm user already has.
+
+One run trains one classifier (the paper's MLP 2×1024, the PyTorch MNIST example's CNN, or timm's
+resnet18 with ``in_chans=1``) on one data regime with one augmentation, and writes ``result.json``.
+Every epoch is checkpointed, so a killed run resumes where it stopped; runs are separate processes,
+so a plan runs several at once.
+
+    python benchmarks/dropin.py plan val --out benchmarks/results/dropin/plan-val.json
+    python benchmarks/dropin.py grid benchmarks/results/dropin/plan-val.json --jobs 2
+    python benchmarks/dropin.py plan test --out benchmarks/results/dropin/plan-test.json   # knobs picked on val
+    python benchmarks/dropin.py grid benchmarks/results/dropin/plan-test.json --jobs 2
+    python benchmarks/dropin.py summary                                                    # docs/dropin.md
+
+Fairness rules built in: every augmentation of a (dataset, model, regime) trains the same number of
+epochs over the same real images with the same seed (the seed fixes the subset, the initial weights and
+the shuffling); knobs are picked on validation (the last 10K training images) by ``plan test`` with a
+fixed rule before any test run; test runs pair with "none" by seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import click
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset, default_collate
+from torchvision.transforms import v2
+
+from exaug import ExemplarAugment, ExemplarCollate, MixedBatchLoader, mixed_loss
+from exaug.checkpoint import load_checkpoint, save_checkpoint
+from exaug.classifiers import PermutationInvariantMLP
+from exaug.data import load_split
+from exaug.atomic import atomic_write_text
+
+RESULTS = Path("benchmarks/results/dropin")
+AUGMENTATIONS = ("none", "exemplar", "exemplar-append", "mixed", "affine", "trivialaugment", "mixup-cutmix",
+                 "affine+exemplar", "affine+exemplar-append")
+MODELS = ("mlp", "cnn", "resnet18")
+# The knob each augmentation is tuned on, with the values tried on validation.
+KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "exemplar": ("p", (0.25, 0.5)),
+    "exemplar-append": ("p", (0.5, 1.0)),
+    "mixed": ("lam", (0.4, 0.7)),
+    "affine+exemplar": ("p", (0.25,)),
+    "affine+exemplar-append": ("p", (0.5, 1.0)),
+}
+
+
+class ExampleCNN(nn.Module):
+    """The network of the PyTorch MNIST example (examples/mnist/main.py): 2 conv, max-pool, 2 FC, dropout."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                                      nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One classifier run of the grid; its fields are its identity (and its folder's name)."""
+
+    dataset: str  # mnist | fashion-mnist
+    model: str  # one of MODELS
+    augmentation: str  # one of AUGMENTATIONS
+    subset: str  # "all", "balanced<N>" (N/10 per class, drawn by seed) or "first<N>" (the first N images)
+    split: str  # "val": train on the first 50K, score the last 10K; "test": score the test set
+    seed: int
+    epochs: int
+    generator: str = "bundled"  # "bundled" (semi-supervised: it saw all 50K training images, no labels) or a bundle dir
+    p: float = 0.5  # exemplar modes: share of images replaced, or of the batch given an appended twin
+    lam: float = 0.4  # mixed: weight on real images in eq. 16
+    noise_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation {self.augmentation!r} is not one of {AUGMENTATIONS}")
+        if self.model not in MODELS:
+            raise ValueError(f"model {self.model!r} is not one of {MODELS}")
+        if self.split not in ("val", "test"):
+            raise ValueError(f"split {self.split!r} must be val or test")
+        subset_size(self.subset)
+
+    @property
+    def uses_generator(self) -> bool:
+        return "exemplar" in self.augmentation or self.augmentation == "mixed"
+
+    @property
+    def knob(self) -> str:
+        """The tuned setting in words, for tables: "p 0.5", "λ 0.4" or ""."""
+        if self.augmentation == "mixed":
+            return f"λ {self.lam:g}"
+        if self.uses_generator:
+            return f"p {self.p:g}" + ("" if self.noise_scale == 1.0 else f", s {self.noise_scale:g}")
+        return ""
+
+    def name(self) -> str:
+        generator = "" if not self.uses_generator else (
+            "-bundled" if self.generator == "bundled" else f"-gen{Path(self.generator).name}")
+        knobs = "" if not self.uses_generator else (
+            f"-lam{self.lam:g}" if self.augmentation == "mixed" else f"-p{self.p:g}")
+        knobs += "" if self.noise_scale == 1.0 else f"-s{self.noise_scale:g}"
+        return (f"{self.dataset}/{self.split}/{self.model}-{self.subset}-e{self.epochs}/"
+                f"{self.augmentation}{knobs}{generator}/seed{self.seed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def subset_size(subset: str) -> int | None:
+    """N of "balancedN" / "firstN", None for "all"; anything else is refused."""
+    if subset == "all":
+        return None
+    for prefix in ("balanced", "first"):
+        if subset.startswith(prefix) and subset[len(prefix):].isdigit() and int(subset[len(prefix):]) > 0:
+            return int(subset[len(prefix):])
+    raise ValueError(f"subset {subset!r} must be 'all', 'balanced<N>' or 'first<N>'")
+
+
+# ----------------------------------------------------------------------------------------------- data
+class LabelledImages(Dataset):
+    """uint8 images 1×28×28 with int labels, served untransformed: every augmentation happens in the collate."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+
+def training_images(spec: RunSpec, root: str | None = None) -> LabelledImages:
+    """The labelled images a run trains on. Subsets come from the first 50K training images under both splits
+    (so tuning and testing train on the same images); "all" is 50K for val and 60K for test, as in the paper."""
+    pool = load_split(spec.dataset, "trainval" if spec.split == "test" and spec.subset == "all" else "train", root)
+    size = subset_size(spec.subset)
+    if size is None:
+        rows = torch.arange(len(pool))
+    elif spec.subset.startswith("first"):
+        rows = torch.arange(size)
+    else:
+        rows = balanced_rows(pool.labels, size, spec.seed)
+    return LabelledImages(pool.images[rows], pool.labels[rows])
+
+
+def balanced_rows(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """``size`` row numbers, ``size // classes`` of each class, drawn by ``seed``; sorted."""
+    classes = int(labels.max()) + 1
+    if size % classes:
+        raise ValueError(f"a balanced subset of {size} images cannot split evenly over {classes} classes")
+    draw = torch.Generator().manual_seed(seed)
+    rows = [torch.nonzero(labels == c).flatten() for c in range(classes)]
+    picked = [r[torch.randperm(len(r), generator=draw)[: size // classes]] for r in rows]
+    return torch.cat(picked).sort().values
+
+
+def evaluation_images(spec: RunSpec, root: str | None = None) -> torch.utils.data.TensorDataset:
+    split = load_split(spec.dataset, spec.split, root)
+    return torch.utils.data.TensorDataset(split.images.float() / 255, split.labels)
+
+
+def classic_transform(augmentation: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The per-image classic augmentation of a run, on uint8 1×28×28 (None: no classic part)."""
+    if augmentation.startswith("affine"):
+        return v2.RandomAffine(degrees=10, translate=(0.1, 0.1))
+    if augmentation == "trivialaugment":
+        return v2.TrivialAugmentWide()
+    return None
+
+
+def make_loader(spec: RunSpec, train: LabelledImages, batch_size: int, shuffle: torch.Generator,
+                generator: Any) -> DataLoader:
+    """A DataLoader of (float images, labels) with the run's augmentation in its collate_fn."""
+    steps = [t for t in (classic_transform(spec.augmentation),) if t is not None]
+    to_float = v2.ToDtype(torch.float32, scale=True)
+    per_image = v2.Compose([*steps, to_float]) if steps else None
+    if "exemplar" in spec.augmentation:
+        augment = ExemplarAugment(generator, p=spec.p, noise_scale=spec.noise_scale)
+        inner = ExemplarCollate(augment, append=spec.augmentation.endswith("append"), transform=per_image)
+        collate = inner if per_image is not None else _then(inner, to_float)
+    else:
+        collate = _then(default_collate, per_image or to_float)
+    return DataLoader(train, batch_size=batch_size, shuffle=True, generator=shuffle, collate_fn=collate)
+
+
+def _then(collate: Callable[[Any], Any], per_image: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[Any], Any]:
+    def collate_and_transform(samples: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = collate(samples)
+        return torch.stack([per_image(image) for image in images]), labels
+    return collate_and_transform
+
+
+# -------------------------------------------------------------------------------------------- recipes
+@dataclass(frozen=True)
+class Recipe:
+    """How a model family is usually trained; every augmentation of that family gets the same one."""
+
+    batch_size: int
+    label_smoothing: float
+
+
+RECIPES = {
+    "mlp": Recipe(batch_size=100, label_smoothing=0.1),  # paper §5.4: SGD 0.9, η 0.1 → η/100 linearly
+    "cnn": Recipe(batch_size=64, label_smoothing=0.0),  # PyTorch MNIST example: Adadelta 1.0, StepLR γ 0.7
+    "resnet18": Recipe(batch_size=64, label_smoothing=0.1),  # timm-style: AdamW 1e-3, wd 0.05, cosine
+}
+
+
+def build_model(name: str) -> nn.Module:
+    if name == "mlp":
+        return PermutationInvariantMLP(784, 10, (1024, 1024))
+    if name == "cnn":
+        return ExampleCNN()
+    import timm
+
+    return timm.create_model(name, pretrained=False, num_classes=10, in_chans=1)
+
+
+def build_optimizer(spec: RunSpec, model: nn.Module, steps_per_epoch: int
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, bool]:
+    """(optimizer, schedule, whether the schedule steps per batch rather than per epoch)."""
+    total = spec.epochs * steps_per_epoch
+    if spec.model == "mlp":
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        return optimizer, torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.01, total_iters=total), True
+    if spec.model == "cnn":
+        optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
+        # The example decays by 0.7 per epoch over 14 epochs; over other budgets the same overall decay as its
+        # 10-epoch run (0.7^10) is spread over the run's epochs, so no budget ends with a vanished learning rate.
+        gamma = 0.7 ** (10 / spec.epochs) if spec.epochs > 10 else 0.7
+        return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=gamma), False
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total), True
+
+
+# ---------------------------------------------------------------------------------------------- a run
+def run(spec: RunSpec, out: Path, root: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train one run (resuming its checkpoint in ``out``) and write ``out/result.json``."""
+    result_file = out / "result.json"
+    if result_file.exists():
+        return json.loads(result_file.read_text())
+    train, evaluation = training_images(spec, root), evaluation_images(spec, root)
+    recipe = RECIPES[spec.model]
+    torch.manual_seed(spec.seed)
+    np.random.seed(spec.seed)  # timm's Mixup draws from numpy's global stream
+    model = build_model(spec.model)
+    generator = None
+    if spec.uses_generator:
+        from exaug.bundle import load_generator
+
+        generator = load_generator(spec.dataset if spec.generator == "bundled" else spec.generator)
+    shuffle = torch.Generator().manual_seed(spec.seed)
+    loader = make_loader(spec, train, recipe.batch_size, shuffle, generator)
+    mixed = MixedBatchLoader(loader, generator, seed=spec.seed, noise_scale=spec.noise_scale) \
+        if spec.augmentation == "mixed" else None
+    optimizer, schedule, per_batch = build_optimizer(spec, model, len(loader))
+    mixup = None
+    if spec.augmentation == "mixup-cutmix":
+        from timm.data import Mixup
+
+        mixup = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=recipe.label_smoothing, num_classes=10)
+    identity = {"spec": spec.to_dict(), "train_size": len(train)}
+    checkpoint = out / "checkpoint.pt"
+    history: list[dict[str, Any]] = []
+    if checkpoint.exists():
+        state = load_checkpoint(checkpoint, identity)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        shuffle.set_state(state["shuffle"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        if mixed is not None:
+            mixed.random.set_state(state["mixed_rng"])
+        history = state["history"]
+    eval_loader = DataLoader(evaluation, batch_size=1000)
+    for epoch in range(len(history) + 1, spec.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        total_loss, seen = 0.0, 0
+        for images, labels in _batches(loader, mixed):
+            loss = _loss(model, images, labels, spec, recipe, mixup)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if per_batch:
+                schedule.step()
+            total_loss += loss.item() * labels.shape[0]
+            seen += labels.shape[0]
+        if not per_batch:
+            schedule.step()
+        record = {"epoch": epoch, "train_loss": total_loss / seen, "seconds": round(time.perf_counter() - started, 2)}
+        # Scored and checkpointed 5 times a run: scoring 10K images every epoch would cost a 1K-image run more
+        # than its training, and a resnet18 checkpoint every epoch is 130 MB written.
+        if epoch % max(1, spec.epochs // 5) == 0 or epoch == spec.epochs:
+            record[f"{spec.split}_error"] = error(model, eval_loader)
+            history.append(record)
+            log(json.dumps(record))
+            save_checkpoint(checkpoint, identity, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
+                "numpy_rng": np.random.get_state(), "mixed_rng": None if mixed is None else mixed.random.get_state(),
+                "history": history})
+        else:
+            history.append(record)
+    result = {"spec": spec.to_dict(), "error": history[-1][f"{spec.split}_error"], "train_size": len(train),
+              "seconds": round(sum(r["seconds"] for r in history), 1), "torch_threads": torch.get_num_threads(),
+              "machine": platform.processor() or platform.machine(), "history": history}
+    atomic_write_text(result_file, json.dumps(result, indent=1) + "\n")
+    checkpoint.unlink()
+    return result
+
+
+def _batches(loader: DataLoader, mixed: MixedBatchLoader | None) -> Iterable[tuple[torch.Tensor, ...]]:
+    """(images, labels) batches, or for the mixed loader (real, synthetic, labels)."""
+    if mixed is None:
+        yield from loader
+        return
+    for batch in mixed:
+        yield torch.stack([batch.real, batch.synthetic]), batch.target
+
+
+def _loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: RunSpec, recipe: Recipe,
+          mixup: Any) -> torch.Tensor:
+    if spec.augmentation == "mixed":  # images: 2×B×C×H×W, real then synthetic, one forward pass
+        logits = model(images.flatten(0, 1))
+        logits_real, logits_syn = logits.split(labels.shape[0])
+        return mixed_loss(logits_real, logits_syn, labels, spec.lam, recipe.label_smoothing)
+    if mixup is not None and images.shape[0] % 2 == 0:
+        images, soft = mixup(images, labels)
+        return torch.sum(-soft * F.log_softmax(model(images), dim=-1), dim=-1).mean()
+    return F.cross_entropy(model(images), labels, label_smoothing=recipe.label_smoothing)
+
+
+@torch.no_grad()
+def error(model: nn.Module, loader: DataLoader) -> float:
+    model.eval()
+    wrong = sum((model(images).argmax(1) != labels).sum().item() for images, labels in loader)
+    return 100.0 * wrong / len(loader.dataset)
+
+
+# ---------------------------------------------------------------------------------------------- plans
+STOCK_CNN = [("first10000", 1), ("first10000", 10)]  # the issue's stock-CNN case: 1 and 10 epochs on 10K
+LOW_DATA = {"mlp": 100, "cnn": None, "resnet18": None}  # None: epochs chosen so each run sees 100K images
+
+
+def low_data_epochs(model: str, size: int) -> int:
+    return LOW_DATA[model] or max(1, 100_000 // size)
+
+
+def validation_plan(dataset: str, sizes: Iterable[int] = (1000, 5000)) -> list[RunSpec]:
+    """Every setting tried on validation (seed 0): each augmentation at each knob value, per model and regime."""
+    regimes = [("cnn", subset, epochs) for subset, epochs in STOCK_CNN] if dataset == "mnist" else []
+    regimes += [(model, f"balanced{size}", low_data_epochs(model, size)) for size in sizes for model in MODELS]
+    specs = []
+    for model, subset, epochs in regimes:
+        for augmentation in AUGMENTATIONS:
+            base = RunSpec(dataset, model, augmentation, subset, "val", 0, epochs)
+            knob, values = KNOBS.get(augmentation, (None, (None,)))
+            specs += [base if knob is None else dataclasses.replace(base, **{knob: value}) for value in values]
+    return specs
+
+
+def pick_on_validation(results: list[dict[str, Any]]) -> dict[tuple, RunSpec]:
+    """The rule, fixed before any test run: per (dataset, model, subset, epochs, augmentation, generator),
+    the knob value with the lowest final-epoch validation error; a tie goes to the milder setting
+    (the smaller p, the larger λ)."""
+    best: dict[tuple, tuple[tuple[float, float], RunSpec]] = {}
+    for result in results:
+        spec = RunSpec(**result["spec"])
+        if spec.split != "val":
+            continue
+        mildness = spec.p if spec.augmentation != "mixed" else -spec.lam
+        score = (result["error"], mildness)
+        key = (spec.dataset, spec.model, spec.subset, spec.epochs, spec.augmentation, spec.generator)
+        if key not in best or score < best[key][0]:
+            best[key] = (score, spec)
+    return {key: spec for key, (_, spec) in best.items()}
+
+
+def test_plan(results: list[dict[str, Any]], seeds: Iterable[int] = (0, 1, 2)) -> list[RunSpec]:
+    """Each augmentation at its validation-picked knob, on the test set, for every seed."""
+    picked = pick_on_validation(results)
+    return [dataclasses.replace(spec, split="test", seed=seed) for spec in picked.values() for seed in seeds]
+
+
+def read_results(folder: Path = RESULTS) -> list[dict[str, Any]]:
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("runs/**/result.json"))]
+
+
+# -------------------------------------------------------------------------------------------- summary
+def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Test rows: mean ± std over seeds, and the mean of the paired difference against "none" by seed."""
+    groups: dict[tuple, dict[int, float]] = defaultdict(dict)
+    specs: dict[tuple, RunSpec] = {}
+    for result in results:
+        spec = RunSpec(**result["spec"])
+        if spec.split != "test":
+            continue
+        key = (spec.dataset, spec.model, spec.subset, spec.epochs, spec.augmentation, spec.generator, spec.knob)
+        groups[key][spec.seed] = result["error"]
+        specs[key] = spec
+    rows = []
+    for key, by_seed in sorted(groups.items()):
+        baseline = next((groups[k] for k in groups if k[:4] == key[:4] and k[4] == "none"), {})
+        paired = [by_seed[s] - baseline[s] for s in by_seed if s in baseline]
+        errors = list(by_seed.values())
+        rows.append({
+            "dataset": key[0], "model": key[1], "subset": key[2], "epochs": key[3], "augmentation": key[4],
+            "generator": key[5], "knob": key[6], "seeds": sorted(by_seed), "errors": errors,
+            "mean": float(np.mean(errors)), "std": float(np.std(errors, ddof=1)) if len(errors) > 1 else None,
+            "paired_difference": float(np.mean(paired)) if paired else None,
+            "paired_std": float(np.std(paired, ddof=1)) if len(paired) > 1 else None,
+        })
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| dataset | model | data | epochs | augmentation | knob (val) | seeds | test error % | vs none (paired) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        spread = "" if row["std"] is None else f" ± {row['std']:.2f}"
+        paired = "" if row["paired_difference"] is None or row["augmentation"] == "none" else (
+            f"{row['paired_difference']:+.2f}" + ("" if row["paired_std"] is None else f" ± {row['paired_std']:.2f}"))
+        lines.append(f"| {row['dataset']} | {row['model']} | {row['subset']} | {row['epochs']} | {row['augmentation']} | "
+                     f"{row['knob']} | {len(row['seeds'])} | {row['mean']:.2f}{spread} | {paired} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+@click.group()
+def cli() -> None:
+    """The drop-in benchmark: plan, run, summarise."""
+
+
+@cli.command("run")
+@click.option("--spec", "spec_json", required=True, help="The run as JSON (RunSpec fields).")
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=RESULTS, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+def run_command(spec_json: str, results: Path, threads: int) -> None:
+    """Train one run, resuming its checkpoint; a finished run is not trained again."""
+    torch.set_num_threads(threads)
+    spec = RunSpec(**json.loads(spec_json))
+    result = run(spec, results / "runs" / spec.name())
+    print(f"{spec.name()}: {result['error']:.2f} % ({result['seconds']:.0f} s)")
+
+
+@cli.command("plan")
+@click.argument("stage", type=click.Choice(["val", "test"]))
+@click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True)
+@click.option("--sizes", type=int, multiple=True, default=(1000, 5000), show_default=True)
+@click.option("--seeds", type=int, multiple=True, default=(0, 1, 2), show_default=True)
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=RESULTS, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def plan_command(stage: str, dataset: str, sizes: tuple[int, ...], seeds: tuple[int, ...], results: Path,
+                 out: Path) -> None:
+    """Write the runs of a stage: every knob on validation, or the validation picks on test."""
+    if stage == "val":
+        specs = validation_plan(dataset, sizes)
+    else:
+        specs = [s for s in test_plan(read_results(results), seeds) if s.dataset == dataset]
+    atomic_write_text(out, json.dumps([s.to_dict() for s in specs], indent=1) + "\n")
+    print(f"{len(specs)} runs written to {out}")
+
+
+@cli.command("grid")
+@click.argument("plan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="runs at once, one thread each")
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=RESULTS, show_default=True)
+@click.option("--only", default="", help="run only specs whose name contains this text")
+def grid_command(plan: Path, jobs: int, results: Path, only: str) -> None:
+    """Run every unfinished run of PLAN, ``--jobs`` processes at a time (logs beside each run)."""
+    pending = [RunSpec(**s) for s in json.loads(plan.read_text())]
+    pending = [s for s in pending if only in s.name() and not (results / "runs" / s.name() / "result.json").exists()]
+    print(f"{len(pending)} runs to go", flush=True)
+    running: list[tuple[subprocess.Popen, RunSpec]] = []
+    while pending or running:
+        while pending and len(running) < jobs:
+            spec = pending.pop(0)
+            folder = results / "runs" / spec.name()
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / "log.txt", "a") as log:
+                command = [sys.executable, __file__, "run", "--spec", json.dumps(spec.to_dict()),
+                           "--results", str(results)]
+                running.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), spec))
+        time.sleep(1)
+        for process, spec in list(running):
+            if process.poll() is not None:
+                running.remove((process, spec))
+                status = "done" if process.returncode == 0 else f"FAILED ({process.returncode}, see log.txt)"
+                print(f"{time.strftime('%H:%M:%S')} {spec.name()}: {status}", flush=True)
+
+
+@cli.command("summary")
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=RESULTS, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/dropin-table.md"),
+              show_default=True)
+def summary_command(results: Path, out: Path) -> None:
+    """Print the test table, write it as Markdown to OUT and as JSON beside the runs."""
+    all_results = read_results(results)
+    rows = summarize(all_results)
+    table = markdown_table(rows)
+    print(table)
+    picks = {"/".join(map(str, key)): spec.knob for key, spec in pick_on_validation(all_results).items()}
+    atomic_write_text(out, table)
+    atomic_write_text(results / "summary.json", json.dumps({"test_rows": rows, "validation_picks": picks}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    cli()
