@@ -43,7 +43,7 @@ from torchvision.transforms import v2
 from exaug import ExemplarAugment, ExemplarCollate, MixedBatchLoader, mixed_loss
 from exaug.checkpoint import load_checkpoint, save_checkpoint
 from exaug.classifiers import PermutationInvariantMLP
-from exaug.data import load_split
+from exaug.data import balanced_subset_rows, load_split
 from exaug.atomic import atomic_write_text
 
 RESULTS = Path("benchmarks/results/dropin")
@@ -158,19 +158,8 @@ def training_images(spec: RunSpec, root: str | None = None) -> LabelledImages:
     elif spec.subset.startswith("first"):
         rows = torch.arange(size)
     else:
-        rows = balanced_rows(pool.labels, size, spec.seed)
+        rows = balanced_subset_rows(pool.labels, size, spec.seed)
     return LabelledImages(pool.images[rows], pool.labels[rows])
-
-
-def balanced_rows(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
-    """``size`` row numbers, ``size // classes`` of each class, drawn by ``seed``; sorted."""
-    classes = int(labels.max()) + 1
-    if size % classes:
-        raise ValueError(f"a balanced subset of {size} images cannot split evenly over {classes} classes")
-    draw = torch.Generator().manual_seed(seed)
-    rows = [torch.nonzero(labels == c).flatten() for c in range(classes)]
-    picked = [r[torch.randperm(len(r), generator=draw)[: size // classes]] for r in rows]
-    return torch.cat(picked).sort().values
 
 
 def evaluation_images(spec: RunSpec, root: str | None = None) -> torch.utils.data.TensorDataset:
@@ -288,7 +277,7 @@ def run(spec: RunSpec, out: Path, root: str | None = None, log: Callable[[str], 
         schedule.load_state_dict(state["schedule"])
         shuffle.set_state(state["shuffle"])
         torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
+        np.random.set_state(_numpy_state_from_tensors(state["numpy_rng"]))
         if mixed is not None:
             mixed.random.set_state(state["mixed_rng"])
         history = state["history"]
@@ -318,7 +307,7 @@ def run(spec: RunSpec, out: Path, root: str | None = None, log: Callable[[str], 
             save_checkpoint(checkpoint, identity, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                 "shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
-                "numpy_rng": np.random.get_state(), "mixed_rng": None if mixed is None else mixed.random.get_state(),
+                "numpy_rng": _numpy_state_as_tensors(), "mixed_rng": None if mixed is None else mixed.random.get_state(),
                 "history": history})
         else:
             history.append(record)
@@ -328,6 +317,18 @@ def run(spec: RunSpec, out: Path, root: str | None = None, log: Callable[[str], 
     atomic_write_text(result_file, json.dumps(result, indent=1) + "\n")
     checkpoint.unlink()
     return result
+
+
+def _numpy_state_as_tensors() -> dict[str, Any]:
+    """numpy's global stream state in types a ``weights_only`` checkpoint load accepts."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _numpy_state_from_tensors(state: dict[str, Any]) -> tuple:
+    return (state["kind"], state["keys"].numpy().astype(np.uint32), state["position"], state["has_gauss"],
+            state["cached"])
 
 
 def _batches(loader: DataLoader, mixed: MixedBatchLoader | None) -> Iterable[tuple[torch.Tensor, ...]]:

@@ -9,7 +9,7 @@ import click
 
 from exaug import data
 
-from .options import root_option
+from .options import root_option, user_errors
 
 
 @click.group("data")
@@ -30,3 +30,25 @@ def fetch_command(names: tuple[str, ...], root: Path | None) -> None:
     for name in names or data.DATASETS:
         where = data.fetch(name, root)
         click.echo(f"{name}: ready under {where}")
+
+
+@data_group.command("subset")
+@click.argument("name", type=click.Choice(data.DATASETS))
+@click.option("--size", type=click.IntRange(min=10), required=True,
+              help="Images in the subset, a multiple of the class count (size/10 of each class).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which images are drawn.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="New folder for the subset, in ImageFolder layout (<label>/<row>.png).")
+@root_option
+def subset_command(name: str, size: int, seed: int, out: Path, root: Path | None) -> None:
+    """Write a class-balanced subset of NAME's training split (its first 50K images) as an image folder.
+
+    The low-data regimes of benchmarks/dropin.py draw the same images for the same size and seed. Fit a
+    generator on the subset alone with ``exaug fit-generator --dataset OUT --channels 1`` (it holds 10% out
+    for validation).
+    """
+    train = data.load_split(name, "train", root)
+    with user_errors():
+        rows = data.balanced_subset_rows(train.labels, size, seed)
+        data.write_image_folder(train.images[rows], train.labels[rows], out)
+    click.echo(f"{name}: {size} images ({size // 10} per class, seed {seed}) written to {out}")

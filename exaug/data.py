@@ -228,6 +228,53 @@ def load_split(
     return ImageTensorDataset(source.data[rows].unsqueeze(1).clone(), source.targets[rows].clone())
 
 
+def balanced_subset_rows(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """Sorted row numbers of a class-balanced subset: ``size / classes`` rows of each class, drawn by ``seed``.
+
+    The low-data regimes of the drop-in benchmark and ``exaug data subset`` draw with this one rule, so a
+    generator fitted on a written subset and a classifier trained on the same (size, seed) see the same images.
+    """
+    classes = int(labels.max()) + 1
+    if size < classes or size % classes:
+        raise ValueError(f"a balanced subset of {size} images cannot split evenly over {classes} classes; "
+                         f"pick a multiple of {classes}")
+    per_class = size // classes
+    draw = torch.Generator().manual_seed(seed)
+    picked = []
+    for label in range(classes):
+        rows = torch.nonzero(labels == label).flatten()
+        if len(rows) < per_class:
+            raise ValueError(f"class {label} has {len(rows)} images, fewer than the {per_class} a balanced subset "
+                             f"of {size} needs; pick a smaller size")
+        picked.append(rows[torch.randperm(len(rows), generator=draw)[:per_class]])
+    return torch.cat(picked).sort().values
+
+
+def write_image_folder(images: torch.Tensor, labels: torch.Tensor, out: str | os.PathLike[str]) -> Path:
+    """Write uint8 images N×1×H×W as PNGs in torchvision's ImageFolder layout (``out/<label>/<row>.png``).
+
+    The folder appears whole or not at all: it is written beside ``out`` and renamed into place, and an
+    existing ``out`` is refused rather than mixed with.
+    """
+    from PIL import Image
+
+    out = Path(out)
+    if out.exists():
+        raise ValueError(f"{out} already exists; pass a new folder (nothing was written)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        for row, (image, label) in enumerate(zip(images, labels.tolist())):
+            folder = staging / str(label)
+            folder.mkdir(exist_ok=True)
+            Image.fromarray(image[0].numpy()).save(folder / f"{row:05d}.png")
+        os.replace(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out
+
+
 def data_checksum(dataset: ImageTensorDataset) -> str:
     """sha256 hex of the uint8 image bytes, then the int64 label bytes if any.
 

@@ -241,3 +241,23 @@ def test_fit_classifier_explains_a_refused_resume(image_folder, tmp_path):
     result = CliRunner().invoke(main, [*common, "--lr", "0.3"])
     assert result.exit_code == 1
     assert "config.learning_rate: 0.1 → 0.3" in result.output
+
+
+def test_data_subset_writes_a_balanced_mnist_folder_that_fit_generator_trains_on(tmp_path):
+    out = tmp_path / "mnist-100"
+    result = CliRunner().invoke(main, ["data", "subset", "mnist", "--size", "100", "--seed", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [str(label) for label in range(10)]
+    assert all(len(list((out / str(label)).iterdir())) == 10 for label in range(10))
+    fitted = CliRunner().invoke(main, [
+        "fit-generator", "--dataset", str(out), "--channels", "1", "--epochs", "1", "--warmup-epochs", "1",
+        "--hidden-dim", "32", "--latent-dim", "4", "--no-progress", "--out", str(tmp_path / "gen")])
+    assert fitted.exit_code == 0, fitted.output
+    assert ExemplarVAE.from_pretrained(tmp_path / "gen").config.input_shape == (1, 28, 28)
+
+
+def test_data_subset_refuses_an_existing_folder_and_an_uneven_size_in_one_line(tmp_path):
+    for arguments, message in [(["--size", "105"], "multiple of 10"), (["--size", "100"], "already exists")]:
+        tmp_path.joinpath("taken").mkdir(exist_ok=True)
+        result = CliRunner().invoke(main, ["data", "subset", "mnist", *arguments, "--out", str(tmp_path / "taken")])
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output

@@ -15,6 +15,7 @@ import torch
 import torchvision
 
 from exaug import data
+from exaug.data import balanced_subset_rows, write_image_folder
 
 MNIST_TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 SPLIT_SIZES = {"train": 50_000, "val": 10_000, "test": 10_000, "trainval": 60_000}
@@ -288,3 +289,33 @@ def test_real_fashion_mnist_training_set_has_6000_images_per_class(real_splits) 
 def test_real_root_opens_with_torchvision_without_downloading(real_root: Path, tv_class) -> None:
     assert len(tv_class(real_root, train=True, download=False)) == 60_000
     assert len(tv_class(real_root, train=False, download=False)) == 10_000
+
+
+def test_balanced_subset_takes_size_over_classes_of_each_class_and_depends_only_on_the_seed() -> None:
+    labels = torch.arange(10).repeat(30)
+    rows = balanced_subset_rows(labels, 50, seed=3)
+    assert torch.equal(torch.bincount(labels[rows]), torch.full((10,), 5))
+    assert torch.equal(rows, rows.sort().values) and len(set(rows.tolist())) == 50
+    assert torch.equal(rows, balanced_subset_rows(labels, 50, seed=3))
+    assert not torch.equal(rows, balanced_subset_rows(labels, 50, seed=4))
+
+
+@pytest.mark.parametrize("size, message", [(55, "multiple of 10"), (5, "multiple of 10"), (400, "fewer than the 40")])
+def test_a_balanced_subset_that_cannot_be_drawn_is_refused_with_the_fix(size: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        balanced_subset_rows(torch.arange(10).repeat(30), size, seed=0)
+
+
+def test_image_folder_is_written_whole_in_imagefolder_layout_and_never_over_a_folder(tmp_path: Path) -> None:
+    images = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    out = write_image_folder(images, labels, tmp_path / "subset")
+    folder = torchvision.datasets.ImageFolder(str(out))
+    assert folder.classes == ["0", "1", "2"] and len(folder) == 6
+    for path, label in folder.samples:  # each PNG holds its row's exact pixels, under its row's label
+        row = int(Path(path).stem)
+        assert torch.equal(torch.as_tensor(np.array(folder.loader(path).convert("L")))[None], images[row])
+        assert folder.classes[label] == str(int(labels[row]))
+    with pytest.raises(ValueError, match="already exists"):
+        write_image_folder(images, labels, out)
+    assert [p.name for p in tmp_path.iterdir()] == ["subset"]  # no staging folder left behind

@@ -1,0 +1,92 @@
+"""benchmarks/dropin.py: every cell of the grid runs on tiny real-MNIST subsets, resumes, and is summarised fairly."""
+
+import dataclasses
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "dropin.py"
+spec_loader = importlib.util.spec_from_file_location("dropin", BENCHMARK)
+dropin = importlib.util.module_from_spec(spec_loader)
+sys.modules["dropin"] = dropin  # dataclasses look their module up there
+spec_loader.loader.exec_module(dropin)
+
+TINY = dropin.RunSpec("mnist", "mlp", "none", "balanced20", "val", seed=0, epochs=2)
+
+
+@pytest.mark.parametrize("augmentation", dropin.AUGMENTATIONS)
+def test_every_augmentation_trains_and_scores_a_run(augmentation, tmp_path):
+    torch.set_num_threads(1)
+    result = dropin.run(dataclasses.replace(TINY, augmentation=augmentation), tmp_path, log=lambda line: None)
+    assert 0 <= result["error"] <= 100 and result["train_size"] == 20
+    assert [record["epoch"] for record in result["history"]] == [1, 2]
+    assert json.loads((tmp_path / "result.json").read_text())["error"] == result["error"]
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("model", ["cnn", "resnet18"])
+def test_the_cnn_and_the_timm_model_train_with_twins_appended(model, tmp_path):
+    spec = dataclasses.replace(TINY, model=model, augmentation="exemplar-append", epochs=1)
+    assert 0 <= dropin.run(spec, tmp_path, log=lambda line: None)["error"] <= 100
+
+
+def test_a_killed_run_resumes_to_the_same_result_as_an_unbroken_one(tmp_path):
+    spec = dataclasses.replace(TINY, augmentation="affine+exemplar", epochs=5, p=0.5)
+    unbroken = dropin.run(spec, tmp_path / "unbroken", log=lambda line: None)
+
+    def die_after_epoch_3(line):
+        if json.loads(line)["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        dropin.run(spec, tmp_path / "killed", log=die_after_epoch_3)
+    resumed = dropin.run(spec, tmp_path / "killed", log=lambda line: None)
+    assert [r["val_error"] for r in resumed["history"]] == [r["val_error"] for r in unbroken["history"]]
+
+
+def test_the_subset_is_class_balanced_and_fixed_by_the_seed():
+    first = dropin.training_images(dataclasses.replace(TINY, subset="balanced100"))
+    again = dropin.training_images(dataclasses.replace(TINY, subset="balanced100", split="test"))
+    other = dropin.training_images(dataclasses.replace(TINY, subset="balanced100", seed=1))
+    assert torch.equal(torch.bincount(first.labels), torch.full((10,), 10))
+    assert torch.equal(first.images, again.images)  # tuning and testing train on the same images
+    assert not torch.equal(first.images, other.images)
+
+
+def result(spec, error):
+    return {"spec": spec.to_dict(), "error": error, "history": []}
+
+
+def test_validation_picks_the_lowest_final_error_and_the_milder_knob_on_a_tie():
+    low, high = (dataclasses.replace(TINY, augmentation="exemplar", p=p) for p in (0.25, 0.5))
+    mixed = [dataclasses.replace(TINY, augmentation="mixed", lam=lam) for lam in (0.4, 0.7)]
+    picked = dropin.pick_on_validation([result(low, 5.0), result(high, 4.0), result(mixed[0], 3.0),
+                                        result(mixed[1], 3.0)])
+    assert {spec.augmentation: spec.knob for spec in picked.values()} == {"exemplar": "p 0.5", "mixed": "λ 0.7"}
+
+
+def test_the_test_plan_runs_each_pick_for_every_seed_on_the_test_set():
+    plan = dropin.test_plan([result(TINY, 5.0)], seeds=(0, 1, 2))
+    assert [(spec.split, spec.seed) for spec in plan] == [("test", 0), ("test", 1), ("test", 2)]
+
+
+def test_the_summary_pairs_each_augmentation_with_none_by_seed():
+    test = dataclasses.replace(TINY, split="test")
+    augmented = dataclasses.replace(test, augmentation="affine")
+    results = [result(dataclasses.replace(test, seed=s), e) for s, e in [(0, 5.0), (1, 6.0), (2, 7.0)]]
+    results += [result(dataclasses.replace(augmented, seed=s), e) for s, e in [(0, 4.0), (1, 6.5), (2, 6.0)]]
+    rows = {row["augmentation"]: row for row in dropin.summarize(results)}
+    assert rows["affine"]["mean"] == pytest.approx(5.5) and rows["none"]["std"] == pytest.approx(1.0)
+    assert rows["affine"]["paired_difference"] == pytest.approx((-1.0 + 0.5 - 1.0) / 3)
+    assert "| affine |" in dropin.markdown_table(list(rows.values()))
+
+
+@pytest.mark.parametrize("field, value, message", [("augmentation", "cutout", "not one of"),
+                                                    ("subset", "some", "balanced<N>"), ("split", "train", "val or test")])
+def test_a_bad_spec_is_refused_naming_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(TINY, **{field: value})
