@@ -47,6 +47,8 @@ from exaug.data import balanced_subset_rows, load_split
 from exaug.atomic import atomic_write_text
 
 RESULTS = Path("benchmarks/results/dropin")
+# Generators fitted on the low-data subsets (about 5 MB each, so kept out of git); rebuilt by ``fit-generators``.
+GENERATORS = Path(os.environ.get("EXAUG_DROPIN_GENERATORS", "runs/dropin-generators"))
 AUGMENTATIONS = ("none", "exemplar", "exemplar-append", "mixed", "affine", "trivialaugment", "mixup-cutmix",
                  "affine+exemplar", "affine+exemplar-append")
 MODELS = ("mlp", "cnn", "resnet18")
@@ -84,7 +86,9 @@ class RunSpec:
     split: str  # "val": train on the first 50K, score the last 10K; "test": score the test set
     seed: int
     epochs: int
-    generator: str = "bundled"  # "bundled" (semi-supervised: it saw all 50K training images, no labels) or a bundle dir
+    # "bundled": the package's generator, which saw all 50K training images without labels (semi-supervised);
+    # "subset": one fitted on this run's own labelled subset alone (see ``fit-generators``)
+    generator: str = "bundled"
     p: float = 0.5  # exemplar modes: share of images replaced, or of the batch given an appended twin
     lam: float = 0.4  # mixed: weight on real images in eq. 16
     noise_scale: float = 1.0
@@ -94,6 +98,10 @@ class RunSpec:
             raise ValueError(f"augmentation {self.augmentation!r} is not one of {AUGMENTATIONS}")
         if self.model not in MODELS:
             raise ValueError(f"model {self.model!r} is not one of {MODELS}")
+        if self.generator not in ("bundled", "subset"):
+            raise ValueError(f"generator {self.generator!r} must be 'bundled' or 'subset'")
+        if self.generator == "subset" and not self.subset.startswith("balanced"):
+            raise ValueError("a generator fitted on the subset needs a balanced<N> subset")
         if self.split not in ("val", "test"):
             raise ValueError(f"split {self.split!r} must be val or test")
         subset_size(self.subset)
@@ -112,8 +120,7 @@ class RunSpec:
         return ""
 
     def name(self) -> str:
-        generator = "" if not self.uses_generator else (
-            "-bundled" if self.generator == "bundled" else f"-gen{Path(self.generator).name}")
+        generator = f"-{self.generator}" if self.uses_generator else ""
         knobs = "" if not self.uses_generator else (
             f"-lam{self.lam:g}" if self.augmentation == "mixed" else f"-p{self.p:g}")
         knobs += "" if self.noise_scale == 1.0 else f"-s{self.noise_scale:g}"
@@ -160,6 +167,11 @@ def training_images(spec: RunSpec, root: str | None = None) -> LabelledImages:
     else:
         rows = balanced_subset_rows(pool.labels, size, spec.seed)
     return LabelledImages(pool.images[rows], pool.labels[rows])
+
+
+def subset_generator_dir(spec: RunSpec) -> Path:
+    """Where ``fit-generators`` writes the generator fitted on this run's subset alone."""
+    return GENERATORS / f"{spec.dataset}-{spec.subset}-seed{spec.seed}"
 
 
 def evaluation_images(spec: RunSpec, root: str | None = None) -> torch.utils.data.TensorDataset:
@@ -256,7 +268,7 @@ def run(spec: RunSpec, out: Path, root: str | None = None, log: Callable[[str], 
     if spec.uses_generator:
         from exaug.bundle import load_generator
 
-        generator = load_generator(spec.dataset if spec.generator == "bundled" else spec.generator)
+        generator = load_generator(spec.dataset if spec.generator == "bundled" else subset_generator_dir(spec))
     shuffle = torch.Generator().manual_seed(spec.seed)
     loader = make_loader(spec, train, recipe.batch_size, shuffle, generator)
     mixed = MixedBatchLoader(loader, generator, seed=spec.seed, noise_scale=spec.noise_scale) \
@@ -368,14 +380,20 @@ def low_data_epochs(model: str, size: int) -> int:
     return LOW_DATA[model] or max(1, 100_000 // size)
 
 
-def validation_plan(dataset: str, sizes: Iterable[int] = (1000, 5000)) -> list[RunSpec]:
-    """Every setting tried on validation (seed 0): each augmentation at each knob value, per model and regime."""
-    regimes = [("cnn", subset, epochs) for subset, epochs in STOCK_CNN] if dataset == "mnist" else []
+def validation_plan(dataset: str, sizes: Iterable[int] = (1000, 5000), generator: str = "bundled") -> list[RunSpec]:
+    """Every setting tried on validation (seed 0): each augmentation at each knob value, per model and regime.
+
+    With ``generator="subset"`` only the low-data runs that use a generator, now one fitted on the subset alone
+    (the others do not depend on the generator and are in the bundled plan)."""
+    regimes = [("cnn", subset, epochs) for subset, epochs in STOCK_CNN] \
+        if dataset == "mnist" and generator == "bundled" else []
     regimes += [(model, f"balanced{size}", low_data_epochs(model, size)) for size in sizes for model in MODELS]
     specs = []
     for model, subset, epochs in regimes:
         for augmentation in AUGMENTATIONS:
-            base = RunSpec(dataset, model, augmentation, subset, "val", 0, epochs)
+            base = RunSpec(dataset, model, augmentation, subset, "val", 0, epochs, generator=generator)
+            if generator == "subset" and not base.uses_generator:
+                continue
             knob, values = KNOBS.get(augmentation, (None, (None,)))
             specs += [base if knob is None else dataclasses.replace(base, **{knob: value}) for value in values]
     return specs
@@ -470,17 +488,40 @@ def run_command(spec_json: str, results: Path, threads: int) -> None:
 @click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True)
 @click.option("--sizes", type=int, multiple=True, default=(1000, 5000), show_default=True)
 @click.option("--seeds", type=int, multiple=True, default=(0, 1, 2), show_default=True)
+@click.option("--generator", type=click.Choice(["bundled", "subset"]), default="bundled", show_default=True,
+              help="val: the semi-supervised plan (bundled generator), or the one with generators fitted on the subsets")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=RESULTS, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def plan_command(stage: str, dataset: str, sizes: tuple[int, ...], seeds: tuple[int, ...], results: Path,
-                 out: Path) -> None:
+def plan_command(stage: str, dataset: str, sizes: tuple[int, ...], seeds: tuple[int, ...], generator: str,
+                 results: Path, out: Path) -> None:
     """Write the runs of a stage: every knob on validation, or the validation picks on test."""
     if stage == "val":
-        specs = validation_plan(dataset, sizes)
+        specs = validation_plan(dataset, sizes, generator)
     else:
         specs = [s for s in test_plan(read_results(results), seeds) if s.dataset == dataset]
     atomic_write_text(out, json.dumps([s.to_dict() for s in specs], indent=1) + "\n")
     print(f"{len(specs)} runs written to {out}")
+
+
+@cli.command("fit-generators")
+@click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True)
+@click.option("--sizes", type=int, multiple=True, default=(1000, 5000), show_default=True)
+@click.option("--seeds", type=int, multiple=True, default=(0, 1, 2), show_default=True)
+def fit_generators_command(dataset: str, sizes: tuple[int, ...], seeds: tuple[int, ...]) -> None:
+    """Fit one generator per low-data subset on that subset alone, through the exaug CLI (resumable)."""
+    for size in sizes:
+        for seed in seeds:
+            spec = RunSpec(dataset, "mlp", "exemplar", f"balanced{size}", "val", seed, 1, generator="subset")
+            bundle = subset_generator_dir(spec)
+            folder = GENERATORS / "images" / bundle.name
+            if not folder.exists():
+                subprocess.run(["exaug", "data", "subset", dataset, "--size", str(size), "--seed", str(seed),
+                                "--out", str(folder)], check=True)
+            # exaug fit-generator resumes an unfinished run and leaves a finished one as it is
+            subprocess.run(["exaug", "fit-generator", "--dataset", str(folder), "--channels", "1", "--seed",
+                            str(seed), "--threads", "1", "--no-progress", "--out", str(bundle)], check=True,
+                           stdout=subprocess.DEVNULL)
+            print(f"{bundle}: fitted", flush=True)
 
 
 @cli.command("grid")

@@ -6,13 +6,15 @@ For an exemplar x (grey, not binarised) the paper's synthetic image (§5.4) is
 
 with σ² the exemplar prior's learned variance; x̃ keeps x's label, so the transform only
 touches the image. It drops into ``v2.Compose`` and DataLoader workers (fork or spawn):
-randomness comes from torch's global generator, which the DataLoader seeds differently
-in every worker, and the generator pickled into workers carries no exemplar set.
+randomness comes from torch's global stream, which the DataLoader seeds differently in every
+worker, or from a ``torch.Generator`` of the caller's; the generator pickled into workers
+carries no exemplar set.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import os
 from typing import Any
 
@@ -34,8 +36,11 @@ class ExemplarAugment(v2.Transform):
     """Replace each image, with probability ``p``, by an Exemplar VAE sample generated from it.
 
     Accepts a PIL image, a uint8 or float tensor (C×H×W, or B×C×H×W with per-sample
-    randomness) or a ``tv_tensors.Image``, and returns the same type, dtype, range and
-    shape. Float inputs must lie in [0, 1]. Runs on the device of a tensor input.
+    randomness), a ``tv_tensors.Image`` or a ``tv_tensors.Video`` (frame by frame), and returns
+    the same type, dtype, range and shape. Float inputs must lie in [0, 1]. Runs on the device
+    of a tensor input. Every image of a sample, and every image of a batch, gets its own draw;
+    masks, boxes, labels and other entries of the sample pass through as they are, and an empty
+    batch comes back unchanged.
 
     Args:
         generator: a trained :class:`~exaug.ExemplarVAE`.
@@ -43,6 +48,11 @@ class ExemplarAugment(v2.Transform):
         noise_scale: multiplies the kernel's σ (for a non-exemplar prior, the posterior's). 1.0 is the
             paper's sampler; smaller values keep
             samples closer to their exemplar (and to its label), larger ones vary them more.
+        rng: a ``torch.Generator`` (on the CPU) to draw from instead of torch's global stream, for
+            randomness that is reproducible and independent of other code. It is named ``rng`` because
+            ``generator`` is the Exemplar VAE. In a DataLoader worker the transform draws from a stream
+            seeded by ``rng``'s seed and the worker's seed, so workers never repeat one another and a
+            DataLoader given its own ``generator`` replays the same augmentations.
 
     Example::
 
@@ -53,14 +63,19 @@ class ExemplarAugment(v2.Transform):
     """
 
     # Images only: masks, boxes and other tv_tensors pass through untouched.
-    _transformed_types = (tv_tensors.Image, PIL.Image.Image, lambda x: type(x) is torch.Tensor)
+    _transformed_types = (tv_tensors.Image, tv_tensors.Video, PIL.Image.Image, lambda x: type(x) is torch.Tensor)
 
-    def __init__(self, generator: ExemplarVAE, p: float = 1.0, noise_scale: float = 1.0) -> None:
+    def __init__(self, generator: ExemplarVAE, p: float = 1.0, noise_scale: float = 1.0,
+                 rng: torch.Generator | None = None) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p={p} is a probability and must lie in [0, 1]")
+        if rng is not None and (not isinstance(rng, torch.Generator) or rng.device.type != "cpu"):
+            raise ValueError(f"rng must be a torch.Generator on the CPU (torch.Generator().manual_seed(0)), got {rng!r}")
         self.p = float(p)
         self.noise_scale = check_noise_scale(noise_scale)
+        self.rng = rng
+        self._worker_rng: tuple[int, torch.Generator] | None = None  # (worker seed, its stream)
         self.input_shape = tuple(generator.config.input_shape)
         slim = generator.without_exemplars().eval().requires_grad_(False)
         # The transform's own generator stays on the CPU, where DataLoader workers use it: a worker forked
@@ -88,67 +103,92 @@ class ExemplarAugment(v2.Transform):
             self._on_device[device] = copy.deepcopy(self.generator).to(device)
         return self._on_device[device]
 
+    def extra_repr(self) -> str:
+        # rng is a setting, not a hyper-parameter: keep repr to what changes the samples' distribution
+        return f"p={self.p}, noise_scale={self.noise_scale}, input_shape={self.input_shape}"
+
     def __repr__(self) -> str:
         # One line, like torchvision's transforms; the generator's layers would drown the hyper-parameters.
         return f"{type(self).__name__}({self.extra_repr()})"
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | os.PathLike, p: float = 1.0, noise_scale: float = 1.0,
-                        device: str = "cpu") -> "ExemplarAugment":
+                        device: str = "cpu", rng: torch.Generator | None = None) -> "ExemplarAugment":
         """Build the transform from a bundle directory or a bundled generator name ("mnist", "fashion-mnist").
 
         ``device`` ("cuda" for GPU batches) gets a copy of the generator up front; the transform's own
         copy stays on the CPU for images in DataLoader workers, whatever ``device`` is.
         """
-        return cls(load_generator(path_or_name, device=device), p=p, noise_scale=noise_scale)
+        return cls(load_generator(path_or_name, device=device), p=p, noise_scale=noise_scale, rng=rng)
 
     def twins(self, images: torch.Tensor) -> torch.Tensor:
         """A twin of every image of a batch B×C×H×W (uint8, or float in [0, 1]), in one generator call.
 
         The batched path behind :class:`~exaug.ExemplarCollate`: ``p`` is not applied (every image gets its
-        twin), the noise comes from torch's global stream, and the result has ``images``' dtype and shape.
+        twin), the noise comes from the transform's stream, and the result has ``images``' dtype and shape.
         """
         if not check_images(images, self.input_shape):
             raise ValueError(f"twins() takes a batch B×C×H×W, got one image of shape {tuple(images.shape)}")
-        noise = torch.randn(images.shape[0], self.generator.config.latent_dim) * self.noise_scale
-        return twins_of(self._generator_on(images.device), images, noise)
+        noise = torch.randn(images.shape[0], self.generator.config.latent_dim, generator=self._stream())
+        return twins_of(self._generator_on(images.device), images, noise * self.noise_scale)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        batch = _batch_size(flat_inputs[0]) if flat_inputs else 1
-        return {
-            "replace": torch.rand(batch) < self.p,
-            "noise": torch.randn(batch, self.generator.config.latent_dim) * self.noise_scale,
-        }
+        """One (replace, noise) draw per image of every input of the sample, keyed by the input's position."""
+        stream = self._stream()
+        draws = []
+        for inpt in flat_inputs:
+            count = _image_count(inpt)
+            draws.append((torch.rand(count, generator=stream) < self.p,
+                          torch.randn(count, self.generator.config.latent_dim, generator=stream) * self.noise_scale))
+        return {"draws": dict(zip(map(id, flat_inputs), draws))}
+
+    def _stream(self) -> torch.Generator | None:
+        """Where random numbers come from: ``rng``, a per-worker stream derived from it, or (None) the global one."""
+        if self.rng is None:
+            return None
+        worker = torch.utils.data.get_worker_info()
+        if worker is None:
+            return self.rng
+        if self._worker_rng is None or self._worker_rng[0] != worker.seed:
+            seed = (self.rng.initial_seed() * 0x9E3779B97F4A7C15 + worker.seed) % 2**63
+            self._worker_rng = (worker.seed, torch.Generator().manual_seed(seed))
+        return self._worker_rng[1]
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        replace, noise = params["draws"][id(inpt)]
         if isinstance(inpt, PIL.Image.Image):
-            return self._transform_pil(inpt, params)
-        return self._transform_tensor(inpt, params)
+            return self._transform_pil(inpt, replace, noise)
+        if isinstance(inpt, tv_tensors.Video):  # every frame is an image: T×C×H×W or B×T×C×H×W
+            frames = self._transform_tensor(inpt.as_subclass(torch.Tensor).flatten(0, -4), replace, noise)
+            return tv_tensors.wrap(frames.reshape(inpt.shape), like=inpt)
+        return self._transform_tensor(inpt, replace, noise)
 
-    def _transform_pil(self, image: PIL.Image.Image, params: dict[str, Any]) -> PIL.Image.Image:
+    def _transform_pil(self, image: PIL.Image.Image, replace: torch.Tensor, noise: torch.Tensor) -> PIL.Image.Image:
         expected_mode = _PIL_MODES.get(self.input_shape[0])
         if image.mode != expected_mode:
             raise ValueError(
                 f"a PIL image of mode {image.mode!r} cannot feed this generator, which takes {self.input_shape[0]} "
                 f"channel(s); convert it with image.convert({expected_mode!r})"
             )
-        out = self._transform_tensor(F.pil_to_tensor(image), params)
+        out = self._transform_tensor(F.pil_to_tensor(image), replace, noise)
         return F.to_pil_image(out, mode=image.mode)
 
-    def _transform_tensor(self, images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        batched = check_images(images, self.input_shape)
-        replace = params["replace"]
+    def _transform_tensor(self, images: torch.Tensor, replace: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        batched = check_images(images, self.input_shape, allow_empty=True)
         if not replace.any():
             return images
         values = images if batched else images.unsqueeze(0)
         chosen = replace.to(values.device)
         out = values.clone()
-        out[chosen] = twins_of(self._generator_on(values.device), values[chosen], params["noise"][replace])
+        out[chosen] = twins_of(self._generator_on(values.device), values[chosen], noise[replace])
         out = out if batched else out.squeeze(0)
         return tv_tensors.wrap(out, like=images) if isinstance(images, tv_tensors.TVTensor) else out
 
 
-def _batch_size(inpt: Any) -> int:
+def _image_count(inpt: Any) -> int:
+    """How many images an input holds: the frames of a video, the rows of a batch, else one."""
+    if isinstance(inpt, tv_tensors.Video):
+        return math.prod(inpt.shape[:-3])
     if isinstance(inpt, torch.Tensor) and inpt.ndim == 4:
         return inpt.shape[0]
     return 1

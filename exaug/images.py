@@ -12,14 +12,17 @@ import math
 import torch
 
 
-def check_images(images: torch.Tensor, input_shape: tuple[int, ...]) -> bool:
-    """Raise on anything a generator of ``input_shape`` (C×H×W) cannot take; return whether it is a batch."""
+def check_images(images: torch.Tensor, input_shape: tuple[int, ...], allow_empty: bool = False) -> bool:
+    """Raise on anything a generator of ``input_shape`` (C×H×W) cannot take; return whether it is a batch.
+
+    An empty batch is refused unless ``allow_empty`` (a transform passes one through, as torchvision's do).
+    """
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"expected a tensor of images, got {type(images).__name__}")
     if images.ndim not in (3, 4):
         raise ValueError(f"expected an image C×H×W or a batch B×C×H×W, got a tensor of shape {tuple(images.shape)}")
     batched = images.ndim == 4
-    if batched and images.shape[0] == 0:
+    if batched and images.shape[0] == 0 and not allow_empty:
         raise ValueError("the batch is empty (0 images); pass at least one image")
     channels, height, width = images.shape[-3:]
     if channels != input_shape[0]:
@@ -40,7 +43,7 @@ def check_images(images: torch.Tensor, input_shape: tuple[int, ...]) -> bool:
         )
     if images.dtype != torch.uint8 and not images.is_floating_point():
         raise ValueError(f"images of dtype {images.dtype} are not supported; use uint8 or a float dtype in [0, 1]")
-    if images.is_floating_point():
+    if images.is_floating_point() and images.numel() > 0:
         low, high = value_range(images)
         if not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError("the image holds NaN or infinite values; exaug needs finite values in [0, 1]")

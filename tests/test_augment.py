@@ -27,7 +27,7 @@ def image():
 
 
 def test_exemplar_augment_passes_the_shared_transform_check(tiny_generator_dir, image):
-    check_transform(lambda p: ExemplarAugment.from_pretrained(tiny_generator_dir, p=p), image)
+    check_transform(lambda p, rng=None: ExemplarAugment.from_pretrained(tiny_generator_dir, p=p, rng=rng), image)
 
 
 def test_masks_and_boxes_pass_through_untouched(augment, image):
@@ -170,7 +170,7 @@ def test_moving_the_transform_by_hand_leaves_its_generator_on_the_cpu(augment, i
     (torch.zeros(1, 28, 28, dtype=torch.uint8), "28×28"),
     (torch.full((1, 16, 16), float("nan")), "NaN"),
     (torch.full((1, 16, 16), 2.0), r"\[0, 1\]"),
-    (torch.zeros(0, 1, 16, 16), "empty"),
+    (torch.zeros(0, 3, 16, 16), "3 channel"),
     (torch.zeros(16, 16), "C×H×W"),
     (torch.zeros(5, 16, 16), r"batch of 5 images without a channel axis.*unsqueeze\(1\)"),
     (torch.zeros(1, 16, 16, dtype=torch.int32), "int32"),
@@ -178,6 +178,18 @@ def test_moving_the_transform_by_hand_leaves_its_generator_on_the_cpu(augment, i
 def test_bad_input_names_the_value_and_what_was_expected(augment, bad, message):
     with pytest.raises(ValueError, match=message):
         augment(bad)
+
+
+def test_a_video_is_transformed_frame_by_frame_with_a_draw_per_frame(augment, image):
+    video = tv_tensors.Video(image.unsqueeze(0).repeat(2, 5, 1, 1, 1))  # 2 clips of 5 frames
+    out = augment(video)
+    assert type(out) is tv_tensors.Video and out.shape == video.shape and out.dtype == video.dtype
+    assert not torch.equal(out[0, 0], out[0, 1]) and not torch.equal(out[0, 0], image)
+
+
+def test_an_rng_that_is_not_a_cpu_torch_generator_is_refused(tiny_generator_dir):
+    with pytest.raises(ValueError, match="torch.Generator on the CPU"):
+        ExemplarAugment.from_pretrained(tiny_generator_dir, rng=0)
 
 
 def test_a_colour_pil_image_for_a_grey_generator_is_refused(augment):
