@@ -89,12 +89,14 @@ def recipe_options(command: Any) -> Any:
                    "error. A folder has no test split: it always trains on 90% and reports the error on the 10% held "
                    "out, recorded as val.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Results directory: seedN/ per run (resumable), summary.json and summary.md.")
+              help="Results directory: seedN/ per run (resumable), summary.json and summary.md. Each seedN/ keeps an "
+                   "empty .exaug-run.lock: the guard that refuses a second run into the folder while one trains "
+                   "(deleting it between runs is harmless).")
 def fit_classifier_command(dataset: str, generator: str, lam: float | None, seeds: int, first_seed: int, split: str,
                            out: Path, progress: bool, root: Path | None, threads: int | None, **recipe: Any) -> None:
     """Train classifiers with the §5.4 recipe, with Exemplar VAE augmentation unless --generator none.
 
-    Prints a JSON line per epoch; writes per-seed results and a Markdown table with mean ± std.
+    Prints a JSON line per epoch; writes per-seed results and a Markdown table (mean ± std over several seeds).
     """
     apply_threads(threads)
     _check_recipe(generator, recipe)
@@ -122,8 +124,8 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
     eta = f"η={recipe['learning_rate']:g}" + ("" if recipe["dtype"] == "float32" else f", {recipe['dtype']}")
     what = f"LS alone ({eta})" if summary["generator"] == "none" else f"LS + Exemplar VAE aug (λ={lam}, {eta}{scale})"
     spread = "" if summary["std"] is None else f" ± {summary['std']:.2f}"
-    seeds_label = f"seed {seed_range[0]}" if seeds == 1 else f"seeds {seed_range[0]}–{seed_range[-1]}"
-    table = (f"| dataset | model | method | {scored_on} error % (mean ± std, {seeds_label}) |\n|---|---|---|---|\n"
+    heading = f"seed {seed_range[0]}" if seeds == 1 else f"mean ± std, seeds {seed_range[0]}–{seed_range[-1]}"
+    table = (f"| dataset | model | method | {scored_on} error % ({heading}) |\n|---|---|---|---|\n"
              f"| {dataset} | {_model_name(recipe)} | {what} | {summary['mean']:.2f}{spread} |\n")
     atomic_write_text(out / f"{name}.md", table)
     click.echo(table)

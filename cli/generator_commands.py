@@ -13,7 +13,8 @@ from exaug.config import EXEMPLAR_SEARCHES, PRIORS, ModelConfig, TrainConfig
 from exaug.sampling import SAMPLE_MODES
 from exaug.train import RunProgress, fit_generator, run_progress
 
-from .options import apply_threads, dataset_choice, open_dataset, root_option, threads_option, user_errors
+from .options import (apply_threads, dataset_choice, generator_option, open_dataset, root_option, threads_option,
+                      user_errors)
 
 
 @click.command("fit-generator")
@@ -51,7 +52,8 @@ from .options import apply_threads, dataset_choice, open_dataset, root_option, t
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Bundle directory; a run there with the same settings is resumed, and one that used up its "
-                   "--epochs trains on when given a larger --epochs.")
+                   "--epochs trains on when given a larger --epochs. It keeps an empty .exaug-run.lock: the guard "
+                   "that refuses a second run into the folder while one trains (deleting it between runs is harmless).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @root_option
 @threads_option
@@ -103,17 +105,16 @@ def _resume_message(out: Path, so_far: RunProgress, epochs: int) -> str:
     return f"resuming {out} at epoch {so_far.epochs_trained} of {epochs}{raised}"
 
 
-def _load_generator(path: Path, device: str):
+def _load_generator(path: Path, device: str, root: Path | None = None):
+    from exaug.bundle import load_generator
     from exaug.device import resolve_device
-    from exaug.vae import ExemplarVAE
 
     with user_errors():
-        return ExemplarVAE.from_pretrained(path, device=resolve_device(device))
+        return load_generator(path, device=resolve_device(device), data_root=root)
 
 
 @click.command("evaluate")
-@click.option("--generator", "generator_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Bundle directory written by fit-generator, or a bundled name (mnist, fashion-mnist).")
+@generator_option("The generator to evaluate")
 @click.option("--dataset", default=None, help="Dataset to test on (default: the one the bundle was trained on).")
 @click.option("--samples", "num_samples", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Importance samples per image for the IWAE bound.")
@@ -134,7 +135,7 @@ def evaluate_command(generator_dir: Path, dataset: str | None, num_samples: int,
     from exaug.train import stack_dataset
 
     apply_threads(threads)
-    model = _load_generator(generator_dir, device)
+    model = _load_generator(generator_dir, device, root)
     bundle_dir = resolve_bundle(generator_dir)
     dataset = dataset or trained_dataset(read_bundle_config(bundle_dir))
     if dataset is None:
@@ -158,21 +159,25 @@ def evaluate_command(generator_dir: Path, dataset: str | None, num_samples: int,
 
 
 @click.command("sample")
-@click.option("--generator", "generator_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@generator_option("The generator to sample from")
 @click.option("--mode", type=click.Choice(SAMPLE_MODES), default="random", show_default=True,
               help="random: prior samples (Fig. 9); exemplars: plates of samples around exemplars (Fig. 3/10); "
                    "cyclic: each sample is the next exemplar (appendix B).")
-@click.option("--count", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Images (random) or rows (exemplars, cyclic).")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Images (random, default 100) or rows (exemplars and cyclic, default 10).")
 @click.option("--per-row", type=click.IntRange(min=1), default=11, show_default=True,
               help="Samples per exemplar plate, or cyclic steps.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG file to write.")
+@root_option
 @threads_option
-def sample_command(generator_dir: Path, mode: str, count: int, per_row: int, seed: int, device: str, out: Path,
-                   threads: int | None) -> None:
-    """Write a grid of generated images to OUT (PNG)."""
+def sample_command(generator_dir: Path, mode: str, count: int | None, per_row: int, seed: int, device: str, out: Path,
+                   root: Path | None, threads: int | None) -> None:
+    """Write a grid of generated images to OUT (PNG).
+
+    In exemplars and cyclic mode each row starts with its exemplar, framed in red.
+    """
     from torchvision.utils import save_image
 
     from exaug.atomic import atomic_path
@@ -181,12 +186,13 @@ def sample_command(generator_dir: Path, mode: str, count: int, per_row: int, see
     if out.suffix.lower() != ".png":
         raise click.BadParameter(f"{out} should end in .png", param_hint="--out")
     apply_threads(threads)
-    model = _load_generator(generator_dir, device)
+    count = count or (100 if mode == "random" else 10)
+    model = _load_generator(generator_dir, device, root)
     if mode != "random" and model.exemplar_images is None:
         raise click.ClickException(
             f"--mode {mode} starts from exemplar images, and {generator_dir} was saved without them; they are "
             f"re-attached from its training split when that is at hand: fetch it with `exaug data fetch` "
-            f"(EXAUG_DATA sets the data folder), or use --mode random")
+            f"(--root or EXAUG_DATA set the data folder), or use --mode random")
     generator = torch.Generator(device=model.device).manual_seed(seed)
     if mode == "random":
         grid = random_grid(model, count, generator)
@@ -201,8 +207,7 @@ def sample_command(generator_dir: Path, mode: str, count: int, per_row: int, see
 
 
 @click.command("export")
-@click.option("--generator", "generator_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Bundle directory to export.")
+@generator_option("The generator to export")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="New bundle directory (must not hold a bundle yet).")
 @click.option("--images/--no-images", default=True, show_default=True,
@@ -210,7 +215,8 @@ def sample_command(generator_dir: Path, mode: str, count: int, per_row: int, see
                    "loading re-attaches them from the training split when it is at hand.")
 @click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default=None,
               help="Record the training dataset, for bundles whose training run did not.")
-def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | None) -> None:
+@root_option
+def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | None, root: Path | None) -> None:
     """Copy a generator bundle, optionally without its exemplar images."""
     import dataclasses
 
@@ -220,11 +226,11 @@ def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | 
         raise click.ClickException(f"{out} already holds a bundle; choose another --out")
     with user_errors():
         config = read_bundle_config(generator_dir)
-    model = _load_generator(generator_dir, "cpu")
+    model = _load_generator(generator_dir, "cpu", root)
     if images and model.exemplar_images is None:
         raise click.ClickException(
             f"{generator_dir} carries no exemplar images and its training split is not at hand to re-attach them; "
-            f"pass --no-images, or fetch the split with `exaug data fetch` (EXAUG_DATA sets the data folder)")
+            f"pass --no-images, or fetch the split with `exaug data fetch` (--root or EXAUG_DATA set the data folder)")
     training = TrainConfig.from_dict(config["training"]) if config.get("training") else TrainConfig()
     if dataset is not None:
         training = dataclasses.replace(training, extra={**training.extra, "dataset": dataset})

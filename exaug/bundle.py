@@ -130,9 +130,14 @@ def resolve_bundle(path_or_name: str | os.PathLike) -> Path:
     return directory
 
 
-def load_generator(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") -> ExemplarVAE:
-    """Load a generator from a bundle directory or a bundled name."""
-    return load_bundle(resolve_bundle(path_or_name), device=device)
+def load_generator(path_or_name: str | os.PathLike, device: str | torch.device = "cpu",
+                   data_root: str | os.PathLike | None = None) -> ExemplarVAE:
+    """Load a generator from a bundle directory or a bundled name.
+
+    ``data_root`` is where a bundle saved without its exemplar images finds its training split to re-attach
+    them (default: ``exaug.data.default_root()``, i.e. ``EXAUG_DATA`` or ``~/.cache/exaug/data``).
+    """
+    return load_bundle(resolve_bundle(path_or_name), device=device, data_root=data_root)
 
 
 def load_weights(path_or_name: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -149,8 +154,10 @@ def _read_weights(directory: Path, config: dict[str, Any]) -> dict[str, torch.Te
     return _read_safetensors(directory / MODEL_FILE, config["sha256"].get(MODEL_FILE))
 
 
-def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu") -> ExemplarVAE:
-    """Rebuild the ExemplarVAE saved in ``directory``, checking every file on the way."""
+def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu",
+                data_root: str | os.PathLike | None = None) -> ExemplarVAE:
+    """Rebuild the ExemplarVAE saved in ``directory``, checking every file on the way (``data_root``: as in
+    :func:`load_generator`)."""
     directory = Path(directory)
     config = read_bundle_config(directory)
     try:
@@ -169,20 +176,21 @@ def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu"
     _check_exemplars(exemplars, model_config, int(config["exemplar_count"]), directory / EXEMPLARS_FILE)
     images = exemplars.get("images")
     if images is None:
-        images = _images_from_training_split(config)
+        images = _images_from_training_split(config, data_root)
     model.set_exemplars(images, exemplars.get("labels"), means=exemplars["means"])
     return model.to(device).eval()
 
 
-def _images_from_training_split(config: dict[str, Any]) -> torch.Tensor | None:
-    """The exemplar images of a bundle saved without them, when its training split is at hand and matches."""
+def _images_from_training_split(config: dict[str, Any], data_root: str | os.PathLike | None) -> torch.Tensor | None:
+    """The exemplar images of a bundle saved without them, when its training split is at hand under ``data_root``
+    and matches."""
     from . import data
 
     dataset = trained_dataset(config)
     if dataset not in data.DATASETS or config.get("data_checksum") is None:
         return None
     try:
-        split = data.load_split(dataset, "train", fetch_missing=False)
+        split = data.load_split(dataset, "train", data_root, fetch_missing=False)
     except FileNotFoundError:
         return None
     return split.images if data.data_checksum(split) == config["data_checksum"] else None

@@ -261,3 +261,55 @@ def test_data_subset_refuses_an_existing_folder_and_an_uneven_size_in_one_line(t
         tmp_path.joinpath("taken").mkdir(exist_ok=True)
         result = CliRunner().invoke(main, ["data", "subset", "mnist", *arguments, "--out", str(tmp_path / "taken")])
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_exemplar_plates_default_to_ten_rows_with_each_exemplar_framed_in_red(fitted, tmp_path):
+    out, _ = fitted
+    png = tmp_path / "plates.png"
+    result = CliRunner().invoke(main, ["sample", "--generator", str(out), "--mode", "exemplars", "--out", str(png)])
+    assert result.exit_code == 0, result.output
+    grid = torch.as_tensor(__import__("numpy").array(Image.open(png).convert("RGB")))
+    tile = 16 + 2
+    assert grid.shape[:2] == (10 * tile + 2, 12 * tile + 2)  # 10 rows: the exemplar and 11 samples
+    assert grid[0, 0].tolist() == [255, 0, 0] and grid[0, 2 * tile + 1].tolist() == [255, 255, 255]
+
+
+@pytest.mark.parametrize("command", ["sample", "evaluate", "export"])
+def test_generator_option_says_it_takes_a_bundled_name_or_a_directory(command):
+    shown = " ".join(CliRunner().invoke(main, [command, "--help"]).output.split())  # as one line, unwrapped
+    assert "--generator NAME|DIR" in shown and "bundled name (mnist, fashion-mnist)" in shown
+
+
+@pytest.mark.parametrize("command", ["sample", "evaluate", "export", "fit-generator", "fit-classifier"])
+def test_every_command_that_reads_data_takes_root(command):
+    assert "--root" in CliRunner().invoke(main, [command, "--help"]).output
+
+
+def test_a_bundle_without_images_finds_them_under_root(tmp_path):
+    slim = tmp_path / "slim"
+    exported = CliRunner().invoke(main, ["export", "--generator", "mnist", "--out", str(slim), "--no-images"])
+    assert exported.exit_code == 0, exported.output
+    missing = CliRunner().invoke(main, ["sample", "--generator", str(slim), "--mode", "exemplars", "--count", "1",
+                                        "--root", str(tmp_path / "empty"), "--out", str(tmp_path / "none.png")])
+    assert missing.exit_code == 1 and "--root or EXAUG_DATA" in missing.output
+    from exaug.data import default_root
+
+    found = CliRunner().invoke(main, ["sample", "--generator", str(slim), "--mode", "exemplars", "--count", "1",
+                                      "--root", str(default_root()), "--out", str(tmp_path / "one.png")])
+    assert found.exit_code == 0, found.output
+
+
+def test_a_one_seed_summary_is_headed_by_its_seed_not_mean_and_std(fitted, image_folder, tmp_path):
+    out, _ = fitted
+    result = CliRunner().invoke(main, [
+        "fit-classifier", "--dataset", str(image_folder), "--generator", str(out), "--hidden", "16",
+        "--epochs", "1", "--seeds", "1", "--workers", "0", "--no-progress", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "summary.md").read_text()
+    assert "(seed 0)" in table and "mean ± std" not in table
+
+
+@pytest.mark.parametrize("command", ["fit-generator", "fit-classifier"])
+def test_help_says_why_the_run_lock_file_stays(command):
+    shown = " ".join(CliRunner().invoke(main, [command, "--help"]).output.split())
+    assert ".exaug-run.lock" in shown and "guard" in shown

@@ -69,6 +69,13 @@ def test_validation_picks_the_lowest_final_error_and_the_milder_knob_on_a_tie():
     assert {spec.augmentation: spec.knob for spec in picked.values()} == {"exemplar": "p 0.5", "mixed": "λ 0.7"}
 
 
+def test_validation_averages_the_seeds_run_before_picking():
+    low, high = (dataclasses.replace(TINY, augmentation="exemplar", p=p) for p in (0.25, 0.5))
+    results = [result(low, 5.0), result(dataclasses.replace(low, seed=1), 1.0),
+               result(high, 4.0), result(dataclasses.replace(high, seed=1), 3.0)]
+    assert [spec.knob for spec in dropin.pick_on_validation(results).values()] == ["p 0.25"]
+
+
 def test_the_test_plan_runs_each_pick_for_every_seed_on_the_test_set():
     plan = dropin.test_plan([result(TINY, 5.0)], seeds=(0, 1, 2))
     assert [(spec.split, spec.seed) for spec in plan] == [("test", 0), ("test", 1), ("test", 2)]
