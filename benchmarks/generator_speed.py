@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from exaug.config import ModelConfig, TrainConfig
-from exaug.cli.options import apply_threads
+from exaug.device import apply_threads
 from exaug.data import load_split
 from exaug.train import GeneratorTrainer
 

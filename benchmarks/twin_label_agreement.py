@@ -24,7 +24,7 @@ from exaug.bundle import load_generator, read_bundle_config, trained_dataset
 from exaug.checkpoint import IDENTITY_KEY
 from exaug.classifiers import create_classifier
 from exaug.classifiers.train import CHECKPOINT_FILE
-from exaug.cli.options import apply_threads
+from exaug.device import apply_threads
 from exaug.data import load_split
 from exaug.images import in_format_of
 

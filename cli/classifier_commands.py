@@ -13,7 +13,9 @@ from exaug.atomic import atomic_path, atomic_write_text
 from exaug.classifiers import ClassifierConfig, fit_classifier
 from exaug.classifiers.config import TRAINING_DTYPES
 
-from .options import apply_threads, dataset_choice, open_dataset, root_option, threads_option, user_errors
+from exaug.device import apply_threads
+
+from .options import dataset_choice, open_dataset, root_option, threads_option, user_errors
 
 PAPER_LAMBDA = {"mnist": 0.4, "fashion-mnist": 0.8}  # λ of §5.4, chosen on validation in the paper
 

@@ -13,8 +13,9 @@ from exaug.config import EXEMPLAR_SEARCHES, PRIORS, ModelConfig, TrainConfig
 from exaug.sampling import SAMPLE_MODES
 from exaug.train import RunProgress, fit_generator, run_progress
 
-from .options import (apply_threads, dataset_choice, generator_option, open_dataset, root_option, threads_option,
-                      user_errors)
+from exaug.device import apply_threads
+
+from .options import dataset_choice, generator_option, open_dataset, root_option, threads_option, user_errors
 
 
 @click.command("fit-generator")

@@ -29,14 +29,6 @@ threads_option = click.option(
 )
 
 
-def apply_threads(threads: int | None) -> None:
-    if threads is not None:
-        import faiss
-
-        torch.set_num_threads(threads)
-        faiss.omp_set_num_threads(threads)
-
-
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Show exaug's ValueErrors (bad settings, broken bundles, refused resumes) as click errors, not tracebacks.

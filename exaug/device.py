@@ -1,4 +1,5 @@
-"""Device selection shared by every trainer: CUDA when present, the CPU otherwise."""
+"""Where computation runs, for every trainer and command: the device (CUDA when present, else the CPU) and the
+number of CPU threads."""
 
 from __future__ import annotations
 
@@ -16,3 +17,12 @@ def resolve_device(name: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} asks for CUDA but no GPU is available; use 'auto' or 'cpu'")
     return device
+
+
+def apply_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads in torch and faiss (None: leave their defaults, all cores)."""
+    if threads is not None:
+        import faiss
+
+        torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
