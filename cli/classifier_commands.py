@@ -12,7 +12,6 @@ import click
 from exaug.atomic import atomic_path, atomic_write_text
 from exaug.classifiers import ClassifierConfig, fit_classifier
 from exaug.classifiers.config import TRAINING_DTYPES
-
 from exaug.device import apply_threads
 
 from .options import dataset_choice, open_dataset, root_option, threads_option, user_errors
