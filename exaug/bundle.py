@@ -26,6 +26,7 @@ from safetensors.torch import load as load_safetensors, save_file
 
 from .atomic import atomic_path, atomic_write_text
 from .config import ModelConfig, TrainConfig
+from .device import resolve_device
 from .vae import ExemplarVAE
 
 FORMAT_NAME = "exaug.exemplar-vae"
@@ -137,7 +138,7 @@ def load_generator(path_or_name: str | os.PathLike, device: str | torch.device =
     ``data_root`` is where a bundle saved without its exemplar images finds its training split to re-attach
     them (default: ``exaug.data.default_root()``, i.e. ``EXAUG_DATA`` or ``~/.cache/exaug/data``).
     """
-    return load_bundle(resolve_bundle(path_or_name), device=device, data_root=data_root)
+    return load_bundle(resolve_bundle(path_or_name), device=resolve_device(device), data_root=data_root)
 
 
 def load_weights(path_or_name: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from .bundle import load_generator
+from .device import resolve_device
 from .images import check_images, in_format_of
 from .vae import ExemplarVAE, as_uint8, as_unit_float, check_noise_scale
 
@@ -78,7 +79,7 @@ class MixedBatchLoader:
         self.noise_scale = check_noise_scale(noise_scale)
         self.generator = generator if isinstance(generator, ExemplarVAE) else load_generator(generator)
         if device is not None:
-            self.generator.to(device)
+            self.generator.to(resolve_device(device))
         self.generator.eval().requires_grad_(False)
         self.device = self.generator.device
         self.random = torch.Generator(device=self.device)

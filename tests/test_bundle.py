@@ -117,3 +117,16 @@ def test_a_bundle_saved_without_images_keeps_means_and_labels(bundle, tmp_path):
 def test_an_unknown_name_lists_the_bundled_generators():
     with pytest.raises(BundleError, match="bundled names"):
         ExemplarVAE.from_pretrained("cifar10")
+
+
+@pytest.mark.parametrize("device, message", [("bogus", "not a device name"), ("cuda:7", "no GPU")])
+def test_a_bad_device_is_refused_with_the_names_that_work(tiny_generator_dir, device, message):
+    from exaug import ExemplarAugment, MixedBatchLoader
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for load in (lambda: ExemplarVAE.from_pretrained(tiny_generator_dir, device=device),
+                 lambda: ExemplarAugment.from_pretrained(tiny_generator_dir, device=device),
+                 lambda: MixedBatchLoader([], tiny_generator_dir, device=device)):
+        with pytest.raises(ValueError, match=message):
+            load()
