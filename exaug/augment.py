@@ -133,7 +133,7 @@ class ExemplarAugment(v2.Transform):
         return twins_of(self._generator_on(images.device), images, noise * self.noise_scale)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        """One (replace, noise) draw per image of every input of the sample, keyed by the input's position."""
+        """One (replace, noise) draw per image of every input of the sample, keyed by the input object."""
         stream = self._stream()
         draws = []
         for inpt in flat_inputs:
