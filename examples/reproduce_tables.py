@@ -3,8 +3,8 @@
 Runs ``exaug fit-classifier`` four times (2 datasets × with/without augmentation), each with
 the paper's recipe (100 epochs, η → η/100, label smoothing 0.1, the paper's λ, train+val, test
 error of the final epoch), and prints one table. η is the paper's 0.1 except for augmented
-Fashion-MNIST, where validation picked 0.05 for the bundled generator (README, "Choosing λ and η
-on validation (Fashion-MNIST)"). Every run is resumable: re-run the script after an interruption
+Fashion-MNIST, where validation picked 0.05 for the bundled generator (docs/results.md, "Choosing λ
+and η on validation (Fashion-MNIST)"). Every run is resumable: re-run the script after an interruption
 and it continues where it stopped.
 
     python examples/reproduce_tables.py --seeds 3 --out runs/tables

@@ -63,7 +63,7 @@ class TrainConfig:
     exemplar_search: str = "knn"  # "exact": all M exemplars; "knn": k nearest ones (§3.1)
     knn: int = 10  # k of the kNN approximation
     # Re-encode the prior's exemplars with gradient (Algorithm 1). Without it the centres come from
-    # the latent cache: ~2.3× faster per epoch, but the latent scale drifts (see README, Results).
+    # the latent cache: ~2.3× faster per epoch, but the latent scale drifts (see docs/results.md).
     neighbour_gradient: bool = True
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA when present

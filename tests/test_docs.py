@@ -1,0 +1,145 @@
+"""Every fenced code block in README.md and docs/*.md runs, so the docs cannot fall behind the code.
+
+- ```python blocks run as written, each in a fresh interpreter.
+- ```bash, ```sh and ```console blocks run as written, or as their STAND_INS entry when running them
+  would take long; a block that names a long-running command and has no stand-in fails.
+- docs/results.md and docs/dropin.md record runs of hours: each of their commands is parsed by exaug's
+  own CLI parser (every flag, type and choice), or checked against its benchmark script, and not run.
+- ```text blocks are output samples and are skipped; any other tag fails.
+
+The blocks of one document run in order in one temporary folder, so a walk-through can build on its
+earlier steps; nothing is written into the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import click
+import pytest
+
+from exaug.cli.main import main as cli
+
+REPO = Path(__file__).resolve().parents[1]
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+RECORDS = {REPO / "docs" / "results.md", REPO / "docs" / "dropin.md"}  # commands of runs of hours
+SHELL_TAGS = {"bash", "sh", "console"}
+TIMEOUT_S = 120
+# A shell block naming one of these takes minutes to hours, or changes the environment: it needs a stand-in.
+LONG_RUNNING = ("pip install", "scripts/main", "scripts/test", "exaug fit-generator", "exaug fit-classifier",
+                "exaug lambda-sweep", "exaug evaluate", "benchmarks/")
+
+STAND_INS = {
+    # Installing would replace packages under the interpreter that runs this test; check pip is there.
+    "pip install torch==2.14.1 --index-url https://download.pytorch.org/whl/cpu\npip install -e .":
+        "python -m pip --version",
+    # scripts/main trains for many minutes and scripts/test runs this very suite (CI runs it anyway):
+    # check that both parse as bash.
+    "scripts/main\nscripts/test":
+        f"bash -n {REPO}/scripts/main && bash -n {REPO}/scripts/test",
+    # docs/cli.md's walk-through: the same commands on the same data, with 2 epochs and small IWAE bounds.
+    "exaug fit-generator --dataset mnist-500 --channels 1 --out runs/gen-500":
+        "exaug fit-generator --dataset mnist-500 --channels 1 --epochs 2 --warmup-epochs 1 --no-progress "
+        "--out runs/gen-500",
+    "exaug evaluate --generator runs/gen-500 --dataset mnist --out runs/gen-500-evaluation.json":
+        "exaug evaluate --generator runs/gen-500 --dataset mnist --subset 20 --samples 20 --no-progress "
+        "--out runs/gen-500-evaluation.json",
+    "exaug fit-classifier --dataset mnist-500 --generator runs/gen-500 --seeds 3 --out runs/clf-500":
+        "exaug fit-classifier --dataset mnist-500 --generator runs/gen-500 --seeds 1 --epochs 2 --workers 0 "
+        "--no-progress --out runs/clf-500",
+    "exaug lambda-sweep --dataset mnist-500 --generator runs/gen-500 --lams 0.4 1.0 --out runs/sweep-500":
+        "exaug lambda-sweep --dataset mnist-500 --generator runs/gen-500 --lams 0.4 1.0 --epochs 2 --workers 0 "
+        "--no-progress --out runs/sweep-500",
+}
+
+
+class Block(NamedTuple):
+    document: Path
+    line: int
+    tag: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.document.relative_to(REPO)}:{self.line}"
+
+
+def fenced_blocks(document: Path) -> list[Block]:
+    source = document.read_text(encoding="utf-8")
+    return [Block(document, source.count("\n", 0, match.start()) + 1, match["tag"], match["text"].rstrip("\n"))
+            for match in re.finditer(r"^```(?P<tag>\S*)\n(?P<text>.*?)^```$", source, re.S | re.M)]
+
+
+BLOCKS = [block for document in DOCUMENTS for block in fenced_blocks(document) if block.tag != "text"]
+
+
+@pytest.fixture(scope="module")
+def workspaces(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, Path]:
+    return {document: tmp_path_factory.mktemp(document.stem) for document in DOCUMENTS}
+
+
+def run(command: list[str], cwd: Path) -> None:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               OMP_NUM_THREADS="1")  # the blocks are small: more threads only contend on a 2-core machine
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, f"exit code {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def check_recorded_command(line: str) -> None:
+    """Check a recorded command without running it."""
+    words = shlex.split(line, comments=True)
+    while words and re.fullmatch(r"[A-Za-z_]\w*=\S*", words[0]):  # environment assignments before the command
+        words.pop(0)
+    if words[0] == "exaug":
+        command, context, args = cli, click.Context(cli, info_name="exaug"), words[1:]
+        while isinstance(command, click.Group):
+            name, *args = args
+            command = command.get_command(context, name)
+            assert command is not None, f"no command {name!r} in {line!r}"
+            context = click.Context(command, info_name=name, parent=context)
+        command.make_context(context.info_name, args, parent=context.parent)  # raises click.UsageError
+    elif words[0] == "python" and words[1].startswith("benchmarks/"):
+        script = (REPO / words[1]).read_text(encoding="utf-8")
+        for flag in (word for word in words[2:] if word.startswith("--")):
+            assert f'"{flag}"' in script, f"{words[1]} has no option {flag}"
+    else:
+        assert words[0] in ("cp", "mkdir"), f"not an exaug, benchmark or file command: {line!r}"
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=str)
+def test_code_block_runs_as_written_or_by_its_stand_in(block: Block, workspaces: dict[Path, Path]) -> None:
+    if block.tag == "python":
+        run([sys.executable, "-c", block.text], workspaces[block.document])
+    elif block.tag in SHELL_TAGS and block.document in RECORDS:
+        for line in block.text.splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                check_recorded_command(line)
+    elif block.tag in SHELL_TAGS:
+        command = STAND_INS.get(block.text)
+        if command is None:
+            slow = [name for name in LONG_RUNNING if name in block.text]
+            assert not slow, f"{block} runs {slow}: give it a short stand-in in STAND_INS"
+            command = block.text
+        run(["bash", "-euo", "pipefail", "-c", command], workspaces[block.document])
+    else:
+        pytest.fail(f"{block} is tagged {block.tag!r}; tag code python or bash, and output text")
+
+
+def test_every_stand_in_replaces_a_block() -> None:
+    texts = {block.text for block in BLOCKS}
+    assert [text for text in STAND_INS if text not in texts] == []
+
+
+def test_readme_has_no_relative_image_links_which_a_package_index_cannot_show() -> None:
+    assert not re.findall(r"!\[[^\]]*\]\((?!https?://)", (REPO / "README.md").read_text(encoding="utf-8"))
+
+
+def test_every_image_in_the_docs_exists() -> None:
+    for document in DOCUMENTS:
+        for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", document.read_text(encoding="utf-8")):
+            assert (document.parent / target).is_file(), f"{document.name} shows a missing image {target}"
