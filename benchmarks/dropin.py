@@ -54,7 +54,7 @@ AUGMENTATIONS = ("none", "exemplar", "exemplar-append", "mixed", "affine", "triv
 MODELS = ("mlp", "cnn", "resnet18")
 # The knob each augmentation is tuned on, with the values tried on validation.
 KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
-    "exemplar": ("p", (0.25, 0.5)),
+    "exemplar": ("p", (0.25, 0.5, 1.0)),  # 1.0 is ExemplarAugment's default before this grid
     "exemplar-append": ("p", (0.5, 1.0)),
     "mixed": ("lam", (0.4, 0.7)),
     "affine+exemplar": ("p", (0.25,)),
