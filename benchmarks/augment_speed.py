@@ -159,7 +159,7 @@ def main() -> None:
           f"{100 * steps['generation_alone_share_of_augmented_step']:.1f} %")
 
     images = train.images[order[: args.images]]
-    augment = ExemplarAugment.from_pretrained(args.generator)
+    augment = ExemplarAugment.from_pretrained(args.generator, p=1.0)  # every image generated: the full cost
     exemplar = worker_throughput(augment, images)
     collate = worker_throughput(None, images, ExemplarCollate(augment))
     randaugment = worker_throughput(v2.RandAugment(), images)

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from exaug import ExemplarAugment
+from exaug.augment import DROP_IN_P
 from exaug.classifiers import PermutationInvariantMLP
 from exaug.data import default_root, fetch
 
@@ -24,7 +25,8 @@ from exaug.data import default_root, fetch
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", default="mnist", help="bundled name or bundle directory")
-    parser.add_argument("--p", type=float, default=0.5, help="probability of replacing an image")
+    parser.add_argument("--p", type=float, default=DROP_IN_P, help="probability of replacing an image "
+                        "(default: the transform's own, the recommended drop-in setting)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()

@@ -30,6 +30,9 @@ from .twins import twins_of
 from .vae import ExemplarVAE, check_noise_scale
 
 _PIL_MODES = {1: "L", 3: "RGB"}
+# The drop-in default, picked on validation in docs/dropin.md (the stock PyTorch MNIST CNN on 10K images,
+# 1 and 10 epochs; the largest mean cut in error relative to no augmentation among p = 0.25, 0.5, 1).
+DROP_IN_P = 0.25
 
 
 class ExemplarAugment(v2.Transform):
@@ -44,7 +47,12 @@ class ExemplarAugment(v2.Transform):
 
     Args:
         generator: a trained :class:`~exaug.ExemplarVAE`.
-        p: probability that a sample is replaced (0 returns every input unchanged).
+        p: probability that a sample is replaced (0 returns every input unchanged). The default, 0.25, is the
+            recommended drop-in setting, picked on validation with the stock PyTorch MNIST CNN on 10K images:
+            averaged over 1 and 10 epochs of training, it cut the error relative to no augmentation the most of
+            p ∈ {0.25, 0.5, 1} (p = 1 replaces every image, so the classifier never sees a real one); see
+            docs/dropin.md. Where you can change the DataLoader's ``collate_fn``, :class:`~exaug.ExemplarCollate`
+            with ``append=True`` keeps every real image and adds twins, batched.
         noise_scale: multiplies the kernel's σ (for a non-exemplar prior, the posterior's). 1.0 is the
             paper's sampler; smaller values keep
             samples closer to their exemplar (and to its label), larger ones vary them more.
@@ -65,7 +73,7 @@ class ExemplarAugment(v2.Transform):
     # Images only: masks, boxes and other tv_tensors pass through untouched.
     _transformed_types = (tv_tensors.Image, tv_tensors.Video, PIL.Image.Image, lambda x: type(x) is torch.Tensor)
 
-    def __init__(self, generator: ExemplarVAE, p: float = 1.0, noise_scale: float = 1.0,
+    def __init__(self, generator: ExemplarVAE, p: float = DROP_IN_P, noise_scale: float = 1.0,
                  rng: torch.Generator | None = None) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
@@ -112,7 +120,7 @@ class ExemplarAugment(v2.Transform):
         return f"{type(self).__name__}({self.extra_repr()})"
 
     @classmethod
-    def from_pretrained(cls, path_or_name: str | os.PathLike, p: float = 1.0, noise_scale: float = 1.0,
+    def from_pretrained(cls, path_or_name: str | os.PathLike, p: float = DROP_IN_P, noise_scale: float = 1.0,
                         device: str = "cpu", rng: torch.Generator | None = None) -> "ExemplarAugment":
         """Build the transform from a bundle directory or a bundled generator name ("mnist", "fashion-mnist").
 

@@ -17,7 +17,7 @@ from transform_checks import check_transform
 
 @pytest.fixture(scope="module")
 def augment(tiny_generator_dir):
-    return ExemplarAugment.from_pretrained(tiny_generator_dir)
+    return ExemplarAugment.from_pretrained(tiny_generator_dir, p=1.0)
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_p_one_replaces_the_image_by_the_decoded_draw_around_its_mean(augment, i
 
 
 def test_noise_scale_multiplies_the_kernel_sigma(tiny_generator_dir, image):
-    transform = ExemplarAugment.from_pretrained(tiny_generator_dir, noise_scale=0.5)
+    transform = ExemplarAugment.from_pretrained(tiny_generator_dir, p=1.0, noise_scale=0.5)
     torch.manual_seed(0)
     out = transform(image)
     torch.manual_seed(0)
@@ -85,7 +85,7 @@ def test_noise_scale_multiplies_the_kernel_sigma(tiny_generator_dir, image):
 
 
 def test_noise_scale_zero_decodes_the_exemplar_mean_every_time(tiny_generator_dir, image):
-    transform = ExemplarAugment.from_pretrained(tiny_generator_dir, noise_scale=0.0)
+    transform = ExemplarAugment.from_pretrained(tiny_generator_dir, p=1.0, noise_scale=0.0)
     mu, _ = transform.generator.encode(image.float().unsqueeze(0) / 255)
     with torch.no_grad():
         mean_image = torch.round(transform.generator.decode(mu) * 255).to(torch.uint8)[0]
@@ -212,7 +212,7 @@ def test_cuda_batches_are_generated_on_the_gpu(augment, image):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("context", ["spawn", "fork"])
 def test_a_transform_built_on_the_gpu_serves_cpu_workers_and_gpu_batches(tiny_generator_dir, image, context):
-    augment = ExemplarAugment.from_pretrained(tiny_generator_dir, device="cuda")
+    augment = ExemplarAugment.from_pretrained(tiny_generator_dir, p=1.0, device="cuda")
     assert augment(image.cuda()).is_cuda
     assert pickle.loads(pickle.dumps(augment)).generator.device.type == "cpu"
     loader = DataLoader(AugmentedImages(augment), batch_size=4, num_workers=2, multiprocessing_context=context)
