@@ -26,7 +26,7 @@ from exaug.classifiers import create_classifier
 from exaug.classifiers.train import CHECKPOINT_FILE
 from exaug.device import apply_threads
 from exaug.data import load_split
-from exaug.images import in_format_of
+from exaug.twins import twins_around
 
 
 def load_real_only_classifier(run: Path, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
@@ -79,7 +79,7 @@ def main() -> None:
     print(f"  real exemplars: {results['real_exemplars']:.2f} % assigned to another class")
     for scale in args.scales:
         with torch.no_grad():
-            twins = in_format_of(generator.decode_around(means, None, scale * noise), images).reshape(images.shape)
+            twins = twins_around(generator, means, None, scale * noise, like=images).reshape(images.shape)
         results[f"twins_sigma_x{scale:g}"] = disagreement(model, twins, labels)
         print(f"  twins at {scale:g}·σ: {results[f'twins_sigma_x{scale:g}']:.2f} % assigned to another class")
 

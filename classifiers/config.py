@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from exaug.vae import check_noise_scale
+from exaug.twins import check_noise_scale
 
 # SGD on fp16/bf16 weights would need loss scaling or master weights, which this recipe does not have.
 TRAINING_DTYPES = ("float32", "float64")

@@ -191,7 +191,7 @@ def _check_recipe(generator: str, recipe: dict[str, Any]) -> None:
     from exaug.bundle import read_bundle_config
     from exaug.classifiers.factory import check_model_name
     from exaug.device import resolve_device
-    from exaug.vae import check_noise_scale
+    from exaug.twins import check_noise_scale
 
     with user_errors():
         check_noise_scale(recipe["noise_scale"])

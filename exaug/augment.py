@@ -26,8 +26,8 @@ from torchvision.transforms.v2 import functional as F
 
 from .bundle import load_generator
 from .images import check_images
-from .twins import twins_of
-from .vae import ExemplarVAE, check_noise_scale
+from .twins import check_noise_scale, twins_of
+from .vae import ExemplarVAE
 
 _PIL_MODES = {1: "L", 3: "RGB"}
 # The drop-in default, picked on validation in docs/dropin.md (the stock PyTorch MNIST CNN on 10K images,

@@ -18,8 +18,9 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .images import as_unit_float
 from .latent_cache import LatentCache
-from .vae import ExemplarVAE, as_unit_float
+from .vae import ExemplarVAE
 
 EVAL_SEED = 0
 ACTIVE_UNIT_THRESHOLD = 0.01

@@ -68,3 +68,20 @@ def in_format_of(generated: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """
     levels = torch.round(generated * 255.0)
     return levels.to(torch.uint8) if like.dtype == torch.uint8 else levels.to(like.dtype) / 255.0
+
+
+def as_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images → float32 in [0, 1] (x/255); float images pass through unchanged."""
+    if images.dtype == torch.uint8:
+        return images.to(torch.float32) / 255.0
+    return images
+
+
+def as_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] (or already uint8) → uint8, rounding to the nearest level of 1/255."""
+    if images.dtype == torch.uint8:
+        return images
+    low, high = value_range(images)
+    if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or high > 1:
+        raise ValueError("exemplar images must be finite floats in [0, 1] (or uint8)")
+    return (images * 255.0).round().to(torch.uint8)

@@ -19,8 +19,9 @@ from torch.utils.data import DataLoader
 
 from .bundle import load_generator
 from .device import resolve_device
-from .images import check_images, in_format_of
-from .vae import ExemplarVAE, as_uint8, as_unit_float, check_noise_scale
+from .images import as_uint8, as_unit_float, check_images
+from .twins import check_noise_scale, twins_around
+from .vae import ExemplarVAE
 
 
 class MixedBatch(NamedTuple):
@@ -128,8 +129,7 @@ class MixedBatchLoader:
         unit = as_unit_float(grid).to(self.generator.dtype)
         mu, log_var = self._means(grid, unit)
         noise = torch.randn(mu.shape, generator=self.random, device=self.device, dtype=mu.dtype) * self.noise_scale
-        synthetic = in_format_of(self.generator.decode_around(mu, log_var, noise), images)
-        return synthetic.reshape(images.shape)
+        return twins_around(self.generator, mu, log_var, noise, like=images).reshape(images.shape)
 
     def _means(self, grid: torch.Tensor, unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """μ(x) per image: from the latent cache for exemplars of the generator, from the encoder otherwise."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torchvision.utils import make_grid
 
-from .vae import ExemplarVAE, as_unit_float
+from .images import as_unit_float
+from .vae import ExemplarVAE
 
 SAMPLE_MODES = ("random", "exemplars", "cyclic")
 

@@ -37,7 +37,8 @@ from .latent_cache import LatentCache
 from .optim import NormalizedAdam
 from .priors import ExemplarPrior, log_normal_diag
 from .run_lock import run_directory_lock
-from .vae import ExemplarVAE, as_uint8, reparameterize
+from .images import as_uint8
+from .vae import ExemplarVAE, reparameterize
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "train_log.jsonl"

@@ -10,10 +10,12 @@ noise scale folded into ε. The twin keeps x's dtype (uint8 levels or floats in 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .images import in_format_of
-from .vae import ExemplarVAE, as_unit_float
+from .images import as_unit_float, in_format_of
+from .vae import ExemplarVAE
 
 
 @torch.no_grad()
@@ -26,4 +28,31 @@ def twins_of(generator: ExemplarVAE, images: torch.Tensor, noise: torch.Tensor) 
         noise: B×d standard-normal draws already multiplied by the noise scale.
     """
     mu, log_var = generator.encode(as_unit_float(images).to(generator.dtype))
-    return in_format_of(generator.decode_around(mu, log_var, noise), images)
+    return twins_around(generator, mu, log_var, noise, like=images)
+
+
+@torch.no_grad()
+def twins_around(generator: ExemplarVAE, mu: torch.Tensor, log_var: torch.Tensor | None, noise: torch.Tensor,
+                 like: torch.Tensor) -> torch.Tensor:
+    """Twins decoded around latent means already at hand (e.g. an exemplar's cached mean), in ``like``'s dtype.
+
+    Args:
+        mu, log_var: B×d posterior parameters; ``log_var`` may be None for the exemplar prior, whose kernel σ
+            is its own scalar.
+        noise: B×d standard-normal draws already multiplied by the noise scale.
+        like: the images the twins stand for (their dtype decides uint8 levels or floats in [0, 1]).
+    """
+    return in_format_of(generator.decode_around(mu, log_var, noise), like)
+
+
+def check_noise_scale(noise_scale: float) -> float:
+    """The factor on the σ used when sampling around an exemplar (the exemplar kernel's, or for other
+    priors the posterior's), as a float checked finite and non-negative."""
+    try:
+        value = float(noise_scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"noise_scale={noise_scale!r} must be a number (1.0 is the paper's sampler)") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"noise_scale={noise_scale} multiplies the kernel's σ and must be a finite number >= 0 "
+                         "(1.0 is the paper's sampler)")
+    return value

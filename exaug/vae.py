@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import ModelConfig
-from .images import value_range
+from .images import as_uint8, as_unit_float
 from .layers import GatedDense, he_init_
 from .priors import ExemplarPrior, VampPrior, build_prior, log_normal_diag
 
@@ -265,33 +265,3 @@ def reparameterize(mu: torch.Tensor, log_var: torch.Tensor, generator: torch.Gen
     """z = μ + σ ε with ε ~ N(0, I), differentiable in μ and log σ²."""
     noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + torch.exp(0.5 * log_var) * noise
-
-
-def as_unit_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images → float32 in [0, 1] (x/255); float images pass through unchanged."""
-    if images.dtype == torch.uint8:
-        return images.to(torch.float32) / 255.0
-    return images
-
-
-def as_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] (or already uint8) → uint8, rounding to the nearest level of 1/255."""
-    if images.dtype == torch.uint8:
-        return images
-    low, high = value_range(images)
-    if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or high > 1:
-        raise ValueError("exemplar images must be finite floats in [0, 1] (or uint8)")
-    return (images * 255.0).round().to(torch.uint8)
-
-
-def check_noise_scale(noise_scale: float) -> float:
-    """The factor on the σ used when sampling around an exemplar (the exemplar kernel's, or for other
-    priors the posterior's), as a float checked finite and non-negative."""
-    try:
-        value = float(noise_scale)
-    except (TypeError, ValueError):
-        raise ValueError(f"noise_scale={noise_scale!r} must be a number (1.0 is the paper's sampler)") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"noise_scale={noise_scale} multiplies the kernel's σ and must be a finite number >= 0 "
-                         "(1.0 is the paper's sampler)")
-    return value
