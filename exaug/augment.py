@@ -137,12 +137,12 @@ class ExemplarAugment(v2.Transform):
         """
         if not check_images(images, self.input_shape):
             raise ValueError(f"twins() takes a batch B×C×H×W, got one image of shape {tuple(images.shape)}")
-        noise = torch.randn(images.shape[0], self.generator.config.latent_dim, generator=self._stream())
+        noise = torch.randn(images.shape[0], self.generator.config.latent_dim, generator=self.stream())
         return twins_of(self._generator_on(images.device), images, noise * self.noise_scale)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         """One (replace, noise) draw per image of every input of the sample, keyed by the input object."""
-        stream = self._stream()
+        stream = self.stream()
         draws = []
         for inpt in flat_inputs:
             count = _image_count(inpt)
@@ -150,8 +150,9 @@ class ExemplarAugment(v2.Transform):
                           torch.randn(count, self.generator.config.latent_dim, generator=stream) * self.noise_scale))
         return {"draws": dict(zip(map(id, flat_inputs), draws))}
 
-    def _stream(self) -> torch.Generator | None:
-        """Where random numbers come from: ``rng``, a per-worker stream derived from it, or (None) the global one."""
+    def stream(self) -> torch.Generator | None:
+        """Where this transform's random numbers come from: ``rng``, in a DataLoader worker a stream derived from
+        it, or None for torch's global stream. :class:`~exaug.ExemplarCollate` draws from it too."""
         if self.rng is None:
             return None
         worker = torch.utils.data.get_worker_info()

@@ -64,7 +64,7 @@ class ExemplarCollate:
         images = torch.as_tensor(images).as_subclass(torch.Tensor)  # a tv_tensors.Image batch is still images
         labels = torch.as_tensor(labels)
         if self.append:
-            chosen = torch.rand(images.shape[0]) < self.augment.p
+            chosen = torch.rand(images.shape[0], generator=self.augment.stream()) < self.augment.p
             if chosen.any():
                 twins = self.augment.twins(images[chosen.to(images.device)])
                 images = torch.cat([images, twins])

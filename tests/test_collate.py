@@ -70,6 +70,15 @@ def test_the_per_image_transform_runs_after_generation_on_real_images_and_twins(
     assert as_float.dtype == torch.float32 and torch.equal(as_float, to_float(as_uint8))
 
 
+def test_with_an_rng_the_append_draws_ignore_the_global_stream(tiny_generator_dir, samples):
+    def batch(global_seed):
+        augment = ExemplarAugment.from_pretrained(tiny_generator_dir, p=0.5, rng=torch.Generator().manual_seed(3))
+        torch.manual_seed(global_seed)
+        return ExemplarCollate(augment, append=True)(samples)[0]
+
+    assert torch.equal(batch(0), batch(1))
+
+
 def test_samples_without_labels_are_refused_with_the_fix(tiny_generator_dir, samples):
     with pytest.raises(ValueError, match=r"\(image, label\) pairs"):
         make(tiny_generator_dir, 1.0)([image for image, _ in samples])
