@@ -434,42 +434,68 @@ def read_results(folder: Path = RESULTS) -> list[dict[str, Any]]:
 
 
 # -------------------------------------------------------------------------------------------- summary
+CLASSIC = ("affine", "trivialaugment", "mixup-cutmix")
+
+
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Test rows: mean ± std over seeds, and the mean of the paired difference against "none" by seed."""
+    """Test rows: mean ± std over seeds, and the mean (± std) of the paired difference by seed against "none"
+    and against the best classic augmentation, the one of CLASSIC with the lowest validation error."""
     groups: dict[tuple, dict[int, float]] = defaultdict(dict)
-    specs: dict[tuple, RunSpec] = {}
+    validation: dict[tuple, list[float]] = defaultdict(list)
     for result in results:
         spec = RunSpec(**result["spec"])
-        if spec.split != "test":
-            continue
-        key = (spec.dataset, spec.model, spec.subset, spec.epochs, spec.augmentation, spec.generator, spec.knob)
-        groups[key][spec.seed] = result["error"]
-        specs[key] = spec
+        regime = (spec.dataset, spec.model, spec.subset, spec.epochs)
+        if spec.split == "val":
+            validation[(*regime, spec.augmentation)].append(result["error"])
+        else:
+            groups[(*regime, spec.augmentation, spec.generator, spec.knob)][spec.seed] = result["error"]
     rows = []
     for key, by_seed in sorted(groups.items()):
-        baseline = next((groups[k] for k in groups if k[:4] == key[:4] and k[4] == "none"), {})
-        paired = [by_seed[s] - baseline[s] for s in by_seed if s in baseline]
+        regime = key[:4]
+        classic = [name for name in CLASSIC if (*regime, name) in validation]
+        best_classic = min(classic, key=lambda name: np.mean(validation[(*regime, name)])) if classic else None
         errors = list(by_seed.values())
         rows.append({
             "dataset": key[0], "model": key[1], "subset": key[2], "epochs": key[3], "augmentation": key[4],
             "generator": key[5], "knob": key[6], "seeds": sorted(by_seed), "errors": errors,
             "mean": float(np.mean(errors)), "std": float(np.std(errors, ddof=1)) if len(errors) > 1 else None,
-            "paired_difference": float(np.mean(paired)) if paired else None,
-            "paired_std": float(np.std(paired, ddof=1)) if len(paired) > 1 else None,
+            "vs_none": _paired(by_seed, _test_errors(groups, regime, "none")),
+            "best_classic": best_classic,
+            "vs_best_classic": None if best_classic in (None, key[4]) else
+            _paired(by_seed, _test_errors(groups, regime, best_classic)),
         })
     return rows
 
 
+def _test_errors(groups: dict[tuple, dict[int, float]], regime: tuple, augmentation: str) -> dict[int, float]:
+    return next((by_seed for key, by_seed in groups.items() if key[:4] == regime and key[4] == augmentation), {})
+
+
+def _paired(errors: dict[int, float], baseline: dict[int, float]) -> dict[str, Any] | None:
+    """Mean and std of ``errors − baseline`` over the seeds both have; None when they share none."""
+    differences = [errors[seed] - baseline[seed] for seed in errors if seed in baseline]
+    if not differences or errors is baseline:
+        return None
+    return {"mean": float(np.mean(differences)), "std": float(np.std(differences, ddof=1)) if len(differences) > 1
+            else None, "seeds": len(differences)}
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| dataset | model | data | epochs | augmentation | knob (val) | seeds | test error % | vs none (paired) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | model | data | epochs | augmentation | knob (val) | seeds | test error % | vs none (paired) "
+             "| vs best classic (paired) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         spread = "" if row["std"] is None else f" ± {row['std']:.2f}"
-        paired = "" if row["paired_difference"] is None or row["augmentation"] == "none" else (
-            f"{row['paired_difference']:+.2f}" + ("" if row["paired_std"] is None else f" ± {row['paired_std']:.2f}"))
         lines.append(f"| {row['dataset']} | {row['model']} | {row['subset']} | {row['epochs']} | {row['augmentation']} | "
-                     f"{row['knob']} | {len(row['seeds'])} | {row['mean']:.2f}{spread} | {paired} |")
+                     f"{row['knob']} | {len(row['seeds'])} | {row['mean']:.2f}{spread} | {_difference(row['vs_none'])} | "
+                     f"{_difference(row['vs_best_classic'], row['best_classic'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _difference(paired: dict[str, Any] | None, against: str | None = None) -> str:
+    if paired is None:
+        return ""
+    spread = "" if paired["std"] is None else f" ± {paired['std']:.2f}"
+    return f"{paired['mean']:+.2f}{spread}" + ("" if against is None else f" ({against})")
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -81,15 +81,22 @@ def test_the_test_plan_runs_each_pick_for_every_seed_on_the_test_set():
     assert [(spec.split, spec.seed) for spec in plan] == [("test", 0), ("test", 1), ("test", 2)]
 
 
-def test_the_summary_pairs_each_augmentation_with_none_by_seed():
+def test_the_summary_pairs_each_augmentation_with_none_and_the_best_classic_by_seed():
     test = dataclasses.replace(TINY, split="test")
-    augmented = dataclasses.replace(test, augmentation="affine")
-    results = [result(dataclasses.replace(test, seed=s), e) for s, e in [(0, 5.0), (1, 6.0), (2, 7.0)]]
-    results += [result(dataclasses.replace(augmented, seed=s), e) for s, e in [(0, 4.0), (1, 6.5), (2, 6.0)]]
+    runs = {"none": [5.0, 6.0, 7.0], "affine": [4.0, 6.5, 6.0], "trivialaugment": [1.0, 1.0, 1.0],
+            "exemplar": [3.0, 5.0, 6.5]}
+    results = [result(dataclasses.replace(test, augmentation=name, seed=seed), error)
+               for name, errors in runs.items() for seed, error in enumerate(errors)]
+    # affine is the best classic on validation; trivialaugment's low test errors must not make it so
+    results += [result(dataclasses.replace(TINY, augmentation="affine"), 2.0),
+                result(dataclasses.replace(TINY, augmentation="trivialaugment"), 3.0)]
     rows = {row["augmentation"]: row for row in dropin.summarize(results)}
     assert rows["affine"]["mean"] == pytest.approx(5.5) and rows["none"]["std"] == pytest.approx(1.0)
-    assert rows["affine"]["paired_difference"] == pytest.approx((-1.0 + 0.5 - 1.0) / 3)
-    assert "| affine |" in dropin.markdown_table(list(rows.values()))
+    assert rows["affine"]["vs_none"]["mean"] == pytest.approx((-1.0 + 0.5 - 1.0) / 3)
+    assert rows["exemplar"]["best_classic"] == "affine"
+    assert rows["exemplar"]["vs_best_classic"]["mean"] == pytest.approx((-1.0 - 1.5 + 0.5) / 3)
+    assert rows["none"]["vs_none"] is None and rows["affine"]["vs_best_classic"] is None
+    assert "| exemplar |" in dropin.markdown_table(list(rows.values()))
 
 
 @pytest.mark.parametrize("field, value, message", [("augmentation", "cutout", "not one of"),
