@@ -191,15 +191,14 @@ def classic_transform(augmentation: str) -> Callable[[torch.Tensor], torch.Tenso
 def make_loader(spec: RunSpec, train: LabelledImages, batch_size: int, shuffle: torch.Generator,
                 generator: Any) -> DataLoader:
     """A DataLoader of (float images, labels) with the run's augmentation in its collate_fn."""
-    steps = [t for t in (classic_transform(spec.augmentation),) if t is not None]
+    classic = classic_transform(spec.augmentation)
     to_float = v2.ToDtype(torch.float32, scale=True)
-    per_image = v2.Compose([*steps, to_float]) if steps else None
+    per_image = to_float if classic is None else v2.Compose([classic, to_float])
     if "exemplar" in spec.augmentation:
         augment = ExemplarAugment(generator, p=spec.p, noise_scale=spec.noise_scale)
-        inner = ExemplarCollate(augment, append=spec.augmentation.endswith("append"), transform=per_image)
-        collate = inner if per_image is not None else _then(inner, to_float)
+        collate = ExemplarCollate(augment, append=spec.augmentation.endswith("append"), transform=per_image)
     else:
-        collate = _then(default_collate, per_image or to_float)
+        collate = _then(default_collate, per_image)
     return DataLoader(train, batch_size=batch_size, shuffle=True, generator=shuffle, collate_fn=collate)
 
 
@@ -358,7 +357,7 @@ def _loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Ru
         logits = model(images.flatten(0, 1))
         logits_real, logits_syn = logits.split(labels.shape[0])
         return mixed_loss(logits_real, logits_syn, labels, spec.lam, recipe.label_smoothing)
-    if mixup is not None and images.shape[0] % 2 == 0:
+    if mixup is not None and images.shape[0] % 2 == 0:  # timm's Mixup pairs images: an odd last batch goes plain
         images, soft = mixup(images, labels)
         return torch.sum(-soft * F.log_softmax(model(images), dim=-1), dim=-1).mean()
     return F.cross_entropy(model(images), labels, label_smoothing=recipe.label_smoothing)
