@@ -13,6 +13,8 @@ earlier steps; nothing is written into the repository.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 import re
 import shlex
@@ -90,6 +92,16 @@ def run(command: list[str], cwd: Path) -> None:
     assert done.returncode == 0, f"exit code {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 
+@functools.cache
+def benchmark_options(script: str, leading: tuple[str, ...]) -> set[str]:
+    """Every option that ``--help`` lists for a benchmark script (argparse or click, ``--x/--no-x`` pairs
+    included), after its ``leading`` words: a click subcommand's own help."""
+    shown = subprocess.run([sys.executable, str(REPO / script), *leading, "--help"], capture_output=True,
+                           text=True, timeout=TIMEOUT_S, cwd=REPO)
+    assert shown.returncode == 0, shown.stderr
+    return set(re.findall(r"--[a-z][\w-]*", shown.stdout))
+
+
 def check_recorded_command(line: str) -> None:
     """Check a recorded command without running it."""
     words = shlex.split(line, comments=True)
@@ -104,9 +116,10 @@ def check_recorded_command(line: str) -> None:
             context = click.Context(command, info_name=name, parent=context)
         command.make_context(context.info_name, args, parent=context.parent)  # raises click.UsageError
     elif words[0] == "python" and words[1].startswith("benchmarks/"):
-        script = (REPO / words[1]).read_text(encoding="utf-8")
+        leading = tuple(itertools.takewhile(lambda word: not word.startswith("-"), words[2:]))  # a subcommand, args
+        options = benchmark_options(words[1], leading)
         for flag in (word for word in words[2:] if word.startswith("--")):
-            assert f'"{flag}"' in script, f"{words[1]} has no option {flag}"
+            assert flag in options, f"{words[1]} has no option {flag}"
     else:
         assert words[0] in ("cp", "mkdir"), f"not an exaug, benchmark or file command: {line!r}"
 
