@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import click
 
+from exaug import data
 from exaug.atomic import atomic_path, atomic_write_text
 from exaug.classifiers import ClassifierConfig, fit_classifier
 from exaug.classifiers.config import TRAINING_DTYPES
@@ -102,7 +103,7 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
     apply_threads(threads)
     _check_recipe(generator, recipe)
     lam = PAPER_LAMBDA.get(dataset, 0.4) if lam is None else lam
-    scored_on = split if dataset in PAPER_LAMBDA else "val"  # runs keep --split in their identity, as before
+    scored_on = split if dataset in data.DATASETS else "val"  # runs keep --split in their identity, as before
     train, test = _splits(dataset, split, root, generator)
     seed_range = range(first_seed, first_seed + seeds)
     results = []
@@ -209,10 +210,10 @@ def _splits(dataset: str, split: str, root: Path | None, generator: str) -> tupl
 
     Folder images are converted to the generator's channel count, when there is a generator.
     """
-    if split == "test" and dataset in PAPER_LAMBDA:
+    if split == "test" and dataset in data.DATASETS:
         return open_dataset(dataset, "trainval", root), open_dataset(dataset, "test", root)
     channels = None
-    if generator != "none" and dataset not in PAPER_LAMBDA:
+    if generator != "none" and dataset not in data.DATASETS:
         from exaug.bundle import read_bundle_config
 
         channels = read_bundle_config(generator)["model"]["input_shape"][0]

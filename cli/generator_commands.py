@@ -9,6 +9,7 @@ import click
 import torch
 from click.core import ParameterSource
 
+from exaug import data
 from exaug.config import EXEMPLAR_SEARCHES, PRIORS, ModelConfig, TrainConfig
 from exaug.sampling import SAMPLE_MODES
 from exaug.train import RunProgress, fit_generator, run_progress
@@ -143,9 +144,9 @@ def evaluate_command(generator_dir: Path, dataset: str | None, num_samples: int,
         raise click.UsageError("the bundle does not record its dataset; pass --dataset")
     dataset = dataset_choice(dataset)
     channels = model.config.input_shape[0]
-    test_images, test_labels = stack_dataset(open_dataset(dataset, "test" if dataset in ("mnist", "fashion-mnist") else "val", root, channels))
+    test_images, test_labels = stack_dataset(open_dataset(dataset, "test" if dataset in data.DATASETS else "val", root, channels))
     val_images, val_labels = (None, None)
-    if dataset in ("mnist", "fashion-mnist"):
+    if dataset in data.DATASETS:
         val_images, val_labels = stack_dataset(open_dataset(dataset, "val", root))
     results = evaluate_generator(model, test_images, test_labels, val_images, val_labels,
                                  num_samples=num_samples, subset=subset, progress=progress)
@@ -214,7 +215,7 @@ def sample_command(generator_dir: Path, mode: str, count: int | None, per_row: i
 @click.option("--images/--no-images", default=True, show_default=True,
               help="Keep the exemplar images; without them the bundle is small enough to ship in a package, and "
                    "loading re-attaches them from the training split when it is at hand.")
-@click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default=None,
+@click.option("--dataset", type=click.Choice(data.DATASETS), default=None,
               help="Record the training dataset, for bundles whose training run did not.")
 @root_option
 def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | None, root: Path | None) -> None:
