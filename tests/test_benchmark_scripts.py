@@ -1,0 +1,36 @@
+"""The small benchmark scripts beside the drop-in grid: their measuring code runs and measures what it says."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pixel_statistics_count_grey_and_saturated_pixels():
+    twin_sharpness = load("twin_sharpness")
+    images = torch.tensor([0, 51, 128, 230, 255, 255, 0, 0], dtype=torch.uint8).view(2, 1, 2, 2)
+    stats = twin_sharpness.pixel_statistics(images)
+    assert stats["grey_pixels_percent"] == 25.0  # 51 and 128 are strictly between 0.1 and 0.9
+    assert stats["saturated_pixels_percent"] == 37.5  # 230, 255, 255
+    assert abs(stats["mean_intensity"] - (51 + 128 + 230 + 255 + 255) / 255 / 8) < 1e-6
+
+
+def test_the_stock_cnn_case_trains_one_epoch_with_the_transform_on_pil_images():
+    from exaug.data import default_root, fetch
+
+    stock_cnn = load("stock_cnn")
+    torch.set_num_threads(1)
+    error = stock_cnn.train_and_score(seed=0, p=0.5, epochs=1, dropout=False, normalize=True, test=False,
+                                      root=fetch("mnist", default_root()))
+    assert 0.0 < error < 20.0  # one epoch on 10K images learns MNIST far past chance (90 %)
