@@ -11,10 +11,9 @@ from click.core import ParameterSource
 
 from exaug import data
 from exaug.config import EXEMPLAR_SEARCHES, PRIORS, ModelConfig, TrainConfig
+from exaug.device import apply_threads
 from exaug.sampling import SAMPLE_MODES
 from exaug.train import RunProgress, fit_generator, run_progress
-
-from exaug.device import apply_threads
 
 from .options import dataset_choice, generator_option, open_dataset, root_option, threads_option, user_errors
 
@@ -109,10 +108,9 @@ def _resume_message(out: Path, so_far: RunProgress, epochs: int) -> str:
 
 def _load_generator(path: Path, device: str, root: Path | None = None):
     from exaug.bundle import load_generator
-    from exaug.device import resolve_device
 
-    with user_errors():
-        return load_generator(path, device=resolve_device(device), data_root=root)
+    with user_errors():  # load_generator refuses a bad bundle or device name with a ValueError
+        return load_generator(path, device=device, data_root=root)
 
 
 @click.command("evaluate")

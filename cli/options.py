@@ -17,6 +17,8 @@ root_option = click.option(
     "--root", type=click.Path(file_okay=False, path_type=Path), envvar="EXAUG_DATA", default=None,
     help="Data root (env EXAUG_DATA; default ~/.cache/exaug/data).",
 )
+
+
 def generator_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--generator NAME|DIR``, passed on as ``generator_dir``: a bundled name or a bundle directory."""
     return click.option("--generator", "generator_dir", type=click.Path(path_type=Path), metavar="NAME|DIR",
