@@ -81,6 +81,15 @@ def test_the_test_plan_runs_each_pick_for_every_seed_on_the_test_set():
     assert [(spec.split, spec.seed) for spec in plan] == [("test", 0), ("test", 1), ("test", 2)]
 
 
+def test_the_headline_test_plan_keeps_none_the_drop_in_and_the_best_classic_and_generator_picks():
+    errors = {"none": 9.0, "affine": 5.0, "trivialaugment": 4.0, "mixup-cutmix": 6.0, "exemplar": 8.0,
+              "exemplar-append": 7.0, "mixed": 3.0, "affine+exemplar": 2.0}
+    results = [result(dataclasses.replace(TINY, augmentation=name), error) for name, error in errors.items()]
+    plan = dropin.test_plan(results, seeds=(0, 1, 2), scope="headline")
+    assert sorted({spec.augmentation for spec in plan}) == ["affine+exemplar", "exemplar", "none", "trivialaugment"]
+    assert len(plan) == 12 and {spec.split for spec in plan} == {"test"}
+
+
 def test_the_summary_pairs_each_augmentation_with_none_and_the_best_classic_by_seed():
     test = dataclasses.replace(TINY, split="test")
     runs = {"none": [5.0, 6.0, 7.0], "affine": [4.0, 6.5, 6.0], "trivialaugment": [1.0, 1.0, 1.0],
