@@ -266,7 +266,7 @@ def run(spec: RunSpec, out: Path, root: str | None = None, log: Callable[[str], 
     model = build_model(spec.model)
     generator = None
     if spec.uses_generator:
-        from exaug.bundle import load_generator
+        from exaug.pretrained import load_generator
 
         generator = load_generator(spec.dataset if spec.generator == "bundled" else subset_generator_dir(spec))
     shuffle = torch.Generator().manual_seed(spec.seed)

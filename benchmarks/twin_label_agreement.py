@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from exaug.bundle import load_generator, read_bundle_config, trained_dataset
+from exaug.bundle import read_bundle_config, trained_dataset
+from exaug.pretrained import load_generator
 from exaug.checkpoint import IDENTITY_KEY
 from exaug.classifiers import create_classifier
 from exaug.classifiers.train import CHECKPOINT_FILE

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from exaug.mixed import check_lam
 from exaug.twins import check_noise_scale
 
 # SGD on fp16/bf16 weights would need loss scaling or master weights, which this recipe does not have.
@@ -37,8 +38,9 @@ class ClassifierConfig:
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
-        if not 0.0 <= self.lam <= 1.0:
-            raise ValueError(f"lam={self.lam} is the weight on real data and must lie in [0, 1]")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden={self.hidden} must list at least one positive layer width, e.g. (1024, 1024)")
+        self.lam = check_lam(self.lam)
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing={self.label_smoothing} must lie in [0, 1)")
         for name in ("epochs", "batch_size"):

@@ -11,26 +11,26 @@ import hashlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Iterable
 
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from exaug.atomic import atomic_write_text
-from exaug.checkpoint import load_checkpoint, restore_random_stream, save_checkpoint
+from exaug.checkpoint import load_checkpoint, restore_random_stream
+from exaug.data import dataset_labels, describe_labels
 from exaug.device import resolve_device
+from exaug.epochs import CHECKPOINT_FILE, EpochCallback, EpochLog, EpochTrainer
 from exaug.mixed import MixedBatchLoader, mixed_loss
-from exaug.run_lock import run_directory_lock
-from exaug.vae import ExemplarVAE
+from exaug.models import ExemplarVAE
 
 from .config import ClassifierConfig
 from .factory import create_classifier
+from .inputs import check_evaluation_set, describe_task
 
-CHECKPOINT_FILE = "checkpoint.pt"
 RESULT_FILE = "result.json"
 # Recipe fields newer than some checkpoints, with the value those checkpoints were trained under.
 SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"config": {"noise_scale": 1.0, "dtype": "float32"}}
@@ -40,7 +40,8 @@ EXECUTION_SETTINGS = ("workers", "device")
 
 def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | None = None,
                    generator: ExemplarVAE | str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-                   progress: bool = True, log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                   progress: bool = True, log: EpochLog | None = None,
+                   callbacks: Iterable[EpochCallback] = ()) -> dict[str, Any]:
     """Train a classifier on ``train`` and report its error on ``test`` after every epoch.
 
     Args:
@@ -56,92 +57,112 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
             While training, another run into the same directory is refused (:class:`exaug.run_lock.RunDirectoryBusy`).
         progress: show progress bars on stderr.
         log: called with each epoch's record (default: print it as a JSON line).
+        callbacks: each called with the trainer (its ``model``, ``epoch``) and each epoch's record once that
+            epoch's checkpoint is on disk; an exception raised in one stops the run there, and the same call
+            later resumes it.
 
     Returns:
         ``{"test_error": final-epoch error in %, "history": [...], "config": ..., ...}``
     """
     config = config or ClassifierConfig()
     # Bad data or a misnamed generator is refused before the output folder is made or locked.
-    train_labels = _labels(train)
-    task = _describe(train, train_labels)
-    _check_evaluation_set(test, task[0])
+    train_labels = dataset_labels(train)
+    task = describe_task(train, train_labels)
+    check_evaluation_set(test, task[0])
     identity = {"config": {key: value for key, value in config.to_dict().items() if key not in EXECUTION_SETTINGS},
                 "generator": _describe_generator(generator), "train_size": len(train),
-                "data": {"train": _describe_labels(train_labels), "test": _describe_labels(_labels(test))}}
-    if out is None:
-        return _fit(train, test, config, generator, identity, task, None, progress, log)
-    with run_directory_lock(out):
-        return _fit(train, test, config, generator, identity, task, Path(out), progress, log)
+                "data": {"train": describe_labels(train_labels), "test": describe_labels(dataset_labels(test))}}
+    trainer = ClassifierTrainer(train, test, config, generator, identity, task, None if out is None else Path(out))
+    trainer.fit(progress=progress, log=log, callbacks=callbacks)
+    return trainer.result()
 
 
-def _fit(train: Dataset, test: Dataset, config: ClassifierConfig, generator: ExemplarVAE | str | os.PathLike | None,
-         identity: dict[str, Any], task: tuple[tuple[int, ...], int], out: Path | None, progress: bool,
-         log: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
-    device = resolve_device(config.device)
-    input_shape, num_classes = task
-    torch.manual_seed(config.seed)
-    model = create_classifier(config.model, input_shape, num_classes, config.hidden).to(device, config.torch_dtype)
-    # The sampler owns the shuffling stream (saved in checkpoints); worker seeds come from a second
-    # stream, so starting workers again after a resume cannot shift the order of batches.
-    shuffle = torch.Generator().manual_seed(config.seed)
-    worker_seeds = torch.Generator().manual_seed(config.seed + 1)
-    loader = DataLoader(train, batch_size=config.batch_size, sampler=RandomSampler(train, generator=shuffle),
-                        num_workers=config.workers, generator=worker_seeds,
-                        persistent_workers=config.workers > 0, pin_memory=device.type == "cuda")
-    mixed = None
-    if generator is not None:
-        mixed = MixedBatchLoader(loader, generator, device=device, seed=config.seed, noise_scale=config.noise_scale)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum)
-    total_steps = config.epochs * len(loader)
-    schedule = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=config.final_lr_factor,
-                                                 total_iters=total_steps)
-    history: list[dict[str, Any]] = []
-    first_epoch = 1
-    if out is not None and (out / CHECKPOINT_FILE).exists():
+class ClassifierTrainer(EpochTrainer):
+    """One classifier run: the model, SGD with its linear decay, the shuffling and twin-noise streams, the history."""
+
+    def __init__(self, train: Dataset, test: Dataset, config: ClassifierConfig,
+                 generator: ExemplarVAE | str | os.PathLike | None, identity: dict[str, Any],
+                 task: tuple[tuple[int, ...], int], out: Path | None) -> None:
+        super().__init__(out, config.epochs)
+        self.config, self.generator_source, self._identity = config, generator, identity
+        self.train_size, self.test_size = len(train), len(test)
+        self.device = device = resolve_device(config.device)
+        input_shape, num_classes = task
+        torch.manual_seed(config.seed)
+        self.model = create_classifier(config.model, input_shape, num_classes, config.hidden).to(device, config.torch_dtype)
+        # The sampler owns the shuffling stream (saved in checkpoints); worker seeds come from a second
+        # stream, so starting workers again after a resume cannot shift the order of batches.
+        self.shuffle = torch.Generator().manual_seed(config.seed)
+        self.worker_seeds = torch.Generator().manual_seed(config.seed + 1)
+        self.loader = DataLoader(train, batch_size=config.batch_size,
+                                 sampler=RandomSampler(train, generator=self.shuffle), num_workers=config.workers,
+                                 generator=self.worker_seeds, persistent_workers=config.workers > 0,
+                                 pin_memory=device.type == "cuda")
+        self.mixed = None
+        if generator is not None:
+            self.mixed = MixedBatchLoader(self.loader, generator, device=device, seed=config.seed,
+                                          noise_scale=config.noise_scale)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.learning_rate, momentum=config.momentum)
+        self.schedule = torch.optim.lr_scheduler.LinearLR(self.optimizer, start_factor=1.0,
+                                                          end_factor=config.final_lr_factor,
+                                                          total_iters=config.epochs * len(self.loader))
+        self.test_loader = DataLoader(test, batch_size=1000, shuffle=False)
+        self.history: list[dict[str, Any]] = []
+
+    def resume(self) -> None:
         # Checkpoints from before the data were recorded are taken to hold the data given now.
-        older_checkpoints = {**SETTINGS_ADDED_SINCE_FIRST_RELEASE, "data": identity["data"]}
-        state = load_checkpoint(out / CHECKPOINT_FILE, identity, added_settings=older_checkpoints)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        shuffle.set_state(state["shuffle"])
+        older_checkpoints = {**SETTINGS_ADDED_SINCE_FIRST_RELEASE, "data": self._identity["data"]}
+        state = load_checkpoint(self.checkpoint_path, self._identity, added_settings=older_checkpoints)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.shuffle.set_state(state["shuffle"])
         torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:  # dropout etc. in timm models on the GPU
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:  # dropout etc. in timm models on the GPU
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        if mixed is not None:  # the twins' noise stream lives on the training device
-            restore_random_stream(mixed.random, state["mixed_rng"], state.get("mixed_rng_device"), out)
-        history, first_epoch = state["history"], state["epoch"] + 1
-        _skip_worker_seeds(worker_seeds, first_epoch - 1)
-    log = log or (lambda record: tqdm.write(json.dumps(record), file=sys.stdout))
-    test_loader = DataLoader(test, batch_size=1000, shuffle=False)
-    for epoch in tqdm(range(first_epoch, config.epochs + 1), desc="epochs", disable=not progress,
-                      initial=first_epoch - 1, total=config.epochs, file=sys.stderr):
-        started = time.perf_counter()
-        if mixed is not None:
-            mixed.set_epoch(epoch)
-        train_loss = _train_epoch(model, mixed or loader, optimizer, schedule, config, device, progress)
-        record = {"epoch": epoch, "train_loss": train_loss, "lr": schedule.get_last_lr()[0],
-                  "test_error": classification_error(model, test_loader, device),
-                  "seconds": round(time.perf_counter() - started, 3)}
-        history.append(record)
-        log(record)
-        if out is not None:
-            save_checkpoint(out / CHECKPOINT_FILE, identity, {
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+        if self.mixed is not None:  # the twins' noise stream lives on the training device
+            restore_random_stream(self.mixed.random, state["mixed_rng"], state.get("mixed_rng_device"), self.out)
+        self.history, self.epoch = state["history"], state["epoch"]
+        _skip_worker_seeds(self.worker_seeds, self.epoch)
+
+    def train_epoch(self, epoch: int, progress: bool) -> dict[str, Any]:
+        if self.mixed is not None:
+            self.mixed.set_epoch(epoch)
+        train_loss = _train_steps(self.model, self.mixed or self.loader, self.optimizer, self.schedule, self.config,
+                                  self.device, progress)
+        return {"train_loss": train_loss, "lr": self.schedule.get_last_lr()[0],
+                "test_error": classification_error(self.model, self.test_loader, self.device)}
+
+    def keep_record(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+
+    def identity(self) -> dict[str, Any]:
+        return self._identity
+
+    def state(self) -> dict[str, Any]:
+        mixed = self.mixed
+        return {"epoch": self.epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "shuffle": self.shuffle.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
                 "mixed_rng": None if mixed is None else mixed.random.get_state(),
-                "mixed_rng_device": None if mixed is None else mixed.random.device.type, "history": history})
-    result = {"test_error": history[-1]["test_error"], "epochs": config.epochs, "config": config.to_dict(),
-              "generator": None if generator is None else str(generator) if not isinstance(generator, ExemplarVAE)
-              else "in-memory", "generator_identity": identity["generator"], "train_size": len(train), "test_size": len(test),
-              "history": history}
-    if out is not None:
-        atomic_write_text(out / RESULT_FILE, json.dumps(result, indent=2) + "\n")
-    return result
+                "mixed_rng_device": None if mixed is None else mixed.random.device.type, "history": self.history}
+
+    def finish(self) -> None:
+        if self.out is not None:
+            atomic_write_text(self.out / RESULT_FILE, json.dumps(self.result(), indent=2) + "\n")
+
+    def result(self) -> dict[str, Any]:
+        """The run's report: the final epoch's test error, the recipe, the generator and the whole history."""
+        generator = self.generator_source
+        return {"test_error": self.history[-1]["test_error"], "epochs": self.config.epochs,
+                "config": self.config.to_dict(),
+                "generator": None if generator is None else str(generator) if not isinstance(generator, ExemplarVAE)
+                else "in-memory", "generator_identity": self._identity["generator"], "train_size": self.train_size,
+                "test_size": self.test_size, "history": self.history}
 
 
-def _train_epoch(model: torch.nn.Module, batches: Any, optimizer: torch.optim.Optimizer,
+def _train_steps(model: torch.nn.Module, batches: Any, optimizer: torch.optim.Optimizer,
                  schedule: torch.optim.lr_scheduler.LRScheduler, config: ClassifierConfig, device: torch.device,
                  progress: bool) -> float:
     model.train()
@@ -193,71 +214,6 @@ def _skip_worker_seeds(worker_seeds: torch.Generator, epochs: int) -> None:
     """
     for _ in range(epochs):
         torch.empty((), dtype=torch.int64).random_(generator=worker_seeds)
-
-
-def _describe(dataset: Dataset, labels: torch.Tensor) -> tuple[tuple[int, ...], int]:
-    """(C×H×W of one image, number of classes) of a labelled dataset whose labels are ``labels``."""
-    if len(dataset) == 0:
-        raise ValueError("the training set is empty")
-    return _image_shape(dataset[0][0], "training"), _class_count(dataset, labels)
-
-
-def _check_evaluation_set(dataset: Dataset, input_shape: tuple[int, ...]) -> None:
-    """Refuse an empty evaluation set, or one whose images are not shaped like the training images."""
-    if len(dataset) == 0:
-        raise ValueError("the test (evaluation) set is empty")
-    shape = _image_shape(dataset[0][0], "test")
-    if shape != input_shape:
-        raise ValueError(f"test images are {shape} but training images are {input_shape} (C×H×W); "
-                         "give both sets the same transforms")
-
-
-def _image_shape(image: Any, which: str) -> tuple[int, ...]:
-    """C×H×W of one dataset image, after checking it is the float tensor the classifier takes."""
-    if not isinstance(image, torch.Tensor) or image.ndim != 3 or not image.is_floating_point():
-        raise ValueError(f"{which} images must be float C×H×W tensors in [0, 1]; got {type(image).__name__} "
-                         f"{getattr(image, 'dtype', '')} {tuple(getattr(image, 'shape', ()))}: add v2.ToImage() "
-                         "and v2.ToDtype(torch.float32, scale=True)")
-    return tuple(image.shape)
-
-
-def _class_count(dataset: Dataset, labels: torch.Tensor) -> int:
-    """Number of classes: the dataset's class list when it has one, else the largest label + 1."""
-    while isinstance(dataset, Subset):  # e.g. a random_split of an ImageFolder: the classes are the whole folder's
-        dataset = dataset.dataset
-    classes = getattr(dataset, "classes", None)  # torchvision datasets, ImageFolder
-    if classes is not None:
-        return len(classes)
-    return int(labels.max()) + 1
-
-
-def _labels(dataset: Dataset) -> torch.Tensor:
-    """Every label of a labelled dataset, in order: from its label list when it has one, else by reading
-    each of its items once (slow: every image is loaded and transformed)."""
-    listed = _listed_labels(dataset)
-    if listed is not None:
-        return listed
-    return torch.as_tensor([dataset[i][1] for i in range(len(dataset))])
-
-
-def _listed_labels(dataset: Dataset) -> torch.Tensor | None:
-    """The labels of ``dataset`` from its label list, or None when it keeps none."""
-    if isinstance(dataset, Subset):
-        parent = _listed_labels(dataset.dataset)
-        return None if parent is None else parent[torch.as_tensor(dataset.indices, dtype=torch.int64)]
-    if isinstance(dataset, TensorDataset) and len(dataset.tensors) >= 2:
-        return dataset.tensors[1]
-    for name in ("labels", "targets"):  # exaug's ImageTensorDataset; torchvision datasets and ImageFolder
-        labels = getattr(dataset, name, None)
-        if labels is not None:
-            return torch.as_tensor(labels)
-    return None
-
-
-def _describe_labels(labels: torch.Tensor) -> dict[str, Any]:
-    """What identifies a data set to a resumed run: its size and the sha256 of its labels in order."""
-    values = labels.detach().to("cpu", torch.int64).contiguous().numpy()
-    return {"size": len(values), "labels_sha256": hashlib.sha256(values.tobytes()).hexdigest()}
 
 
 def _describe_generator(generator: ExemplarVAE | str | os.PathLike | None) -> Any:

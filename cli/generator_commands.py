@@ -107,7 +107,7 @@ def _resume_message(out: Path, so_far: RunProgress, epochs: int) -> str:
 
 
 def _load_generator(path: Path, device: str, root: Path | None = None):
-    from exaug.bundle import load_generator
+    from exaug.pretrained import load_generator
 
     with user_errors():  # load_generator refuses a bad bundle or device name with a ValueError
         return load_generator(path, device=device, data_root=root)
@@ -220,7 +220,7 @@ def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | 
     """Copy a generator bundle, optionally without its exemplar images."""
     import dataclasses
 
-    from exaug.bundle import CONFIG_FILE, read_bundle_config, save_bundle
+    from exaug.bundle import CONFIG_FILE, read_bundle_config, save_generator
 
     if (out / CONFIG_FILE).exists():
         raise click.ClickException(f"{out} already holds a bundle; choose another --out")
@@ -234,6 +234,6 @@ def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | 
     training = TrainConfig.from_dict(config["training"]) if config.get("training") else TrainConfig()
     if dataset is not None:
         training = dataclasses.replace(training, extra={**training.extra, "dataset": dataset})
-    save_bundle(model, out, training, config.get("data_checksum"), include_images=images)
+    save_generator(model, out, training, config.get("data_checksum"), include_images=images)
     size = sum(path.stat().st_size for path in out.iterdir()) / 2**20
     click.echo(f"wrote {out} ({size:.1f} MiB)")

@@ -1,17 +1,19 @@
 """exaug: Exemplar VAE generative data augmentation.
 
 The public API in one place; the modules behind it follow the data's path:
-data → vae/priors → train → bundle → evaluate → twins → augment/collate/mixed (→ exaug.classifiers, exaug.cli).
+data → models/priors → train → bundle → pretrained → evaluate → twins → augment/collate/mixed
+(→ exaug.classifiers, exaug.cli).
 """
 
 from .augment import ExemplarAugment
-from .bundle import BundleError
+from .bundle import BundleError, save_generator
 from .collate import ExemplarCollate
 from .config import ModelConfig, TrainConfig
 from .mixed import MixedBatch, MixedBatchLoader, mixed_loss
 from .run_lock import RunDirectoryBusy
 from .train import RunProgress, fit_generator, run_progress
-from .vae import ExemplarVAE
+from .models import ExemplarVAE
+from .pretrained import load_generator
 
 __all__ = [
     "BundleError",
@@ -25,7 +27,9 @@ __all__ = [
     "RunProgress",
     "TrainConfig",
     "fit_generator",
+    "load_generator",
     "mixed_loss",
     "run_progress",
+    "save_generator",
 ]
 __version__ = "0.1.0"

@@ -24,10 +24,10 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from .bundle import load_generator
+from .pretrained import load_generator
 from .images import check_images
 from .twins import check_noise_scale, twins_of
-from .vae import ExemplarVAE
+from .models import ExemplarVAE
 
 _PIL_MODES = {1: "L", 3: "RGB"}
 # The drop-in default, picked on validation in docs/dropin.md (the stock PyTorch MNIST CNN on 10K images,

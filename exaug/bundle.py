@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -26,8 +26,7 @@ from safetensors.torch import load as load_safetensors, save_file
 
 from .atomic import atomic_path, atomic_write_text
 from .config import ModelConfig, TrainConfig
-from .device import resolve_device
-from .vae import ExemplarVAE
+from .models import ExemplarVAE
 
 FORMAT_NAME = "exaug.exemplar-vae"
 FORMAT_VERSION = 1
@@ -36,11 +35,15 @@ MODEL_FILE = "model.safetensors"
 EXEMPLARS_FILE = "exemplars.safetensors"
 
 
+# Where a bundle saved without its exemplar images gets them: called with the bundle's config.json.
+ExemplarImageSource = Callable[[dict[str, Any]], "torch.Tensor | None"]
+
+
 class BundleError(ValueError):
     """A bundle directory that cannot be loaded; the message names the file and the problem."""
 
 
-def save_bundle(model: ExemplarVAE, directory: str | os.PathLike, train_config: TrainConfig | None = None,
+def save_generator(model: ExemplarVAE, directory: str | os.PathLike, train_config: TrainConfig | None = None,
                 data_checksum: str | None = None, include_images: bool = True) -> Path:
     """Write ``model`` (weights and exemplar set) as a bundle directory and return its path.
 
@@ -82,10 +85,10 @@ def read_bundle_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
     """The parsed and checked ``config.json`` of a bundle directory or a bundled generator name."""
     directory = resolve_bundle(path_or_name)
     if not directory.is_dir():
-        raise BundleError(f"{directory} is not a directory; a bundle is a folder written by save_pretrained")
+        raise BundleError(f"{directory} is not a directory; a bundle is a folder written by exaug.save_generator or fit_generator")
     path = directory / CONFIG_FILE
     if not path.is_file():
-        raise BundleError(f"{path} is missing; is {directory} a bundle written by save_pretrained?")
+        raise BundleError(f"{path} is missing; is {directory} a bundle written by exaug.save_generator or fit_generator?")
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -125,26 +128,16 @@ def resolve_bundle(path_or_name: str | os.PathLike) -> Path:
     directory = Path(path_or_name)
     if not directory.exists():
         raise BundleError(
-            f"{directory} does not exist; pass a bundle directory written by save_pretrained "
+            f"{directory} does not exist; pass a bundle directory written by exaug.save_generator or fit_generator "
             f"or one of the bundled names {PRETRAINED_NAMES}"
         )
     return directory
 
 
-def load_generator(path_or_name: str | os.PathLike, device: str | torch.device = "cpu",
-                   data_root: str | os.PathLike | None = None) -> ExemplarVAE:
-    """Load a generator from a bundle directory or a bundled name.
-
-    ``data_root`` is where a bundle saved without its exemplar images finds its training split to re-attach
-    them (default: ``exaug.data.default_root()``, i.e. ``EXAUG_DATA`` or ``~/.cache/exaug/data``).
-    """
-    return load_bundle(resolve_bundle(path_or_name), device=resolve_device(device), data_root=data_root)
-
-
 def load_weights(path_or_name: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The network and prior weights of a bundle (or bundled name), checked against its config.json.
 
-    Cheaper than :func:`load_generator` when only the weights are wanted (a warm start):
+    Cheaper than :func:`exaug.load_generator` when only the weights are wanted (a warm start):
     the exemplar set is neither read nor re-attached from the training split.
     """
     directory = resolve_bundle(path_or_name)
@@ -156,9 +149,11 @@ def _read_weights(directory: Path, config: dict[str, Any]) -> dict[str, torch.Te
 
 
 def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu",
-                data_root: str | os.PathLike | None = None) -> ExemplarVAE:
-    """Rebuild the ExemplarVAE saved in ``directory``, checking every file on the way (``data_root``: as in
-    :func:`load_generator`)."""
+                exemplar_images: ExemplarImageSource | None = None) -> ExemplarVAE:
+    """Rebuild the ExemplarVAE saved in ``directory``, checking every file on the way.
+
+    A bundle saved without its exemplar images asks ``exemplar_images`` for them with its config; without
+    a source, or when the source returns None, the generator keeps means and labels only."""
     directory = Path(directory)
     config = read_bundle_config(directory)
     try:
@@ -176,25 +171,10 @@ def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu"
         raise BundleError(f"{directory / MODEL_FILE} does not match the architecture in config.json: {', '.join(problems)}")
     _check_exemplars(exemplars, model_config, int(config["exemplar_count"]), directory / EXEMPLARS_FILE)
     images = exemplars.get("images")
-    if images is None:
-        images = _images_from_training_split(config, data_root)
+    if images is None and exemplar_images is not None:
+        images = exemplar_images(config)
     model.set_exemplars(images, exemplars.get("labels"), means=exemplars["means"])
     return model.to(device).eval()
-
-
-def _images_from_training_split(config: dict[str, Any], data_root: str | os.PathLike | None) -> torch.Tensor | None:
-    """The exemplar images of a bundle saved without them, when its training split is at hand under ``data_root``
-    and matches."""
-    from . import data
-
-    dataset = trained_dataset(config)
-    if dataset not in data.DATASETS or config.get("data_checksum") is None:
-        return None
-    try:
-        split = data.load_split(dataset, "train", data_root, fetch_missing=False)
-    except FileNotFoundError:
-        return None
-    return split.images if data.data_checksum(split) == config["data_checksum"] else None
 
 
 def _check_exemplars(exemplars: dict[str, torch.Tensor], config: ModelConfig, count: int, path: Path) -> None:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .images import as_unit_float
 from .latent_cache import LatentCache
-from .vae import ExemplarVAE
+from .models import ExemplarVAE
 
 EVAL_SEED = 0
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -90,7 +90,7 @@ def evaluate_generator(model: ExemplarVAE, test_images: torch.Tensor, test_label
     """All metrics of the module for a trained generator; the exemplar set is the training data.
 
     Args:
-        model: a generator with its exemplar set (as loaded by ``from_pretrained``).
+        model: a generator with its exemplar set (as loaded by ``exaug.load_generator``).
         test_images: grey test images in [0, 1] or uint8; binarised once here.
         test_labels: labels for the kNN error (skipped when None or the model has no labels).
         val_images, val_labels: when given, k is chosen on them and the test error reported at that k.
@@ -98,7 +98,7 @@ def evaluate_generator(model: ExemplarVAE, test_images: torch.Tensor, test_label
         subset: IWAE runs on the first ``subset`` test images (None: all).
     """
     if model.exemplar_means is None or model.exemplar_means.shape[0] == 0:
-        raise ValueError("the model has no exemplar set; load it with ExemplarVAE.from_pretrained")
+        raise ValueError("the model has no exemplar set; load it with exaug.load_generator")
     model.eval()
     binary_test = binarize_once(test_images)
     results: dict[str, Any] = {"test_images": int(binary_test.shape[0])}

@@ -21,7 +21,7 @@ import torch
 from .config import TrainConfig
 from .latent_cache import LatentCache
 from .priors import ExemplarPrior, isotropic_mixture_log_prob
-from .vae import Encoder
+from .models.vae import Encoder
 
 
 class LeaveOneOutExemplarPrior:

@@ -17,11 +17,11 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from .bundle import load_generator
+from .pretrained import load_generator
 from .device import resolve_device
 from .images import as_uint8, as_unit_float, check_images
 from .twins import check_noise_scale, twins_around
-from .vae import ExemplarVAE
+from .models import ExemplarVAE
 
 
 class MixedBatch(NamedTuple):
@@ -38,6 +38,13 @@ class MixedBatch(NamedTuple):
     target: torch.Tensor
 
 
+def check_lam(lam: float) -> float:
+    """λ of eq. 16, the weight on the real images, checked to lie in [0, 1]."""
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam={lam} is the weight on real data and must lie in [0, 1]")
+    return lam
+
+
 def mixed_loss(logits_real: torch.Tensor, logits_syn: torch.Tensor, target: torch.Tensor, lam: float,
                label_smoothing: float = 0.1) -> torch.Tensor:
     """Eq. 16: ``lam`` · CE on real images + (1 − ``lam``) · CE on their synthetic twins (batch means).
@@ -46,8 +53,7 @@ def mixed_loss(logits_real: torch.Tensor, logits_syn: torch.Tensor, target: torc
         lam: weight on the real data, in [0, 1] (the paper uses 0.4 on MNIST, 0.8 on Fashion-MNIST).
         label_smoothing: as in :func:`torch.nn.functional.cross_entropy`.
     """
-    if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lam={lam} is the weight on real data and must lie in [0, 1]")
+    lam = check_lam(lam)
     real = F.cross_entropy(logits_real, target, label_smoothing=label_smoothing)
     synthetic = F.cross_entropy(logits_syn, target, label_smoothing=label_smoothing)
     return lam * real + (1.0 - lam) * synthetic

@@ -200,7 +200,7 @@ class ExemplarPrior(nn.Module):
         if self.means.shape[0] == 0:
             raise RuntimeError(
                 "the exemplar prior has no exemplars yet; call ExemplarVAE.set_exemplars(images) "
-                "or load a bundle with ExemplarVAE.from_pretrained(dir)"
+                "or load a bundle with exaug.load_generator(dir)"
             )
         return self.means
 

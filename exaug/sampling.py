@@ -6,7 +6,7 @@ import torch
 from torchvision.utils import make_grid
 
 from .images import as_unit_float
-from .vae import ExemplarVAE
+from .models import ExemplarVAE
 
 SAMPLE_MODES = ("random", "exemplars", "cyclic")
 

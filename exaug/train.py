@@ -17,30 +17,28 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Iterable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
-from .checkpoint import IDENTITY_KEY, load_checkpoint, read_checkpoint, restore_random_stream, save_checkpoint
-from .bundle import load_weights, save_bundle
+from .checkpoint import IDENTITY_KEY, load_checkpoint, read_checkpoint, restore_random_stream
+from .bundle import load_weights, save_generator
 from .config import ModelConfig, TrainConfig
 from .data import ImageTensorDataset, data_checksum
 from .device import resolve_device
+from .epochs import CHECKPOINT_FILE, EpochCallback, EpochLog, EpochTrainer
 from .evaluate import binarize_once, elbo_parts
 from .exemplar_objective import LeaveOneOutExemplarPrior
 from .latent_cache import LatentCache
 from .optim import NormalizedAdam
 from .priors import ExemplarPrior, log_normal_diag
-from .run_lock import run_directory_lock
 from .images import as_uint8
-from .vae import ExemplarVAE, reparameterize
+from .models import ExemplarVAE, reparameterize
 
-CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "train_log.jsonl"
 # Recipe fields newer than some checkpoints, with the value those checkpoints were trained under.
 SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"train_config": {"init_from": None, "init_sha256": None}}
@@ -98,7 +96,8 @@ def fit_generator(
     out: str | os.PathLike = "runs/generator",
     model_config: ModelConfig | None = None,
     progress: bool = True,
-    log: Callable[[dict[str, Any]], None] | None = None,
+    log: EpochLog | None = None,
+    callbacks: Iterable[EpochCallback] = (),
 ) -> ExemplarVAE:
     """Train an ExemplarVAE on ``train`` and write it to the bundle directory ``out``.
 
@@ -115,6 +114,9 @@ def fit_generator(
         model_config: architecture; ``input_shape`` is always taken from the data.
         progress: show a progress bar on stderr.
         log: called with each epoch's record (default: print it as a JSON line on stdout).
+        callbacks: each called with the trainer (its ``model``, ``epoch``) and each epoch's record once that
+            epoch's checkpoint is on disk; an exception raised in one stops the run there, and the same call
+            later resumes it.
 
     Returns:
         The best model (by validation ELBO), in eval mode, with its exemplar set.
@@ -133,7 +135,8 @@ def fit_generator(
         if tuple(val_images.shape[1:]) != model_config.input_shape:
             raise ValueError(f"validation images are {tuple(val_images.shape[1:])} but training images are {model_config.input_shape}")
     trainer = GeneratorTrainer(train_images, train_labels, val_images, model_config, config, Path(out))
-    return trainer.run(progress=progress, log=log or _print_json_line)
+    trainer.fit(progress=progress, log=log, callbacks=callbacks)
+    return trainer.best_model()
 
 
 def _warm_start_settings(config: TrainConfig, model_config: ModelConfig | None,
@@ -198,18 +201,14 @@ def stopped_early(epoch: int, best_epoch: int, patience: int, has_validation: bo
     return has_validation and epoch - best_epoch >= patience
 
 
-def _print_json_line(record: dict[str, Any]) -> None:
-    tqdm.write(json.dumps(record), file=sys.stdout)
-
-
-class GeneratorTrainer:
+class GeneratorTrainer(EpochTrainer):
     """State of one training run: model, optimiser, random stream, cache, early-stopping book-keeping."""
 
     def __init__(self, train_images: torch.Tensor, train_labels: torch.Tensor | None, val_images: torch.Tensor | None,
                  model_config: ModelConfig, config: TrainConfig, out: Path) -> None:
+        super().__init__(out, config.epochs)
         self.config = config
         self.model_config = model_config
-        self.out = out
         self.device = resolve_device(config.device)
         self.train_u8 = as_uint8(train_images)
         self.train_labels = train_labels
@@ -227,40 +226,19 @@ class GeneratorTrainer:
             self.val_flat = binarize_once(self.model.flatten(val_images)).to(self.device)
         # Algorithm 1's latent cache, filled by one pass of the encoder; only the exemplar prior uses it.
         self.cache = LatentCache(self.model.encode_means(self.train_flat)) if self.uses_exemplar_prior else None
-        self.epoch = 0
         self.best_elbo = -math.inf
         self.best_epoch = 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_means: torch.Tensor | None = None
 
-    # ------------------------------------------------------------------ run
-    def run(self, progress: bool, log: Callable[[dict[str, Any]], None]) -> ExemplarVAE:
-        with run_directory_lock(self.out):
-            return self._run(progress, log)
+    # ------------------------------------------------------------------ one epoch
+    def train_epoch(self, epoch: int, progress: bool) -> dict[str, Any]:
+        train_record = self._train_epoch(epoch, self.prior_term(), progress)
+        self._refuse_divergence(epoch, "training loss", train_record["train_loss"])
+        return {**train_record, **self._end_of_epoch(epoch)}
 
-    def _run(self, progress: bool, log: Callable[[dict[str, Any]], None]) -> ExemplarVAE:
-        if (self.out / CHECKPOINT_FILE).exists():
-            self._resume()
-        else:
-            self._refuse_to_overwrite()
-        prior_term = self.prior_term()
-        epochs = tqdm(range(self.epoch + 1, self.config.epochs + 1), desc="epochs", disable=not progress,
-                      initial=self.epoch, total=self.config.epochs, file=sys.stderr)
-        for epoch in epochs:
-            if self._stopped_early():
-                break
-            started = time.perf_counter()
-            train_record = self._train_epoch(epoch, prior_term, progress)
-            self._refuse_divergence(epoch, "training loss", train_record["train_loss"])
-            record = {"epoch": epoch, **train_record, **self._end_of_epoch(epoch)}
-            record["seconds"] = round(time.perf_counter() - started, 3)
-            # The log line goes first: a kill before the checkpoint leaves a line that resuming drops and
-            # writes again, where the other order would lose the epoch's line for good.
-            self._append_log(record)
-            self._save_checkpoint()
-            log(record)
-            epochs.set_postfix(val_elbo=record.get("val_elbo"), best_epoch=self.best_epoch)
-        return self._best_model()
+    def progress_fields(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {"val_elbo": record.get("val_elbo"), "best_epoch": self.best_epoch}
 
     def _train_epoch(self, epoch: int, prior_term: LeaveOneOutExemplarPrior | None, progress: bool) -> dict[str, Any]:
         self.model.train()
@@ -314,8 +292,7 @@ class GeneratorTrainer:
             self.best_epoch = epoch
             self.best_state = copy.deepcopy(self.model.state_dict())
             self.best_means = means.clone()
-            save_bundle(self.model, self.out, self.config, self.data_checksum)
-        self.epoch = epoch
+            save_generator(self.model, self.out, self.config, self.data_checksum)
         record["best_epoch"] = self.best_epoch
         return record
 
@@ -338,16 +315,17 @@ class GeneratorTrainer:
         return LeaveOneOutExemplarPrior(self.model.prior, self.model.encoder, self.train_flat, self.cache,
                                         self.config, self.generator)
 
-    def _best_model(self) -> ExemplarVAE:
+    def best_model(self) -> ExemplarVAE:
+        """The model of the best epoch (by validation ELBO, else the last), in eval mode, with its exemplar set."""
         self.model.load_state_dict(self.best_state)
         self.model.set_exemplars(self.train_u8, self.train_labels, means=self.best_means)
         return self.model.eval()
 
-    def _stopped_early(self) -> bool:
+    def stopped(self) -> bool:
         return stopped_early(self.epoch, self.best_epoch, self.config.patience, has_validation=self.val_flat is not None)
 
     # ------------------------------------------------------- checkpointing
-    def _identity(self) -> dict[str, Any]:
+    def identity(self) -> dict[str, Any]:
         # Not part of what was trained: the epoch budget (a run that used up its budget can be extended
         # in place, and goes on exactly as a run asked for the larger budget would have), the name the
         # start weights were given under (their sha256 stays, so a copy of the bundle elsewhere will do),
@@ -366,8 +344,8 @@ class GeneratorTrainer:
                                             "(e.g. the start bundle restored, or a copy of it); to start from "
                                             f"{self.config.init_from!r} instead, pass another output directory"}
 
-    def _save_checkpoint(self) -> None:
-        state = {
+    def state(self) -> dict[str, Any]:
+        return {
             "epoch": self.epoch,
             "epoch_budget": self.config.epochs,
             "model": self.model.state_dict(),
@@ -380,10 +358,9 @@ class GeneratorTrainer:
             "best_state": self.best_state,
             "best_means": self.best_means,
         }
-        save_checkpoint(self.out / CHECKPOINT_FILE, self._identity(), state)
 
-    def _resume(self) -> None:
-        state = load_checkpoint(self.out / CHECKPOINT_FILE, self._identity(),
+    def resume(self) -> None:
+        state = load_checkpoint(self.checkpoint_path, self.identity(),
                                 added_settings=SETTINGS_ADDED_SINCE_FIRST_RELEASE, advice=self._resume_advice())
         if state["epoch"] > self.config.epochs:
             raise ValueError(f"{self.out} holds a run already trained {state['epoch']} epochs, more than "
@@ -401,9 +378,10 @@ class GeneratorTrainer:
         best = copy.deepcopy(self.model)
         best.load_state_dict(self.best_state)
         best.set_exemplars(self.train_u8, self.train_labels, means=self.best_means)
-        save_bundle(best, self.out, self.config, self.data_checksum)
+        save_generator(best, self.out, self.config, self.data_checksum)
 
-    def _refuse_to_overwrite(self) -> None:
+    def start(self) -> None:
+        """Refuse a folder that holds another run's files but no checkpoint, rather than overwrite them."""
         existing = [name for name in ("config.json", "model.safetensors", "exemplars.safetensors", LOG_FILE)
                     if (self.out / name).exists()]
         if existing:
@@ -412,7 +390,7 @@ class GeneratorTrainer:
                 "choose an empty output directory so nothing there is overwritten"
             )
 
-    def _append_log(self, record: dict[str, Any]) -> None:
+    def keep_record(self, record: dict[str, Any]) -> None:
         with open(self.out / LOG_FILE, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 

@@ -15,7 +15,7 @@ import math
 import torch
 
 from .images import as_unit_float, in_format_of
-from .vae import ExemplarVAE
+from .models import ExemplarVAE
 
 
 @torch.no_grad()

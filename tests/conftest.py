@@ -27,14 +27,14 @@ def tiny_data():
 @pytest.fixture(scope="session")
 def tiny_generator_dir(tmp_path_factory):
     """A small exemplar-prior generator for 1×16×16 images, saved as a bundle (untrained weights suffice)."""
-    from exaug import ExemplarVAE, ModelConfig
+    from exaug import ExemplarVAE, ModelConfig, save_generator
 
     torch.manual_seed(0)
     model = ExemplarVAE(ModelConfig(input_shape=(1, 16, 16), hidden_dim=32, latent_dim=4))
     images, labels = blob_images(64)
     model.set_exemplars(images, labels)
     directory = tmp_path_factory.mktemp("generator")
-    model.save_pretrained(directory)
+    save_generator(model, directory)
     return directory
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from exaug import BundleError, ExemplarVAE, ModelConfig
+from exaug import BundleError, ExemplarVAE, ModelConfig, load_generator, save_generator
 from exaug.bundle import CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE
 
 
@@ -14,7 +14,7 @@ def bundle(tmp_path):
     torch.manual_seed(0)
     model = ExemplarVAE(ModelConfig(input_shape=(1, 6, 6), hidden_dim=16, latent_dim=3)).eval()
     model.set_exemplars(torch.rand(10, 1, 6, 6), torch.arange(10) % 2)
-    model.save_pretrained(tmp_path)
+    save_generator(model, tmp_path)
     return model, tmp_path
 
 
@@ -24,8 +24,8 @@ def test_round_trip_gives_identical_outputs(tmp_path, prior):
     model = ExemplarVAE(ModelConfig(input_shape=(1, 6, 6), hidden_dim=16, latent_dim=3, prior=prior,
                                     num_pseudo_inputs=4)).eval()
     model.set_exemplars(torch.rand(10, 1, 6, 6), torch.arange(10) % 2)
-    model.save_pretrained(tmp_path)
-    loaded = ExemplarVAE.from_pretrained(tmp_path)
+    save_generator(model, tmp_path)
+    loaded = load_generator(tmp_path)
     images = torch.rand(4, 1, 6, 6)
     z = torch.randn(4, 3)
     torch.testing.assert_close(loaded.encode(images), model.encode(images), rtol=0, atol=0)
@@ -44,7 +44,7 @@ def test_a_bundle_needs_no_pickle(bundle):
 
 def test_a_missing_directory_is_named(tmp_path):
     with pytest.raises(BundleError, match="does not exist"):
-        ExemplarVAE.from_pretrained(tmp_path / "nowhere")
+        load_generator(tmp_path / "nowhere")
 
 
 @pytest.mark.parametrize("name", [CONFIG_FILE, MODEL_FILE, EXEMPLARS_FILE])
@@ -52,7 +52,7 @@ def test_a_missing_file_is_named(bundle, name):
     _, directory = bundle
     (directory / name).unlink()
     with pytest.raises(BundleError, match=name.replace(".", r"\.") + " is missing"):
-        ExemplarVAE.from_pretrained(directory)
+        load_generator(directory)
 
 
 @pytest.mark.parametrize("name", [MODEL_FILE, EXEMPLARS_FILE])
@@ -61,14 +61,14 @@ def test_a_truncated_weights_file_is_named(bundle, name):
     path = directory / name
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(BundleError, match=name.replace(".", r"\.") + ".*sha256"):
-        ExemplarVAE.from_pretrained(directory)
+        load_generator(directory)
 
 
 def test_a_corrupt_config_is_named(bundle):
     _, directory = bundle
     (directory / CONFIG_FILE).write_text("{ not json")
     with pytest.raises(BundleError, match="config.json is not valid JSON"):
-        ExemplarVAE.from_pretrained(directory)
+        load_generator(directory)
 
 
 def test_a_newer_format_asks_for_an_upgrade(bundle):
@@ -77,7 +77,7 @@ def test_a_newer_format_asks_for_an_upgrade(bundle):
     config["format_version"] = 99
     (directory / CONFIG_FILE).write_text(json.dumps(config))
     with pytest.raises(BundleError, match="upgrade exaug"):
-        ExemplarVAE.from_pretrained(directory)
+        load_generator(directory)
 
 
 def test_weights_of_another_architecture_are_reported(bundle):
@@ -86,7 +86,7 @@ def test_weights_of_another_architecture_are_reported(bundle):
     config["model"]["prior"] = "vamp"
     (directory / CONFIG_FILE).write_text(json.dumps(config))
     with pytest.raises(BundleError, match="missing prior.pseudo_inputs"):
-        ExemplarVAE.from_pretrained(directory)
+        load_generator(directory)
 
 
 def test_exemplars_that_disagree_with_the_config_are_reported(bundle):
@@ -95,20 +95,20 @@ def test_exemplars_that_disagree_with_the_config_are_reported(bundle):
     config["exemplar_count"] = 11
     (directory / CONFIG_FILE).write_text(json.dumps(config))
     with pytest.raises(BundleError, match=r"exemplars\.safetensors: 'means' is \(10, 3\)"):
-        ExemplarVAE.from_pretrained(directory)
+        load_generator(directory)
 
 
 def test_saving_without_exemplars_says_what_to_do(tmp_path):
     model = ExemplarVAE(ModelConfig(input_shape=(1, 4, 4), hidden_dim=8, latent_dim=2))
     with pytest.raises(ValueError, match="set_exemplars"):
-        model.save_pretrained(tmp_path)
+        save_generator(model, tmp_path)
 
 
 def test_a_bundle_saved_without_images_keeps_means_and_labels(bundle, tmp_path):
     model, _ = bundle
     slim_dir = tmp_path / "slim"
-    model.save_pretrained(slim_dir, include_images=False)
-    loaded = ExemplarVAE.from_pretrained(slim_dir)
+    save_generator(model, slim_dir, include_images=False)
+    loaded = load_generator(slim_dir)
     assert loaded.exemplar_images is None
     torch.testing.assert_close(loaded.exemplar_means, model.exemplar_means)
     assert torch.equal(loaded.exemplar_labels, model.exemplar_labels)
@@ -116,7 +116,7 @@ def test_a_bundle_saved_without_images_keeps_means_and_labels(bundle, tmp_path):
 
 def test_an_unknown_name_lists_the_bundled_generators():
     with pytest.raises(BundleError, match="bundled names"):
-        ExemplarVAE.from_pretrained("cifar10")
+        load_generator("cifar10")
 
 
 @pytest.mark.parametrize("device, message", [("bogus", "not a device name"), ("cuda:7", "no GPU")])
@@ -125,7 +125,7 @@ def test_a_bad_device_is_refused_with_the_names_that_work(tiny_generator_dir, de
 
     if device.startswith("cuda") and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    for load in (lambda: ExemplarVAE.from_pretrained(tiny_generator_dir, device=device),
+    for load in (lambda: load_generator(tiny_generator_dir, device=device),
                  lambda: ExemplarAugment.from_pretrained(tiny_generator_dir, device=device),
                  lambda: MixedBatchLoader([], tiny_generator_dir, device=device)):
         with pytest.raises(ValueError, match=message):

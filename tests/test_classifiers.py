@@ -9,8 +9,10 @@ from torch.utils.data import TensorDataset
 
 from conftest import blob_images, plant_foreign_random_stream
 from exaug.classifiers import ClassifierConfig, PermutationInvariantMLP, create_classifier, fit_classifier
-from exaug.bundle import load_generator
-from exaug.classifiers.train import CHECKPOINT_FILE, _describe, _labels
+from exaug import load_generator
+from exaug.classifiers.inputs import describe_task
+from exaug.classifiers.train import CHECKPOINT_FILE
+from exaug.data import dataset_labels
 from exaug.run_lock import RunDirectoryBusy, run_directory_lock
 
 
@@ -21,9 +23,9 @@ def blobs():
     return TensorDataset(train_images, train_labels), TensorDataset(test_images, test_labels)
 
 
-def die_logging_epoch_two(record):
-    """A log callback that kills the run as it logs epoch 2, before that epoch's checkpoint: it resumes from epoch 1."""
-    if record["epoch"] == 2:
+def killed_after_epoch_one(trainer, record):
+    """A callback that stops the process right after epoch 1 is checkpointed, as a kill would: it resumes at epoch 2."""
+    if record["epoch"] == 1:
         raise KeyboardInterrupt
 
 
@@ -110,7 +112,7 @@ def test_a_killed_run_resumes_to_the_same_result(blobs, tmp_path, tiny_generator
 
     with pytest.raises(KeyboardInterrupt):
         fit_classifier(train, test, config, generator=str(tiny_generator_dir), out=tmp_path / "b",
-                       progress=False, log=die_logging_epoch_two)
+                       progress=False, log=lambda r: None, callbacks=[killed_after_epoch_one])
     state = torch.load(tmp_path / "b" / CHECKPOINT_FILE, weights_only=True)
     assert state["epoch"] == 1
     resumed = fit_classifier(train, test, config, generator=str(tiny_generator_dir), out=tmp_path / "b",
@@ -193,7 +195,7 @@ def test_a_twin_noise_stream_from_another_device_kind_is_refused_clearly(blobs, 
                                                                          saved_on, message):
     with pytest.raises(KeyboardInterrupt):
         fit_classifier(*blobs, quick_config(epochs=2), generator=str(tiny_generator_dir), out=tmp_path,
-                       progress=False, log=die_logging_epoch_two)
+                       progress=False, log=lambda r: None, callbacks=[killed_after_epoch_one])
     plant_foreign_random_stream(tmp_path / CHECKPOINT_FILE, "mixed_rng", saved_on)
     before = (tmp_path / CHECKPOINT_FILE).read_bytes()
     with pytest.raises(ValueError, match=f"{message}.*--device"):
@@ -251,10 +253,9 @@ def test_a_resumed_run_does_not_replay_the_workers_random_draws_of_its_first_epo
 
     with pytest.raises(KeyboardInterrupt):
         fit_classifier(RandomImages(before), test, config, out=tmp_path / "run", progress=False,
-                       log=die_logging_epoch_two)
-    drawn = worker_draws(before)  # one worker, so in the order drawn
-    assert len(drawn) == 80
-    first_epoch = drawn[:40]
+                       log=lambda r: None, callbacks=[killed_after_epoch_one])
+    first_epoch = worker_draws(before)
+    assert len(first_epoch) == 40
     fit_classifier(RandomImages(after), test, config, out=tmp_path / "run", progress=False, log=lambda r: None)
     second_epoch = worker_draws(after)
     assert len(second_epoch) == 40
@@ -292,8 +293,8 @@ def test_the_classes_and_labels_of_a_split_folder_come_from_its_lists_not_its_im
             return torch.rand(1, 4, 4), self.targets[index]
 
     split = torch.utils.data.Subset(CountingFolder(), range(10, 40))
-    labels = _labels(split)
-    shape, classes = _describe(split, labels)
+    labels = dataset_labels(split)
+    shape, classes = describe_task(split, labels)
     assert (shape, classes) == ((1, 4, 4), 3)
     assert labels.tolist() == [index % 2 for index in range(10, 40)]
     assert CountingFolder.reads == 1

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import blob_images
-from exaug import ExemplarVAE
+from exaug import load_generator
 from exaug.cli.main import main
 
 
@@ -36,7 +36,7 @@ def test_fit_generator_prints_a_json_line_per_epoch_and_writes_a_bundle(fitted):
     out, result = fitted
     records = [json.loads(line) for line in result.output.splitlines() if line.startswith('{"epoch"')]
     assert [r["epoch"] for r in records] == [1, 2]
-    assert ExemplarVAE.from_pretrained(out).config.input_shape == (1, 16, 16)
+    assert load_generator(out).config.input_shape == (1, 16, 16)
 
 
 def test_fit_generator_init_from_continues_a_bundle_with_its_architecture(fitted, image_folder, tmp_path):
@@ -45,7 +45,7 @@ def test_fit_generator_init_from_continues_a_bundle_with_its_architecture(fitted
         "fit-generator", "--dataset", str(image_folder), "--channels", "1", "--epochs", "1", "--warmup-epochs", "0",
         "--init-from", str(bundle), "--no-progress", "--out", str(tmp_path / "longer")])
     assert result.exit_code == 0, result.output
-    assert ExemplarVAE.from_pretrained(tmp_path / "longer").config == ExemplarVAE.from_pretrained(bundle).config
+    assert load_generator(tmp_path / "longer").config == load_generator(bundle).config
 
 
 def test_fit_generator_init_from_refuses_an_architecture_the_bundle_does_not_have(fitted, image_folder, tmp_path):
@@ -219,12 +219,24 @@ def test_a_sweep_without_a_generator_is_refused(image_folder, tmp_path):
     assert result.exit_code == 2 and "needs a generator" in result.output
 
 
+def test_lambda_sweep_refuses_a_lambda_out_of_range_before_any_run(image_folder, tmp_path, tiny_generator_dir):
+    result = CliRunner().invoke(main, ["lambda-sweep", "--dataset", str(image_folder), "--generator",
+                                       str(tiny_generator_dir), "--lams", "0.2", "2", "--out", str(tmp_path / "sweep")])
+    assert result.exit_code == 1 and "lam=2.0 is the weight on real data" in result.output
+    assert not (tmp_path / "sweep").exists()
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--generator", "mnsit"], "mnsit"),
     (["--model", "no_such_net"], "timm.list_models"),
     (["--device", "tpu0"], "not a device name"),
     (["--noise-scale", "nan"], "noise_scale=nan"),
     (["--generator", "none", "--noise-scale", "0.5"], "--noise-scale shapes the synthetic twins"),
+    (["--lam", "1.5"], "lam=1.5 is the weight on real data"),
+    (["--lr", "0"], "learning_rate=0.0"),
+    (["--label-smoothing", "1"], "label_smoothing=1.0"),
+    (["--epochs", "0"], "epochs=0"),
+    (["--hidden", "0"], "hidden=(0,)"),
 ])
 def test_fit_classifier_refuses_misspelt_settings_before_training(image_folder, tmp_path, flags, message):
     result = CliRunner().invoke(main, ["fit-classifier", "--dataset", str(image_folder), *flags,
@@ -253,7 +265,7 @@ def test_data_subset_writes_a_balanced_mnist_folder_that_fit_generator_trains_on
         "fit-generator", "--dataset", str(out), "--channels", "1", "--epochs", "1", "--warmup-epochs", "1",
         "--hidden-dim", "32", "--latent-dim", "4", "--no-progress", "--out", str(tmp_path / "gen")])
     assert fitted.exit_code == 0, fitted.output
-    assert ExemplarVAE.from_pretrained(tmp_path / "gen").config.input_shape == (1, 28, 28)
+    assert load_generator(tmp_path / "gen").config.input_shape == (1, 28, 28)
 
 
 def test_data_subset_refuses_an_existing_folder_and_an_uneven_size_in_one_line(tmp_path):

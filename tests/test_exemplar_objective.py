@@ -8,7 +8,7 @@ import torch
 from exaug.config import ModelConfig, TrainConfig
 from exaug.exemplar_objective import LeaveOneOutExemplarPrior
 from exaug.latent_cache import LatentCache
-from exaug.vae import ExemplarVAE
+from exaug.models import ExemplarVAE
 
 N = 40
 

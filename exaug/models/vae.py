@@ -9,18 +9,16 @@ labels), so a saved bundle is self-contained.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import ModelConfig
-from .images import as_uint8, as_unit_float
+from ..config import ModelConfig
+from ..images import as_uint8, as_unit_float
+from ..priors import ExemplarPrior, VampPrior, build_prior, log_normal_diag
 from .layers import GatedDense, he_init_
-from .priors import ExemplarPrior, VampPrior, build_prior, log_normal_diag
 
 LOG_VAR_MIN, LOG_VAR_MAX = -6.0, 2.0  # hardtanh clamp on the posterior log-variance (VampPrior code)
 
@@ -75,7 +73,7 @@ class ExemplarVAE(nn.Module):
 
     Example::
 
-        vae = ExemplarVAE.from_pretrained("runs/mnist")   # a bundle directory
+        vae = exaug.load_generator("runs/mnist")          # a bundle directory or a bundled name
         images = vae.sample(16)                           # 16×1×28×28 Bernoulli means
         twins = vae.generate(real_images)                 # exemplar-conditioned samples
     """
@@ -242,23 +240,6 @@ class ExemplarVAE(nn.Module):
             slim = ExemplarVAE(self.config).to(device=self.device, dtype=self.dtype)
         slim.load_state_dict(self.state_dict())
         return slim.train(self.training)
-
-    # --------------------------------------------------------------- bundles
-    def save_pretrained(self, directory: str | os.PathLike, train_config: Any = None,
-                        data_checksum: str | None = None, include_images: bool = True) -> None:
-        """Write a bundle directory: config.json, model.safetensors, exemplars.safetensors."""
-        from .bundle import save_bundle
-
-        save_bundle(self, directory, train_config=train_config, data_checksum=data_checksum,
-                    include_images=include_images)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "ExemplarVAE":
-        """Load a bundle directory written by :meth:`save_pretrained`, or a bundled name ("mnist",
-        "fashion-mnist"); never unpickles."""
-        from .bundle import load_generator
-
-        return load_generator(directory, device=device)
 
 
 def reparameterize(mu: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
