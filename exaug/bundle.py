@@ -25,22 +25,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors, save_file
 
 from .atomic import atomic_path, atomic_write_text
+from .checkpoint import CHECKPOINT_FILE
+from .bundle_schema import (CONFIG_FILE, EXEMPLARS_FILE, FORMAT_NAME, FORMAT_VERSION, MODEL_FILE, BundleError,
+                            checked_bundle_config, model_config, safetensors_header)
 from .config import ModelConfig, TrainConfig
 from .models import ExemplarVAE
-
-FORMAT_NAME = "exaug.exemplar-vae"
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.safetensors"
-EXEMPLARS_FILE = "exemplars.safetensors"
 
 
 # Where a bundle saved without its exemplar images gets them: called with the bundle's config.json.
 ExemplarImageSource = Callable[[dict[str, Any]], "torch.Tensor | None"]
-
-
-class BundleError(ValueError):
-    """A bundle directory that cannot be loaded; the message names the file and the problem."""
 
 
 def save_generator(model: ExemplarVAE, directory: str | os.PathLike, train_config: TrainConfig | None = None,
@@ -93,17 +86,7 @@ def read_bundle_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BundleError(f"{path} is not valid JSON ({error}); the file is corrupt") from error
-    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-        raise BundleError(f"{path} does not describe an exaug generator (expected format {FORMAT_NAME!r})")
-    version = config.get("format_version")
-    if version != FORMAT_VERSION:
-        raise BundleError(
-            f"{path} has format_version={version!r}; this exaug reads version {FORMAT_VERSION}: upgrade exaug"
-        )
-    for key in ("model", "sha256", "exemplar_count"):
-        if key not in config:
-            raise BundleError(f"{path} lacks the {key!r} entry; the file is incomplete")
-    return config
+    return checked_bundle_config(config, path)
 
 
 def trained_dataset(config: dict[str, Any]) -> str | None:
@@ -141,11 +124,27 @@ def load_weights(path_or_name: str | os.PathLike) -> dict[str, torch.Tensor]:
     the exemplar set is neither read nor re-attached from the training split.
     """
     directory = resolve_bundle(path_or_name)
-    return _read_weights(directory, read_bundle_config(directory))
+    config = read_bundle_config(directory)
+    return _read_weights(directory, config, model_config(config, directory / CONFIG_FILE))
 
 
-def _read_weights(directory: Path, config: dict[str, Any]) -> dict[str, torch.Tensor]:
-    return _read_safetensors(directory / MODEL_FILE, config["sha256"].get(MODEL_FILE))
+def _read_weights(directory: Path, config: dict[str, Any], architecture: ModelConfig) -> dict[str, torch.Tensor]:
+    """The weights, after their hash, their declared shapes (against the architecture, before anything is
+    allocated) and their values (finite) are checked."""
+    path = directory / MODEL_FILE
+    content = _checked_bytes(directory, MODEL_FILE, config)
+    with torch.device("meta"):  # the architecture's shapes, without allocating its weights
+        expected = {name: (str(tensor.dtype).removeprefix("torch."), tuple(tensor.shape))
+                    for name, tensor in ExemplarVAE(architecture).state_dict().items()}
+    declared = safetensors_header(content, path)
+    problems = [f"missing {name}" for name in expected if name not in declared]
+    problems += [f"unexpected {name}" for name in declared if name not in expected]
+    problems += [f"{name} is {declared[name][0]} {list(declared[name][1])}, the architecture needs "
+                 f"{dtype} {list(shape)}" for name, (dtype, shape) in expected.items()
+                 if name in declared and declared[name] != (dtype, shape)]
+    if problems:
+        raise BundleError(f"{path} does not match the architecture in config.json: {', '.join(problems)}")
+    return _finite(_load_safetensors(content, path), path)
 
 
 def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu",
@@ -156,20 +155,12 @@ def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu"
     a source, or when the source returns None, the generator keeps means and labels only."""
     directory = Path(directory)
     config = read_bundle_config(directory)
-    try:
-        model_config = ModelConfig.from_dict(config["model"])
-    except (TypeError, ValueError) as error:
-        raise BundleError(f"{directory / CONFIG_FILE}: invalid 'model' entry: {error}") from error
-    weights = _read_weights(directory, config)
-    exemplars = _read_safetensors(directory / EXEMPLARS_FILE, config["sha256"].get(EXEMPLARS_FILE))
-
+    architecture = model_config(config, directory / CONFIG_FILE)
+    weights = _read_weights(directory, config, architecture)
+    exemplars = _read_exemplars(directory, config, architecture)
     with torch.random.fork_rng(devices=[]):  # the init is overwritten: leave the caller's random stream alone
-        model = ExemplarVAE(model_config)
-    result = model.load_state_dict(weights, strict=False)
-    problems = [f"missing {name}" for name in result.missing_keys] + [f"unexpected {name}" for name in result.unexpected_keys]
-    if problems:
-        raise BundleError(f"{directory / MODEL_FILE} does not match the architecture in config.json: {', '.join(problems)}")
-    _check_exemplars(exemplars, model_config, int(config["exemplar_count"]), directory / EXEMPLARS_FILE)
+        model = ExemplarVAE(architecture)
+    model.load_state_dict(weights)
     images = exemplars.get("images")
     if images is None and exemplar_images is not None:
         images = exemplar_images(config)
@@ -177,22 +168,22 @@ def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu"
     return model.to(device).eval()
 
 
-def _check_exemplars(exemplars: dict[str, torch.Tensor], config: ModelConfig, count: int, path: Path) -> None:
-    expected = {
-        "means": ((count, config.latent_dim), torch.float32),
-        "images": ((count, *config.input_shape), torch.uint8),
-        "labels": ((count,), torch.int64),
-    }
-    for name, (shape, dtype) in expected.items():
-        if name not in exemplars:
-            if name in ("labels", "images"):
-                continue
-            raise BundleError(f"{path} lacks the {name!r} tensor")
-        tensor = exemplars[name]
-        if tuple(tensor.shape) != shape or tensor.dtype != dtype:
-            raise BundleError(
-                f"{path}: {name!r} is {tuple(tensor.shape)} {tensor.dtype}; config.json implies {shape} {dtype}"
-            )
+def _read_exemplars(directory: Path, config: dict[str, Any], architecture: ModelConfig) -> dict[str, torch.Tensor]:
+    path = directory / EXEMPLARS_FILE
+    content = _checked_bytes(directory, EXEMPLARS_FILE, config)
+    count = int(config["exemplar_count"])
+    expected = {"means": ("float32", (count, architecture.latent_dim)),
+                "images": ("uint8", (count, *architecture.input_shape)), "labels": ("int64", (count,))}
+    declared = safetensors_header(content, path)
+    if "means" not in declared:
+        raise BundleError(f"{path} lacks the 'means' tensor")
+    for name, found in declared.items():
+        if name not in expected:
+            raise BundleError(f"{path} holds an unexpected tensor {name!r}")
+        if found != expected[name]:
+            raise BundleError(f"{path}: {name!r} is {found[0]} {list(found[1])}; config.json implies "
+                              f"{expected[name][0]} {list(expected[name][1])}")
+    return _finite(_load_safetensors(content, path), path)
 
 
 def _write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> str:
@@ -202,21 +193,39 @@ def _write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> str:
     return digest
 
 
-def _read_safetensors(path: Path, expected_sha256: str | None) -> dict[str, torch.Tensor]:
-    """The tensors in ``path``, read once: the bytes checked are the bytes loaded, even while a
-    training run replaces the file."""
+def _checked_bytes(directory: Path, name: str, config: dict[str, Any]) -> bytes:
+    """The content of the bundle file ``name``, read once after checking it lies inside the bundle, and checked
+    against its sha256 in config.json: the bytes checked are the bytes loaded, even while a training run
+    replaces the file."""
+    path = directory / name
     if not path.is_file():
         raise BundleError(f"{path} is missing; the bundle is incomplete")
+    if not path.resolve().is_relative_to(directory.resolve()):
+        raise BundleError(f"{path} resolves to {path.resolve()}, outside the bundle; a bundle's files must be its "
+                          "own (copy the file in rather than link to it)")
     content = path.read_bytes()
-    if expected_sha256 is not None and hashlib.sha256(content).hexdigest() != expected_sha256:
-        raise BundleError(
-            f"{path} does not match the sha256 recorded in config.json: the file is corrupt, truncated "
-            "or from another bundle; re-save or re-download the bundle"
-        )
+    if hashlib.sha256(content).hexdigest() != config["sha256"][name]:
+        advice = ("a training run writes this folder: rerun the same fit-generator command, which rewrites the "
+                  "bundle from its checkpoint" if (directory / CHECKPOINT_FILE).exists()
+                  else "re-save or re-download the bundle")
+        raise BundleError(f"{path} does not match the sha256 recorded in config.json: the file is corrupt, "
+                          f"truncated or from another bundle; {advice}")
+    return content
+
+
+def _load_safetensors(content: bytes, path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_safetensors(content)
-    except (SafetensorError, OSError) as error:
+    except (SafetensorError, OSError, ValueError) as error:
         raise BundleError(f"{path} is not a readable safetensors file ({error})") from error
+
+
+def _finite(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise BundleError(f"{path}: {name!r} holds NaN or infinite values; the generator diverged or the file "
+                              "was altered, so it is refused")
+    return tensors
 
 
 def file_sha256(path: str | os.PathLike) -> str:

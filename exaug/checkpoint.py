@@ -17,6 +17,7 @@ import torch
 from .atomic import atomic_path
 
 IDENTITY_KEY = "identity"
+CHECKPOINT_FILE = "checkpoint.pt"  # a run folder's checkpoint, whichever trainer wrote it
 
 
 def save_checkpoint(path: str | os.PathLike, identity: dict[str, Any], state: dict[str, Any]) -> None:

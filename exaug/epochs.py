@@ -24,10 +24,9 @@ from typing import Any, Callable, Iterable
 
 from tqdm.auto import tqdm
 
-from .checkpoint import save_checkpoint
+from .checkpoint import CHECKPOINT_FILE, save_checkpoint
 from .run_lock import run_directory_lock
 
-CHECKPOINT_FILE = "checkpoint.pt"
 # A log: called with each epoch's record.
 EpochLog = Callable[[dict[str, Any]], None]
 # Called with the trainer and each epoch's record once that epoch's checkpoint is on disk; the trainer

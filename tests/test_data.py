@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -111,8 +112,8 @@ def test_pinned_digest_accepts_the_file_it_was_computed_from(tmp_path: Path) -> 
 # --- sources and errors ---
 
 
-def test_fetch_does_no_work_when_the_raw_files_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _write_fake_mnist(tmp_path)
+def test_fetch_does_no_work_when_genuine_raw_files_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(data.fetch("mnist") / "MNIST", tmp_path / "MNIST")
 
     def no_source_may_run(*args: object) -> None:
         raise AssertionError("fetch tried a source although the files were there")

