@@ -15,7 +15,7 @@ from exaug.classifiers.config import TRAINING_DTYPES
 from exaug.classifiers.report import model_name, plot_lambda_sweep, seed_summary, summary_markdown, summary_name
 from exaug.device import apply_threads
 
-from .options import dataset_choice, open_dataset, root_option, threads_option, user_errors
+from .options import dataset_choice, open_dataset, root_option, threads_option
 
 def expand_multi_value_options(args: Sequence[str], names: Sequence[str]) -> list[str]:
     """Rewrite ``--hidden 1024 1024`` as ``--hidden 1024 --hidden 1024`` so click reads every value."""
@@ -102,17 +102,16 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
     if lam is None:  # the paper's λ for its data sets; the recipe's default for a folder
         lam = data.dataset_info(dataset).paper_lambda if dataset in data.DATASETS else ClassifierConfig.lam
     seed_range = range(first_seed, first_seed + seeds)
-    with user_errors():  # every setting is checked, by its config, before any data is read or run started
-        configs = [ClassifierConfig(lam=lam, seed=seed, extra={"dataset": dataset, "split": split}, **recipe)
-                   for seed in seed_range]
+    # every setting is checked, by its config, before any data is read or run started
+    configs = [ClassifierConfig(lam=lam, seed=seed, extra={"dataset": dataset, "split": split}, **recipe)
+               for seed in seed_range]
     _check_recipe(generator, configs[0])
     scored_on = split if dataset in data.DATASETS else "val"  # runs keep --split in their identity, as before
     train, test = _splits(dataset, split, root, generator)
     errors = {}
     for config in configs:
-        with user_errors():
-            result = fit_classifier(train, test, config, generator=_generator(generator),
-                                    out=out / f"seed{config.seed}", progress=progress)
+        result = fit_classifier(train, test, config, generator=_generator(generator),
+                                out=out / f"seed{config.seed}", progress=progress)
         errors[config.seed] = result["test_error"]
         click.echo(json.dumps({"seed": config.seed, "error": result["test_error"]}))
     summary = seed_summary(configs[0], dataset, generator, scored_on, errors)
@@ -136,16 +135,15 @@ def lambda_sweep_command(dataset: str, generator: str, lams: tuple[float, ...], 
     apply_threads(threads)
     if generator == "none":
         raise click.UsageError("a λ sweep needs a generator: pass --generator NAME or DIR")
-    with user_errors():  # every λ is checked, by its config, before any data is read or run started
-        configs = [ClassifierConfig(lam=lam, seed=seed, extra={"dataset": dataset, "split": "val"}, **recipe)
-                   for lam in sorted(lams)]
+    # every λ is checked, by its config, before any data is read or run started
+    configs = [ClassifierConfig(lam=lam, seed=seed, extra={"dataset": dataset, "split": "val"}, **recipe)
+               for lam in sorted(lams)]
     _check_recipe(generator, configs[0])
     train, val = _splits(dataset, "val", root, generator)
     errors = {}
     for config in configs:
-        with user_errors():
-            result = fit_classifier(train, val, config, generator=_generator(generator), out=out / f"lam{config.lam:g}",
-                                    progress=progress)
+        result = fit_classifier(train, val, config, generator=_generator(generator), out=out / f"lam{config.lam:g}",
+                                progress=progress)
         errors[config.lam] = result["test_error"]
         click.echo(json.dumps({"lam": config.lam, "val_error": errors[config.lam]}))
     name = model_name(recipe["model"], recipe["hidden"])
@@ -167,14 +165,13 @@ def _check_recipe(generator: str, config: ClassifierConfig) -> None:
     from exaug.classifiers.factory import check_model_name
     from exaug.device import resolve_device
 
-    with user_errors():
-        if generator != "none":
-            read_bundle_config(generator)
-        elif config.noise_scale != 1.0:
-            raise ValueError("--noise-scale shapes the synthetic twins, and --generator none makes none; "
-                             "drop --noise-scale or pass a generator")
-        check_model_name(config.model)
-        resolve_device(config.device)
+    if generator != "none":
+        read_bundle_config(generator)
+    elif config.noise_scale != 1.0:
+        raise ValueError("--noise-scale shapes the synthetic twins, and --generator none makes none; "
+                         "drop --noise-scale or pass a generator")
+    check_model_name(config.model)
+    resolve_device(config.device)
 
 
 def _splits(dataset: str, split: str, root: Path | None, generator: str) -> tuple[Any, Any]:

@@ -9,7 +9,7 @@ import click
 
 from exaug import data
 
-from .options import root_option, user_errors
+from .options import root_option
 
 
 @click.group("data")
@@ -48,7 +48,6 @@ def subset_command(name: str, size: int, seed: int, out: Path, root: Path | None
     for validation).
     """
     train = data.load_split(name, "train", root)
-    with user_errors():
-        rows = data.balanced_subset_rows(train.labels, size, seed)
-        data.write_image_folder(train.images[rows], train.labels[rows], out)
+    rows = data.balanced_subset_rows(train.labels, size, seed)
+    data.write_image_folder(train.images[rows], train.labels[rows], out)
     click.echo(f"{name}: {size} images ({size // 10} per class, seed {seed}) written to {out}")

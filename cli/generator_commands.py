@@ -12,10 +12,11 @@ from click.core import ParameterSource
 from exaug import data
 from exaug.config import EXEMPLAR_SEARCHES, PRIORS, ModelConfig, TrainConfig
 from exaug.device import apply_threads
+from exaug.pretrained import load_generator
 from exaug.sampling import SAMPLE_MODES
 from exaug.train import RunProgress, fit_generator, run_progress
 
-from .options import dataset_choice, generator_option, open_dataset, root_option, threads_option, user_errors
+from .options import dataset_choice, generator_option, open_dataset, root_option, threads_option
 
 
 @click.command("fit-generator")
@@ -67,10 +68,7 @@ def fit_generator_command(context: click.Context, dataset: str, prior: str, late
     Prints one JSON line per epoch; the bundle keeps the model with the best validation ELBO.
     """
     apply_threads(threads)
-    try:
-        so_far = run_progress(out)
-    except RuntimeError as error:  # a damaged checkpoint: the message says what to do
-        raise click.ClickException(str(error)) from error
+    so_far = run_progress(out)
     if train_options["epochs"] is None:
         train_options["epochs"] = TrainConfig.epochs if so_far is None else so_far.epoch_budget
     config = TrainConfig(**train_options, extra={"dataset": dataset})
@@ -79,8 +77,7 @@ def fit_generator_command(context: click.Context, dataset: str, prior: str, late
     if config.init_from is not None:  # the bundle's architecture, but for the options typed on the command line
         from exaug.bundle import read_bundle_config
 
-        with user_errors():
-            bundle_model = read_bundle_config(config.init_from)["model"]
+        bundle_model = read_bundle_config(config.init_from)["model"]
         architecture = {name: value if context.get_parameter_source(name) is not ParameterSource.DEFAULT
                         else bundle_model[name] for name, value in architecture.items()}
     model_config = ModelConfig(**architecture)
@@ -89,8 +86,7 @@ def fit_generator_command(context: click.Context, dataset: str, prior: str, late
     val = open_dataset(dataset, "val", root, channel_count)
     if so_far is not None and so_far.epochs_trained <= config.epochs:  # more trained than asked: the library refuses
         click.echo(_resume_message(out, so_far, config.epochs), err=True)
-    with user_errors():
-        fit_generator(train, val, config, out, model_config=model_config, progress=progress)
+    fit_generator(train, val, config, out, model_config=model_config, progress=progress)
     click.echo(json.dumps({"bundle": str(out)}))
 
 
@@ -104,13 +100,6 @@ def _resume_message(out: Path, so_far: RunProgress, epochs: int) -> str:
         return f"{out} has trained all {epochs} epochs: nothing left to train (a larger --epochs trains it further)."
     raised = "" if epochs == so_far.epoch_budget else f" (budget raised from {so_far.epoch_budget})"
     return f"resuming {out} at epoch {so_far.epochs_trained} of {epochs}{raised}"
-
-
-def _load_generator(path: Path, device: str, root: Path | None = None):
-    from exaug.pretrained import load_generator
-
-    with user_errors():  # load_generator refuses a bad bundle or device name with a ValueError
-        return load_generator(path, device=device, data_root=root)
 
 
 @click.command("evaluate")
@@ -135,7 +124,7 @@ def evaluate_command(generator_dir: Path, dataset: str | None, num_samples: int,
     from exaug.train import stack_dataset
 
     apply_threads(threads)
-    model = _load_generator(generator_dir, device, root)
+    model = load_generator(generator_dir, device=device, data_root=root)
     bundle_dir = resolve_bundle(generator_dir)
     dataset = dataset or trained_dataset(read_bundle_config(bundle_dir))
     if dataset is None:
@@ -187,7 +176,7 @@ def sample_command(generator_dir: Path, mode: str, count: int | None, per_row: i
         raise click.BadParameter(f"{out} should end in .png", param_hint="--out")
     apply_threads(threads)
     count = count or (100 if mode == "random" else 10)
-    model = _load_generator(generator_dir, device, root)
+    model = load_generator(generator_dir, device=device, data_root=root)
     if mode != "random" and model.exemplar_images is None:
         raise click.ClickException(
             f"--mode {mode} starts from exemplar images, and {generator_dir} was saved without them; they are "
@@ -224,9 +213,8 @@ def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | 
 
     if (out / CONFIG_FILE).exists():
         raise click.ClickException(f"{out} already holds a bundle; choose another --out")
-    with user_errors():
-        config = read_bundle_config(generator_dir)
-    model = _load_generator(generator_dir, "cpu", root)
+    config = read_bundle_config(generator_dir)
+    model = load_generator(generator_dir, device="cpu", data_root=root)
     if images and model.exemplar_images is None:
         raise click.ClickException(
             f"{generator_dir} carries no exemplar images and its training split is not at hand to re-attach them; "

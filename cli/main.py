@@ -6,12 +6,14 @@ import click
 
 from .classifier_commands import fit_classifier_command, lambda_sweep_command
 from .data_commands import data_group
+from .errors import UserErrorsGroup
 from .generator_commands import evaluate_command, export_command, fit_generator_command, sample_command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=UserErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="exaug")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an error instead of its one-line message.")
+def main(debug: bool) -> None:
     """exaug: Exemplar VAE generative data augmentation."""
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import click
 import torch
@@ -31,24 +31,31 @@ threads_option = click.option(
 )
 
 
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Show exaug's ValueErrors (bad settings, broken bundles, refused resumes) as click errors, not tracebacks.
-
-    The library raises ValueError only for problems the caller can fix, each with a message
-    naming the problem and the fix, so the message is all a command-line user needs.
-    """
-    try:
-        yield
-    except ValueError as error:
-        raise click.ClickException(str(error)) from error
-
-
 def dataset_choice(value: str) -> str:
     """A bundled dataset name, or an existing folder in torchvision ImageFolder layout."""
     if value in data.DATASETS or Path(value).is_dir():
         return value
     raise click.BadParameter(f"{value!r} is neither one of {', '.join(data.DATASETS)} nor an existing folder")
+
+
+@functools.lru_cache(maxsize=8)
+def check_images_readable(root: str, paths: tuple[str, ...]) -> None:
+    """Open every image of a folder once (a header read) and refuse a file that is not an image, or images of
+    different sizes, naming the file: found later, inside a DataLoader, either would end a run in a traceback."""
+    from PIL import Image, UnidentifiedImageError
+
+    sizes: dict[tuple[int, int], str] = {}
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+                sizes.setdefault(image.size, path)
+        except (UnidentifiedImageError, OSError, SyntaxError) as error:  # PIL raises SyntaxError for some bad PNGs
+            raise ValueError(f"{path} cannot be read as an image ({error}); remove or replace it") from error
+        if len(sizes) > 1:
+            (first_size, first), (size, other) = list(sizes.items())[:2]
+            raise ValueError(f"{root} holds images of different sizes: {first} is {first_size[0]}×{first_size[1]}, "
+                             f"{other} is {size[0]}×{size[1]}; resize them all to one size first")
 
 
 FOLDER_SPLIT_SEED = 0  # one fixed train/val split of a folder, whatever the training seed
@@ -70,7 +77,12 @@ def open_dataset(name: str, split: str, root: Path | None, channels: int | None 
     if channels is not None:
         steps.append(v2.Grayscale(num_output_channels=1) if channels == 1 else v2.RGB())
     steps.append(v2.ToDtype(torch.float32, scale=True))
-    folder = ImageFolder(os.fspath(name), transform=v2.Compose(steps))
+    try:
+        folder = ImageFolder(os.fspath(name), transform=v2.Compose(steps))
+    except FileNotFoundError as error:  # a class folder without images, or no class folders at all
+        raise ValueError(f"{name}: {error}. Each class needs a folder with at least one image "
+                         "(name/<class>/<image>): remove empty class folders") from error
+    check_images_readable(folder.root, tuple(path for path, _ in folder.samples))
     if split in ("trainval", "test"):
         return folder
     val_size = max(1, int(round(val_fraction * len(folder))))

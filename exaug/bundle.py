@@ -188,7 +188,11 @@ def _read_exemplars(directory: Path, config: dict[str, Any], architecture: Model
 
 def _write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> str:
     with atomic_path(path) as temporary:
-        save_file(tensors, str(temporary))
+        try:
+            save_file(tensors, str(temporary))
+        except SafetensorError as error:  # how safetensors reports a failed write, e.g. on a full disk
+            raise OSError(f"writing {path} failed ({error}); is the disk full? The bundle there is unchanged: free "
+                          "some space and run the same command again") from error
         digest = file_sha256(temporary)
     return digest
 

@@ -16,6 +16,10 @@ import torch
 
 from .atomic import atomic_path
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read; it is left where it is."""
+
+
 IDENTITY_KEY = "identity"
 CHECKPOINT_FILE = "checkpoint.pt"  # a run folder's checkpoint, whichever trainer wrote it
 
@@ -23,7 +27,11 @@ CHECKPOINT_FILE = "checkpoint.pt"  # a run folder's checkpoint, whichever traine
 def save_checkpoint(path: str | os.PathLike, identity: dict[str, Any], state: dict[str, Any]) -> None:
     """Atomically write ``state`` tagged with ``identity`` to ``path``."""
     with atomic_path(path) as temporary:
-        torch.save({IDENTITY_KEY: identity, **state}, temporary)
+        try:
+            torch.save({IDENTITY_KEY: identity, **state}, temporary)
+        except RuntimeError as error:  # how torch reports a failed write, e.g. "unexpected pos" on a full disk
+            raise OSError(f"writing {path} failed ({str(error).splitlines()[0]}); is the disk full? The previous "
+                          "checkpoint is intact: free some space and run the same command again") from error
 
 
 def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
@@ -81,7 +89,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         # moves weights and optimiser state to wherever the live model is.
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a damaged file
-        raise RuntimeError(f"{path} cannot be read ({error}); move it away to start this run afresh") from error
+        # torch's own message may advise weights_only=False: for a planted file that would run its code.
+        raise CheckpointError(f"{path} cannot be read as a checkpoint ({type(error).__name__}): it is damaged, or not "
+                              "one exaug wrote; move it away to start this run afresh") from error
 
 
 def identity_differences(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 The skeleton owns what happens around each epoch, in an order that makes every run resumable:
 
-1. the output folder is locked against a second run (:func:`exaug.run_lock.run_directory_lock`);
+1. the output folder is locked against a second run (:func:`exaug.run_lock.run_directory_lock`), and the
+   temporary files of writes a kill cut short are removed;
 2. a checkpoint there is resumed, after its identity is checked against this run's settings;
 3. each epoch is trained and scored, and its record is kept (the generator appends it to a JSON log);
 4. the full training state is written as an atomic checkpoint;
@@ -24,6 +25,7 @@ from typing import Any, Callable, Iterable
 
 from tqdm.auto import tqdm
 
+from .atomic import remove_stale_temporaries
 from .checkpoint import CHECKPOINT_FILE, save_checkpoint
 from .run_lock import run_directory_lock
 
@@ -60,6 +62,7 @@ class EpochTrainer(ABC):
             self.finish()
             return
         with run_directory_lock(self.out):
+            remove_stale_temporaries(self.out)  # left by writes a kill cut short; the lock keeps writers out
             if self.checkpoint_path.exists():
                 self.resume()
             else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -26,7 +27,8 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
 from .checkpoint import IDENTITY_KEY, load_checkpoint, read_checkpoint, restore_random_stream
-from .bundle import load_weights, save_generator
+from .bundle import load_weights, read_bundle_config, save_generator
+from .bundle_schema import CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE
 from .config import ModelConfig, TrainConfig
 from .data import ImageTensorDataset, data_checksum
 from .device import resolve_device
@@ -40,6 +42,9 @@ from .images import as_uint8
 from .models import ExemplarVAE, reparameterize
 
 LOG_FILE = "train_log.jsonl"
+# Written before any other file of a fresh run: the files beside it are that run's (see GeneratorTrainer.start).
+RUN_MARKER = ".exaug-generator-run"
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, EXEMPLARS_FILE, LOG_FILE)
 # Recipe fields newer than some checkpoints, with the value those checkpoints were trained under.
 SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"train_config": {"init_from": None, "init_sha256": None}}
 
@@ -146,8 +151,6 @@ def _warm_start_settings(config: TrainConfig, model_config: ModelConfig | None,
     The architecture is the bundle's. A ``model_config`` given as well must agree with it, and an
     ``init_sha256`` given by the caller (to pin the start weights) must match the bundle's.
     """
-    from .bundle import MODEL_FILE, read_bundle_config
-
     bundle = read_bundle_config(config.init_from)
     source = ModelConfig.from_dict(bundle["model"])
     if source.input_shape != input_shape:
@@ -381,14 +384,24 @@ class GeneratorTrainer(EpochTrainer):
         save_generator(best, self.out, self.config, self.data_checksum)
 
     def start(self) -> None:
-        """Refuse a folder that holds another run's files but no checkpoint, rather than overwrite them."""
-        existing = [name for name in ("config.json", "model.safetensors", "exemplars.safetensors", LOG_FILE)
-                    if (self.out / name).exists()]
-        if existing:
+        """Begin in a folder with no checkpoint. Files a run with these settings wrote before it was killed,
+        ahead of its first checkpoint, are its own and are replaced; any other run's files are refused."""
+        existing = [name for name in RUN_FILES if (self.out / name).exists()]
+        marker = self.out / RUN_MARKER
+        own = marker.exists() and marker.read_text() == self._marker_text()
+        if existing and not own:
             raise FileExistsError(
-                f"{self.out} already holds {', '.join(existing)} but no checkpoint to resume from; "
-                "choose an empty output directory so nothing there is overwritten"
+                f"{self.out} already holds {', '.join(existing)} but no checkpoint to resume from, and they are not "
+                "the files of a run with these settings; choose an empty output directory so nothing there is "
+                "overwritten"
             )
+        for name in existing:  # a kill before the first checkpoint: the run starts over, as it would have
+            (self.out / name).unlink()
+        atomic_write_text(marker, self._marker_text())
+
+    def _marker_text(self) -> str:
+        """What marks a folder's files as this run's: the sha256 of its identity (settings and data)."""
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest() + "\n"
 
     def keep_record(self, record: dict[str, Any]) -> None:
         with open(self.out / LOG_FILE, "a") as handle:

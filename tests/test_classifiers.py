@@ -1,5 +1,6 @@
 """exaug.classifiers: the MLP, timm models by name, and the §5.4 recipe with and without augmentation."""
 
+import json
 import os
 import shutil
 
@@ -334,3 +335,32 @@ def test_the_run_directory_is_locked_while_training_and_free_afterwards(blobs, t
     assert len(refusals) == 3  # one per epoch, each while the first run was training
     with run_directory_lock(tmp_path):
         pass
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_kill_at_any_write_point_leaves_a_run_the_same_call_finishes_identically(blobs, tmp_path,
+                                                                                   tiny_generator_dir, when):
+    """Each checkpoint and the result are written by an atomic rename; the run is stopped at each rename in
+    turn, just before it (a kill, or a full disk) or just after it."""
+    real_replace = os.replace
+    fit = lambda out: fit_classifier(*blobs, quick_config(epochs=2), generator=str(tiny_generator_dir), out=out,
+                                     progress=False, log=lambda r: None)
+    without_seconds = lambda result: [{k: v for k, v in r.items() if k != "seconds"} for r in result["history"]]
+    clean = without_seconds(fit(tmp_path / "clean"))
+    for point in (1, 2, 3):  # checkpoint 1, checkpoint 2, result.json
+        calls = {"count": 0}
+
+        def stop_at_the_point(*args, **kwargs):
+            calls["count"] += 1
+            if calls["count"] == point and when == "before":
+                raise KeyboardInterrupt
+            real_replace(*args, **kwargs)
+            if calls["count"] == point:
+                raise KeyboardInterrupt
+
+        out = tmp_path / f"{when}-{point}"
+        with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
+            patch.setattr(os, "replace", stop_at_the_point)
+            fit(out)
+        assert without_seconds(fit(out)) == clean
+        assert json.loads((out / "result.json").read_text())["test_error"] == clean[-1]["test_error"]

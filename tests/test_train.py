@@ -2,13 +2,14 @@
 
 import dataclasses
 import json
+import os
 
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
 from conftest import blob_images, plant_foreign_random_stream
-from exaug import ExemplarVAE, ModelConfig, TrainConfig, fit_generator, load_generator, save_generator
+from exaug import BundleError, ExemplarVAE, ModelConfig, TrainConfig, fit_generator, load_generator, save_generator
 from exaug.run_lock import RunDirectoryBusy, run_directory_lock
 from exaug.train import CHECKPOINT_FILE, LOG_FILE, RunProgress, kl_weight, run_progress
 
@@ -137,11 +138,11 @@ def test_a_run_diverging_in_its_first_epoch_says_nothing_was_saved(tiny_data, tm
     start = ExemplarVAE(dataclasses.replace(SMALL, input_shape=(1, 16, 16)))
     with torch.no_grad():
         for parameter in start.parameters():
-            parameter.fill_(float("nan"))
+            parameter.fill_(1e38)  # finite, so the bundle loads, but every activation overflows
     start.set_exemplars(*blob_images(8))
-    save_generator(start, tmp_path / "broken")  # its files match their hashes: only the numbers are bad
-    with pytest.raises(ValueError, match="epoch 1: the training loss is nan.*nothing of the run was saved"):
-        quiet_fit(train, val, tmp_path / "run", epochs=2, init_from=str(tmp_path / "broken"))
+    save_generator(start, tmp_path / "huge")
+    with pytest.raises(ValueError, match=r"epoch 1: the training loss is (nan|inf).*nothing of the run was saved"):
+        quiet_fit(train, val, tmp_path / "run", epochs=2, init_from=str(tmp_path / "huge"))
     assert not any((tmp_path / "run" / name).exists() for name in (*SAVED_FILES, "config.json"))
 
 
@@ -264,7 +265,7 @@ def test_a_damaged_checkpoint_is_reported_and_left_alone(tiny_data, tmp_path):
     train, val = tiny_data
     quiet_fit(train, val, tmp_path, epochs=1)
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="checkpoint.pt cannot be read"):
+    with pytest.raises(ValueError, match="checkpoint.pt cannot be read as a checkpoint"):
         quiet_fit(train, val, tmp_path, epochs=1)
     assert (tmp_path / CHECKPOINT_FILE).read_bytes() == b"not a checkpoint"
 
@@ -343,3 +344,90 @@ def test_the_run_directory_is_locked_while_training_and_free_afterwards(tiny_dat
     assert len(refusals) == 2
     with run_directory_lock(tmp_path):
         pass
+
+
+class KilledAt(Exception):
+    """Stands for a kill (or a full disk) at one write point."""
+
+
+def count_replaces(run) -> int:
+    calls = {"count": 0}
+    real_replace = os.replace
+
+    def counting(*args, **kwargs):
+        calls["count"] += 1
+        return real_replace(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "replace", counting)
+        run()
+    return calls["count"]
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_kill_at_any_write_point_leaves_a_folder_the_same_command_finishes_identically(tiny_data, tmp_path, when):
+    """Every file is written by an atomic rename; the run is stopped at each rename in turn, just before it
+    (the new file is not in place: a kill or a full disk) or just after (in place, the next write not begun)."""
+    train, val = tiny_data
+    clean = tmp_path / "clean"
+    writes = count_replaces(lambda: quiet_fit(train, val, clean, epochs=2))
+    for point in range(1, writes + 1):
+        out = tmp_path / f"{when}-{point}"
+        calls = {"count": 0}
+        real_replace = os.replace
+
+        def stop_at_the_point(*args, **kwargs):
+            calls["count"] += 1
+            if calls["count"] == point and when == "before":
+                raise KilledAt(point)
+            real_replace(*args, **kwargs)
+            if calls["count"] == point:
+                raise KilledAt(point)
+
+        with pytest.MonkeyPatch.context() as patch, pytest.raises(KilledAt):
+            patch.setattr(os, "replace", stop_at_the_point)
+            quiet_fit(train, val, out, epochs=2)
+        quiet_fit(train, val, out, epochs=2)  # the same command, run again
+        for name in ("model.safetensors", "exemplars.safetensors", "config.json"):
+            assert (out / name).read_bytes() == (clean / name).read_bytes(), f"{name} after a stop at write {point}"
+        assert logged_epochs(out) == [1, 2]
+
+
+def test_another_runs_files_without_a_checkpoint_are_still_refused(tiny_data, tmp_path):
+    train, val = tiny_data
+    real_replace = os.replace
+
+    def stop_after_the_first_bundle_file(source, target):
+        real_replace(source, target)
+        if str(target).endswith("config.json"):
+            raise KilledAt(target)
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(KilledAt):
+        patch.setattr(os, "replace", stop_after_the_first_bundle_file)
+        quiet_fit(train, val, tmp_path, epochs=2)
+    assert not (tmp_path / CHECKPOINT_FILE).exists()
+    with pytest.raises(FileExistsError, match="not the files of a run with these settings"):
+        quiet_fit(train, val, tmp_path, epochs=2, seed=1)
+    assert (tmp_path / "config.json").exists()
+
+
+def test_temporary_files_of_killed_writes_are_removed_when_the_run_starts_again(tiny_data, tmp_path):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path, epochs=1)
+    stale = [tmp_path / ".checkpoint.pt.k2j4x_9q.tmp", tmp_path / ".config.json.abcdefgh.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    (tmp_path / "notes.tmp").write_text("the user's own")
+    quiet_fit(train, val, tmp_path, epochs=2)
+    assert not any(path.exists() for path in stale) and (tmp_path / "notes.tmp").exists()
+
+
+def test_a_bundle_cut_short_in_a_run_folder_says_to_rerun_the_command_which_repairs_it(tiny_data, tmp_path):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path, epochs=1)
+    genuine = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(genuine[: len(genuine) // 2])  # as a kill mid-save would leave it
+    with pytest.raises(BundleError, match="rerun the same fit-generator command"):
+        load_generator(tmp_path)
+    quiet_fit(train, val, tmp_path, epochs=1)
+    assert (tmp_path / "model.safetensors").read_bytes() == genuine
