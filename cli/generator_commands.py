@@ -10,7 +10,7 @@ import torch
 from click.core import ParameterSource
 
 from exaug import data
-from exaug.config import EXEMPLAR_SEARCHES, PRIORS, ModelConfig, TrainConfig
+from exaug.config import EXEMPLAR_SEARCHES, KNN_QUERIES, PRIORS, ModelConfig, TrainConfig
 from exaug.device import apply_threads
 from exaug.pretrained import load_generator
 from exaug.sampling import SAMPLE_MODES
@@ -26,6 +26,9 @@ from .options import dataset_choice, generator_option, open_dataset, root_option
 @click.option("--search", "exemplar_search", type=click.Choice(EXEMPLAR_SEARCHES), default="knn", show_default=True,
               help="Exemplar prior over all subsampled exemplars (exact) or their k nearest (knn).")
 @click.option("--knn", type=click.IntRange(min=1), default=10, show_default=True, help="k of the kNN prior.")
+@click.option("--knn-query", type=click.Choice(KNN_QUERIES), default="posterior", show_default=True,
+              help="Search the k neighbours around the batch's current posterior means (the authors' code) or "
+                   "around each exemplar's cached mean (exaug's earlier behaviour, up to an epoch stale).")
 @click.option("--neighbour-gradient/--no-neighbour-gradient", default=True, show_default=True,
               help="Re-encode the prior's exemplars with gradient each step (Algorithm 1), or take them from the "
                    "latent cache (faster, but the latent scale drifts).")

@@ -15,6 +15,7 @@ from typing import Any
 
 PRIORS = ("gaussian", "vamp", "exemplar")
 EXEMPLAR_SEARCHES = ("exact", "knn")
+KNN_QUERIES = ("posterior", "cache")
 
 
 @dataclass
@@ -62,6 +63,9 @@ class TrainConfig:
     exemplar_fraction: float = 0.5  # M/N, the exemplar subsampling ratio of eq. 5
     exemplar_search: str = "knn"  # "exact": all M exemplars; "knn": k nearest ones (§3.1)
     knn: int = 10  # k of the kNN approximation
+    # Where the kNN search looks: "posterior", around the batch's current posterior means (the authors'
+    # code); "cache", around each exemplar's cached mean, up to an epoch stale (exaug before this field).
+    knn_query: str = "posterior"
     # Re-encode the prior's exemplars with gradient (Algorithm 1). Without it the centres come from
     # the latent cache: ~2.3× faster per epoch, but the latent scale drifts (see docs/results.md).
     neighbour_gradient: bool = True
@@ -78,6 +82,8 @@ class TrainConfig:
             raise ValueError(
                 f"exemplar_search={self.exemplar_search!r} is not known; expected one of {EXEMPLAR_SEARCHES}"
             )
+        if self.knn_query not in KNN_QUERIES:
+            raise ValueError(f"knn_query={self.knn_query!r} is not known; expected one of {KNN_QUERIES}")
         if not 0.0 < self.exemplar_fraction <= 1.0:
             raise ValueError(f"exemplar_fraction={self.exemplar_fraction} must lie in (0, 1]")
         for name in ("epochs", "batch_size", "knn", "patience"):

@@ -52,8 +52,12 @@ class LeaveOneOutExemplarPrior:
         # M ≥ 2 so that every point keeps at least one exemplar after leaving itself out.
         self.subset_size = max(2, min(n, round(config.exemplar_fraction * n)))
 
-    def __call__(self, z: torch.Tensor, batch_indices: torch.Tensor) -> torch.Tensor:
-        """log r(z_b) for each row b, where row b encodes training exemplar ``batch_indices[b]``."""
+    def __call__(self, z: torch.Tensor, batch_indices: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
+        """log r(z_b) for each row b, where row b encodes training exemplar ``batch_indices[b]``.
+
+        ``query``: where the kNN search looks, one point per row (the batch's current posterior means, as in the
+        authors' code); None looks around each row's cached mean. The exact search ignores it.
+        """
         subset = self._draw_subset()
         in_subset = torch.zeros(self.exemplars.shape[0], dtype=torch.bool, device=z.device)
         in_subset[subset] = True
@@ -61,7 +65,7 @@ class LeaveOneOutExemplarPrior:
         if self.search == "exact":
             members, mask = subset, subset.unsqueeze(0) != batch_indices.unsqueeze(1)
         else:
-            members, mask = self._nearest_members(batch_indices, subset)
+            members, mask = self._nearest_members(batch_indices, subset, query)
         centres = self._centres(members)
         return isotropic_mixture_log_prob(z, centres, self.prior.log_var, log_count, mask)
 
@@ -71,15 +75,16 @@ class LeaveOneOutExemplarPrior:
         subset = torch.randperm(n, generator=self.generator, device=self.generator.device)[: self.subset_size]
         return subset.to(self.exemplars.device)
 
-    def _nearest_members(self, batch_indices: torch.Tensor, subset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The k members of π nearest to each row's cached mean, other than the row itself.
+    def _nearest_members(self, batch_indices: torch.Tensor, subset: torch.Tensor, query: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k members of π nearest to each row's query (default: its cached mean), other than the row itself.
 
         Returns the unique neighbour indices U and a B×U mask of which row uses which.
         Searching inside π (rather than filtering a global search) keeps every row at
         exactly k components and halves the search at M/N = 0.5.
         """
         cache_device = self.cache.values.device
-        queries = self.cache.values[batch_indices.to(cache_device)]
+        queries = self.cache.values[batch_indices.to(cache_device)] if query is None else query.detach().to(cache_device)
         neighbours = self.cache.search(queries, self.knn + 1, candidates=subset.to(cache_device))
         neighbours = neighbours.to(batch_indices.device)
         not_self = neighbours != batch_indices.unsqueeze(1)

@@ -46,7 +46,7 @@ LOG_FILE = "train_log.jsonl"
 RUN_MARKER = ".exaug-generator-run"
 RUN_FILES = (CONFIG_FILE, MODEL_FILE, EXEMPLARS_FILE, LOG_FILE)
 # Recipe fields newer than some checkpoints, with the value those checkpoints were trained under.
-SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"train_config": {"init_from": None, "init_sha256": None}}
+SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"train_config": {"init_from": None, "init_sha256": None, "knn_query": "cache"}}
 
 
 def stack_dataset(dataset: Dataset, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -194,14 +194,16 @@ def run_progress(out: str | os.PathLike) -> RunProgress | None:
                          "pass an output directory of its own")
     # Checkpoints from before the budget was saved beside the state kept it in their identity.
     budget = state.get("epoch_budget", settings.get("epochs"))
-    stopped = stopped_early(state["epoch"], state["best_epoch"], settings["patience"],
+    stopped = stopped_early(state["epoch"], state["best_epoch"], settings["patience"], settings["warmup_epochs"],
                             has_validation=identity.get("val_checksum") is not None)
     return RunProgress(state["epoch"], budget, state["best_epoch"], stopped)
 
 
-def stopped_early(epoch: int, best_epoch: int, patience: int, has_validation: bool) -> bool:
-    """Early stopping: ``patience`` epochs without a better validation ELBO (never without validation data)."""
-    return has_validation and epoch - best_epoch >= patience
+def stopped_early(epoch: int, best_epoch: int, patience: int, warmup_epochs: int, has_validation: bool) -> bool:
+    """Early stopping: ``patience`` epochs after warm-up without a better validation ELBO (never without
+    validation data). Epochs inside the KL warm-up do not count, as in the authors' code: the bound still
+    moves with β there, so a plateau says little."""
+    return has_validation and epoch - max(best_epoch, warmup_epochs) >= patience
 
 
 class GeneratorTrainer(EpochTrainer):
@@ -262,7 +264,10 @@ class GeneratorTrainer(EpochTrainer):
         mu, log_var = self.model.encoder(x)
         z = reparameterize(mu, log_var, self.generator)
         reconstruction = self.model.log_likelihood(x, self.model.decoder(z))
-        log_prior = self.model.log_prior(z) if prior_term is None else prior_term(z, batch_indices)
+        if prior_term is None:
+            log_prior = self.model.log_prior(z)
+        else:
+            log_prior = prior_term(z, batch_indices, query=mu if self.config.knn_query == "posterior" else None)
         kl = log_normal_diag(z, mu, log_var) - log_prior
         loss = (beta * kl - reconstruction).mean()
         self.optimizer.zero_grad(set_to_none=True)
@@ -325,7 +330,8 @@ class GeneratorTrainer(EpochTrainer):
         return self.model.eval()
 
     def stopped(self) -> bool:
-        return stopped_early(self.epoch, self.best_epoch, self.config.patience, has_validation=self.val_flat is not None)
+        return stopped_early(self.epoch, self.best_epoch, self.config.patience, self.config.warmup_epochs,
+                             has_validation=self.val_flat is not None)
 
     # ------------------------------------------------------- checkpointing
     def identity(self) -> dict[str, Any]:

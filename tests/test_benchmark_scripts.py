@@ -1,6 +1,7 @@
 """The small benchmark scripts beside the drop-in grid: their measuring code runs and measures what it says."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -34,3 +35,17 @@ def test_the_stock_cnn_case_trains_one_epoch_with_the_transform_on_pil_images():
     error = stock_cnn.train_and_score(seed=0, p=0.5, epochs=1, dropout=False, normalize=True, test=False,
                                       root=fetch("mnist", default_root()))
     assert 0.0 < error < 20.0  # one epoch on 10K images learns MNIST far past chance (90 %)
+
+
+def test_the_knn_query_comparison_pairs_both_queries_by_seed_at_equal_epochs(tmp_path, monkeypatch):
+    knn_query = load("knn_query")
+    out = tmp_path / "knn_query.json"
+    monkeypatch.setattr(sys, "argv", ["knn_query.py", "--train", "200", "--epochs", "2", "--warmup", "1",
+                                      "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    knn_query.main()
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]  # epoch 2, the last
+    for seed in ("0", "1"):
+        assert set(result["curves"]["cache"][seed]) == set(result["curves"]["posterior"][seed]) == {"1", "2"}
+    differences = [result["curves"]["posterior"][s]["2"] - result["curves"]["cache"][s]["2"] for s in ("0", "1")]
+    assert row["epoch"] == 2 and abs(row["difference_mean"] - sum(differences) / 2) < 1e-9

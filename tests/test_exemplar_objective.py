@@ -96,6 +96,17 @@ def test_knn_rows_take_the_nearest_members_of_the_subset():
     assert sorted(members[mask[0]].tolist()) == sorted(by_distance[:2])
 
 
+def test_knn_rows_take_the_members_nearest_to_their_query_when_one_is_given():
+    objective, _ = make_objective("knn", knn=2)
+    subset = torch.tensor(drawn_subset(objective))
+    query = torch.tensor([[3.0, -2.0]], dtype=torch.float64)  # e.g. the row's current posterior mean
+    members, mask = objective._nearest_members(torch.tensor([0]), subset, query)
+    cache = objective.cache.values
+    others = [j for j in subset.tolist() if j != 0]
+    by_distance = sorted(others, key=lambda j: (cache[j] - query[0]).pow(2).sum().item())
+    assert sorted(members[mask[0]].tolist()) == sorted(by_distance[:2])
+
+
 @pytest.mark.parametrize("search", ["exact", "knn"])
 def test_neighbour_gradient_reaches_the_encoder_and_refreshes_the_cache(search):
     objective, model = make_objective(search, neighbour_gradient=True)

@@ -11,7 +11,7 @@ from torch.utils.data import TensorDataset
 from conftest import blob_images, plant_foreign_random_stream
 from exaug import BundleError, ExemplarVAE, ModelConfig, TrainConfig, fit_generator, load_generator, save_generator
 from exaug.run_lock import RunDirectoryBusy, run_directory_lock
-from exaug.train import CHECKPOINT_FILE, LOG_FILE, RunProgress, kl_weight, run_progress
+from exaug.train import CHECKPOINT_FILE, LOG_FILE, RunProgress, kl_weight, run_progress, stopped_early
 
 SMALL = ModelConfig(hidden_dim=32, latent_dim=4, num_pseudo_inputs=10)
 
@@ -166,6 +166,46 @@ def test_early_stopping_ends_after_patience_epochs_without_improvement(tiny_data
     last = records[-1]
     assert len(records) < 50
     assert last["epoch"] - last["best_epoch"] >= 1
+
+
+def test_early_stopping_does_not_count_epochs_inside_the_kl_warm_up(tiny_data, tmp_path, monkeypatch):
+    train, val = tiny_data
+    import exaug.train as train_module
+
+    real_elbo_parts = train_module.elbo_parts
+    scores = iter([-100.0, -110.0, -120.0, -130.0, -140.0])  # epoch 1 is the best, then worse and worse
+    monkeypatch.setattr(train_module, "elbo_parts",
+                        lambda model, images: {**real_elbo_parts(model, images), "elbo": next(scores)})
+    _, records = quiet_fit(train, val, tmp_path, epochs=5, patience=1)  # warm-up: 2 epochs
+    assert [r["epoch"] for r in records] == [1, 2, 3]  # one epoch of patience after warm-up, not after epoch 1
+
+
+@pytest.mark.parametrize("epoch, best_epoch, stopped", [(60, 5, False), (150, 100, True), (149, 100, False),
+                                                        (151, 120, False), (170, 120, True)])
+def test_patience_runs_from_the_later_of_the_best_epoch_and_the_end_of_warm_up(epoch, best_epoch, stopped):
+    assert stopped_early(epoch, best_epoch, patience=50, warmup_epochs=100, has_validation=True) is stopped
+
+
+def test_the_knn_search_looks_around_the_current_posterior_means_unless_asked_for_the_cache(tiny_data, tmp_path):
+    train, val = tiny_data
+    assert TrainConfig().knn_query == "posterior"
+    posterior, _ = quiet_fit(train, val, tmp_path / "posterior", epochs=2, knn=2)
+    cache, _ = quiet_fit(train, val, tmp_path / "cache", epochs=2, knn=2, knn_query="cache")
+    assert not torch.equal(posterior.encoder.mean.weight, cache.encoder.mean.weight)
+
+
+def test_a_checkpoint_from_before_knn_query_resumes_as_it_ran_and_says_so_otherwise(tiny_data, tmp_path):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path / "straight", epochs=2, knn_query="cache")
+    quiet_fit(train, val, tmp_path / "old", epochs=1, knn_query="cache")
+    path = tmp_path / "old" / CHECKPOINT_FILE
+    state = torch.load(path, weights_only=True)
+    del state["identity"]["train_config"]["knn_query"]  # written before the setting existed
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="train_config.knn_query: 'cache' → 'posterior'"):
+        quiet_fit(train, val, tmp_path / "old", epochs=2)
+    quiet_fit(train, val, tmp_path / "old", epochs=2, knn_query="cache")
+    assert (tmp_path / "old" / "model.safetensors").read_bytes() == (tmp_path / "straight" / "model.safetensors").read_bytes()
 
 
 def test_a_run_that_used_up_its_epochs_trains_on_in_place_exactly_as_a_longer_run(tiny_data, tmp_path):
