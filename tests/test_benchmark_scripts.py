@@ -49,3 +49,15 @@ def test_the_knn_query_comparison_pairs_both_queries_by_seed_at_equal_epochs(tmp
         assert set(result["curves"]["cache"][seed]) == set(result["curves"]["posterior"][seed]) == {"1", "2"}
     differences = [result["curves"]["posterior"][s]["2"] - result["curves"]["cache"][s]["2"] for s in ("0", "1")]
     assert row["epoch"] == 2 and abs(row["difference_mean"] - sum(differences) / 2) < 1e-9
+
+
+def test_the_iwae_speed_comparison_times_both_estimators_on_the_same_images(tmp_path, monkeypatch):
+    iwae_speed = load("iwae_speed")
+    out = tmp_path / "iwae_speed.json"
+    monkeypatch.setattr(sys, "argv", ["iwae_speed.py", "--images", "2", "--samples", "50", "--out", str(out)])
+    iwae_speed.main()
+    result = json.loads(out.read_text())
+    assert result["images"] == 2 and result["exemplars"] == 50_000
+    assert -1e-5 <= result["bound_change_nats"]["min"] <= result["bound_change_nats"]["max"] <= result["tolerance"] + 1e-5
+    seconds = result["seconds_per_image"]
+    assert abs(result["speed_up"] - seconds["all_exemplars"] / seconds["near_exemplars"]) < 1e-9

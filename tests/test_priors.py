@@ -117,3 +117,33 @@ def test_masked_logsumexp_matches_torch_and_ignores_masked_entries():
     logits.requires_grad_()
     masked_logsumexp(logits, mask).sum().backward()
     assert (logits.grad[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("tolerance", [1e-2, 1e-3])
+def test_the_prior_near_an_anchor_scores_far_fewer_pairs_and_stays_within_its_tolerance(tolerance, monkeypatch):
+    import exaug.priors as priors
+
+    torch.manual_seed(0)
+    prior = ExemplarPrior(latent_dim=6)
+    with torch.no_grad():
+        prior.log_var.fill_(math.log(0.5))
+    prior.set_exemplar_means(torch.randn(20_000, 6) * 3)
+    anchor = torch.randn(6)
+    z = anchor + 0.8 * torch.randn(300, 6)
+    full = prior.log_prob(z)
+    scored, real = [], priors.isotropic_mixture_log_prob
+    monkeypatch.setattr(priors, "isotropic_mixture_log_prob",
+                        lambda rows, centres, *rest: scored.append(rows.shape[0] * centres.shape[0]) or real(rows, centres, *rest))
+    near = prior.log_prob_near(z, anchor, tolerance, first_candidates=64)
+    assert sum(scored) < 0.5 * z.shape[0] * 20_000
+    assert (near <= full + 1e-5).all() and (full - near).max() <= tolerance + 1e-5
+
+
+def test_the_iwae_bound_with_the_near_prior_moves_by_less_than_its_tolerance():
+    torch.manual_seed(0)
+    model = ExemplarVAE(ModelConfig(input_shape=(1, 6, 6), hidden_dim=16, latent_dim=3)).eval()
+    model.set_exemplars(torch.rand(3000, 1, 6, 6))
+    images = torch.bernoulli(torch.rand(3, 1, 6, 6))
+    exact = model.iwae(images, 400, chunk_size=100, generator=torch.Generator().manual_seed(1), prior_tolerance=None)
+    fast = model.iwae(images, 400, chunk_size=100, generator=torch.Generator().manual_seed(1), prior_tolerance=1e-3)
+    assert ((exact - fast) >= -1e-5).all() and ((exact - fast) <= 1e-3 + 1e-5).all()
