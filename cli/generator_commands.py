@@ -34,6 +34,9 @@ from .options import dataset_choice, generator_option, open_dataset, root_option
                    "latent cache (faster, but the latent scale drifts).")
 @click.option("--exemplar-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="M/N, the exemplar subsampling ratio.")
+@click.option("--leave-one-out/--no-leave-one-out", default=True, show_default=True,
+              help="Never explain a training image by its own exemplar (eq. 13); off only to reproduce the "
+                   "paper's ablation (Table 1), where the prior overfits the training set.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help=f"Epoch budget [default: {TrainConfig.epochs}; when resuming, the budget the run in --out was "
                    "started with]. A larger one trains a run that used up its budget further.")

@@ -61,6 +61,9 @@ class TrainConfig:
     warmup_epochs: int = 100  # linear KL annealing from 0 to 1 over this many epochs
     patience: int = 50  # stop after this many epochs without a better validation ELBO
     exemplar_fraction: float = 0.5  # M/N, the exemplar subsampling ratio of eq. 5
+    # Leave-one-out (eq. 13): a training point is never explained by its own exemplar. Off only for the
+    # ablation of Table 1 / Figure 2, where the prior can collapse onto the training set.
+    leave_one_out: bool = True
     exemplar_search: str = "knn"  # "exact": all M exemplars; "knn": k nearest ones (§3.1)
     knn: int = 10  # k of the kNN approximation
     # Where the kNN search looks: "posterior", around the batch's current posterior means (the authors'

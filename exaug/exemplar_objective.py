@@ -16,6 +16,8 @@ back to the cache.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .config import TrainConfig
@@ -47,6 +49,7 @@ class LeaveOneOutExemplarPrior:
         self.search = config.exemplar_search
         self.knn = config.knn
         self.neighbour_gradient = config.neighbour_gradient
+        self.leave_one_out = config.leave_one_out
         self.generator = generator
         n = exemplars.shape[0]
         # M ≥ 2 so that every point keeps at least one exemplar after leaving itself out.
@@ -59,11 +62,14 @@ class LeaveOneOutExemplarPrior:
         authors' code); None looks around each row's cached mean. The exact search ignores it.
         """
         subset = self._draw_subset()
-        in_subset = torch.zeros(self.exemplars.shape[0], dtype=torch.bool, device=z.device)
-        in_subset[subset] = True
-        log_count = torch.log(self.subset_size - in_subset[batch_indices].to(z.dtype))
+        if self.leave_one_out:  # a row's own exemplar, when drawn into π, neither explains it nor counts
+            in_subset = torch.zeros(self.exemplars.shape[0], dtype=torch.bool, device=z.device)
+            in_subset[subset] = True
+            log_count = torch.log(self.subset_size - in_subset[batch_indices].to(z.dtype))
+        else:
+            log_count = math.log(self.subset_size)
         if self.search == "exact":
-            members, mask = subset, subset.unsqueeze(0) != batch_indices.unsqueeze(1)
+            members, mask = subset, (subset.unsqueeze(0) != batch_indices.unsqueeze(1) if self.leave_one_out else None)
         else:
             members, mask = self._nearest_members(batch_indices, subset, query)
         centres = self._centres(members)
@@ -77,7 +83,8 @@ class LeaveOneOutExemplarPrior:
 
     def _nearest_members(self, batch_indices: torch.Tensor, subset: torch.Tensor, query: torch.Tensor | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The k members of π nearest to each row's query (default: its cached mean), other than the row itself.
+        """The k members of π nearest to each row's query (default: its cached mean), other than the row itself
+        (unless leave-one-out is off).
 
         Returns the unique neighbour indices U and a B×U mask of which row uses which.
         Searching inside π (rather than filtering a global search) keeps every row at
@@ -87,8 +94,10 @@ class LeaveOneOutExemplarPrior:
         queries = self.cache.values[batch_indices.to(cache_device)] if query is None else query.detach().to(cache_device)
         neighbours = self.cache.search(queries, self.knn + 1, candidates=subset.to(cache_device))
         neighbours = neighbours.to(batch_indices.device)
-        not_self = neighbours != batch_indices.unsqueeze(1)
-        keep = not_self & (not_self.cumsum(1) <= self.knn)
+        allowed = neighbours != batch_indices.unsqueeze(1)
+        if not self.leave_one_out:
+            allowed = torch.ones_like(allowed)
+        keep = allowed & (allowed.cumsum(1) <= self.knn)
         rows, cols = keep.nonzero(as_tuple=True)
         members, positions = torch.unique(neighbours[rows, cols], return_inverse=True)
         mask = torch.zeros(neighbours.shape[0], members.shape[0], dtype=torch.bool, device=neighbours.device)

@@ -46,7 +46,8 @@ LOG_FILE = "train_log.jsonl"
 RUN_MARKER = ".exaug-generator-run"
 RUN_FILES = (CONFIG_FILE, MODEL_FILE, EXEMPLARS_FILE, LOG_FILE)
 # Recipe fields newer than some checkpoints, with the value those checkpoints were trained under.
-SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"train_config": {"init_from": None, "init_sha256": None, "knn_query": "cache"}}
+SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"train_config": {"init_from": None, "init_sha256": None, "knn_query": "cache",
+                                                      "leave_one_out": True}}
 
 
 def stack_dataset(dataset: Dataset, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor | None]:

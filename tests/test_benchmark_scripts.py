@@ -61,3 +61,20 @@ def test_the_iwae_speed_comparison_times_both_estimators_on_the_same_images(tmp_
     assert -1e-5 <= result["bound_change_nats"]["min"] <= result["bound_change_nats"]["max"] <= result["tolerance"] + 1e-5
     seconds = result["seconds_per_image"]
     assert abs(result["speed_up"] - seconds["all_exemplars"] / seconds["near_exemplars"]) < 1e-9
+
+
+def test_an_ablation_study_trains_scores_and_plots_every_variant_on_the_same_budget(tmp_path, monkeypatch):
+    ablations = load("ablations")
+    out, figure = tmp_path / "study.json", tmp_path / "study.png"
+    monkeypatch.setattr(sys, "argv", ["ablations.py", "--study", "leave-one-out", "--train", "200", "--epochs", "2",
+                                      "--warmup", "1", "--seeds", "0", "--test-images", "4", "--samples", "20",
+                                      "--runs", str(tmp_path / "runs"), "--out", str(out), "--plot", str(figure)])
+    ablations.main()
+    result = json.loads(out.read_text())
+    assert set(result["variants"]) == {"with", "without"}
+    for variant in ("with", "without"):
+        run = result["variants"][variant]["0"]
+        assert run["curves"]["epoch"] == [1, 2] and run["iwae_nll"] > 0
+    without = json.loads((tmp_path / "runs" / "leave-one-out" / "without" / "seed0" / "config.json").read_text())
+    assert without["training"]["leave_one_out"] is False and without["training"]["epochs"] == 2
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -125,3 +125,21 @@ def test_cached_centres_carry_no_gradient_into_the_encoder():
     objective(z, torch.arange(4)).sum().backward()
     assert model.encoder.mean.weight.grad is None
     assert model.prior.log_var.grad is not None
+
+
+def test_without_leave_one_out_a_point_is_explained_by_its_own_exemplar_too():
+    objective, model = make_objective("exact", fraction=1.0)
+    objective.leave_one_out = False
+    batch = torch.tensor([0, 5, 39])
+    z = objective.cache.values[batch] + 0.01  # right beside their own exemplars
+    sigma2 = math.exp(model.prior.log_var.item())
+    terms = -((z.unsqueeze(1) - objective.cache.values.unsqueeze(0)) ** 2).sum(-1) / (2 * sigma2)
+    expected = torch.logsumexp(terms, 1) - 0.5 * 2 * math.log(2 * math.pi * sigma2) - math.log(N)
+    torch.testing.assert_close(objective(z, batch), expected)
+
+
+def test_knn_without_leave_one_out_may_take_the_row_itself_as_a_neighbour():
+    objective, _ = make_objective("knn", knn=1, fraction=1.0)
+    objective.leave_one_out = False
+    members, mask = objective._nearest_members(torch.arange(N), torch.arange(N))
+    assert [members[mask[row]].item() for row in range(N)] == list(range(N))  # each point's nearest is itself

@@ -1,0 +1,143 @@
+"""The generator's ablations of the paper (issue 17 §2), every variant on the same budget, side by side.
+
+A study trains one generator per variant and seed, differing from the default recipe only in what the study
+varies, with the same data, epochs, warm-up and seed; then it scores each on the same test images (one-sample
+ELBO, and the IWAE bound with S importance samples) and plots train against validation ELBO per epoch.
+
+| study | paper | variants |
+|---|---|---|
+| leave-one-out | Table 1, Figure 2 | with, without |
+| exemplar-fraction | Table 2 | M/N = 1, 0.5, 0.2, 0.1 |
+| search | Table 4 | the exact prior, kNN with k = 10 |
+| prior | Figure 5's generators | Gaussian, VampPrior, exemplar |
+
+Every run is a resumable fit_generator folder under ``--runs``: a killed study picks up where it stopped.
+
+    python benchmarks/ablations.py --study leave-one-out --train 10000 --epochs 40 --warmup 10 --seeds 0 1 2 \
+        --test-images 500 --samples 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Subset
+
+from exaug import ModelConfig, TrainConfig, fit_generator
+from exaug.atomic import atomic_path, atomic_write_text
+from exaug.data import load_split
+from exaug.device import apply_threads
+from exaug.evaluate import evaluate_generator
+
+# variant name → (TrainConfig fields, ModelConfig fields) that differ from the default recipe
+STUDIES: dict[str, dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
+    "leave-one-out": {"with": ({}, {}), "without": ({"leave_one_out": False}, {})},
+    "exemplar-fraction": {f"M/N {fraction:g}": ({"exemplar_fraction": fraction}, {})
+                          for fraction in (1.0, 0.5, 0.2, 0.1)},
+    "search": {"exact": ({"exemplar_search": "exact"}, {}), "kNN, k = 10": ({"exemplar_search": "knn", "knn": 10}, {})},
+    "prior": {"Gaussian": ({}, {"prior": "gaussian"}), "VampPrior": ({}, {"prior": "vamp"}),
+              "exemplar": ({}, {"prior": "exemplar"})},
+}
+
+
+def folder_name(variant: str) -> str:
+    return "".join(character if character.isalnum() else "-" for character in variant).strip("-").lower()
+
+
+def curves(out: Path) -> dict[str, list[float]]:
+    """Per epoch: the training objective as an ELBO (−train loss, β-weighted inside warm-up), the validation
+    ELBO, and the seconds the epoch took, read from the run's log."""
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    return {"epoch": [r["epoch"] for r in records], "train_elbo": [-r["train_loss"] for r in records],
+            "val_elbo": [r["val_elbo"] for r in records], "seconds": [r["seconds"] for r in records]}
+
+
+def plot(study: str, results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
+    for index, (variant, by_seed) in enumerate(results["variants"].items()):
+        first = by_seed[min(by_seed)]["curves"]
+        colour = f"C{index}"
+        axes.plot(first["epoch"], first["train_elbo"], linestyle="--", color=colour, label=f"{variant}, train")
+        axes.plot(first["epoch"], first["val_elbo"], color=colour, label=f"{variant}, validation")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("ELBO (nats)")
+    axes.set_title(f"{study}: train (dashed) and validation ELBO, seed {min(results['seeds'])}", fontsize=9)
+    runs = [run["curves"] for by_seed in results["variants"].values() for run in by_seed.values()]
+    later = [value for run in runs for name in ("train_elbo", "val_elbo")
+             for value in run[name][len(run[name]) // 4:]]
+    if later:  # the first epochs lie far below the rest: show where the variants differ
+        axes.set_ylim(min(later) - 2, max(later) + 2)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", choices=sorted(STUDIES), required=True)
+    parser.add_argument("--dataset", default="mnist")
+    parser.add_argument("--train", type=int, default=10_000, help="the first N training images")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=10, help="KL warm-up epochs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--test-images", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=1000, help="IWAE importance samples")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=Path, default=Path("runs/ablations"))
+    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/ablations/STUDY.json")
+    parser.add_argument("--plot", type=Path, default=None, help="default: docs/figures/ablation-STUDY.png")
+    args = parser.parse_args()
+    apply_threads(args.threads)
+    out = args.out or Path("benchmarks/results/ablations") / f"{args.study}.json"
+    figure = args.plot or Path("docs/figures") / f"ablation-{args.study}.png"
+
+    train = Subset(load_split(args.dataset, "train"), range(args.train))
+    val = load_split(args.dataset, "val")
+    test = load_split(args.dataset, "test")
+    results: dict[str, Any] = {"study": args.study, "dataset": args.dataset, "train_images": args.train,
+                               "epochs": args.epochs, "warmup_epochs": args.warmup, "seeds": args.seeds,
+                               "test_images": args.test_images, "iwae_samples": args.samples,
+                               "threads": args.threads, "torch": torch.__version__, "machine": platform.machine(),
+                               "variants": {}}
+    for variant, (train_options, model_options) in STUDIES[args.study].items():
+        results["variants"][variant] = {}
+        for seed in args.seeds:
+            folder = args.runs / args.study / folder_name(variant) / f"seed{seed}"
+            config = TrainConfig(epochs=args.epochs, warmup_epochs=args.warmup, patience=args.epochs, seed=seed,
+                                 device="cpu", **train_options)
+            model = fit_generator(train, val, config, folder, model_config=ModelConfig(**model_options),
+                                  progress=False, log=lambda record: None)
+            scores = evaluate_generator(model, test.images[: args.test_images], num_samples=args.samples,
+                                        subset=None, ks=(), progress=False)
+            results["variants"][variant][seed] = {
+                "test_elbo": scores["test_elbo"], "iwae_nll": scores["iwae_nll"], "curves": curves(folder)}
+    print(f"| {args.study} | test ELBO | test NLL (IWAE, S = {args.samples}) | CPU seconds per epoch |")
+    print("|---|---|---|---|")
+    for variant, by_seed in results["variants"].items():
+        elbo = [run["test_elbo"] for run in by_seed.values()]
+        nll = [run["iwae_nll"] for run in by_seed.values()]
+        seconds = [float(np.mean(run["curves"]["seconds"])) for run in by_seed.values()]
+        spread = (lambda values: "" if len(values) < 2 else f" ± {np.std(values, ddof=1):.2f}")
+        print(f"| {variant} | {np.mean(elbo):.2f}{spread(elbo)} | {np.mean(nll):.2f}{spread(nll)} | "
+              f"{np.mean(seconds):.1f} |")
+    atomic_write_text(out, json.dumps(results, indent=1) + "\n")
+    plot(args.study, results, figure)
+    print(f"wrote {out} and {figure}")
+
+
+if __name__ == "__main__":
+    main()
