@@ -86,6 +86,11 @@ def plot(study: str, results: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+def spread(values: list[float]) -> str:
+    """" ± std" over seeds, or nothing for one seed."""
+    return "" if len(values) < 2 else f" ± {np.std(values, ddof=1):.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", choices=sorted(STUDIES), required=True)
@@ -131,7 +136,6 @@ def main() -> None:
         elbo = [run["test_elbo"] for run in by_seed.values()]
         nll = [run["iwae_nll"] for run in by_seed.values()]
         seconds = [float(np.mean(run["curves"]["seconds"])) for run in by_seed.values()]
-        spread = (lambda values: "" if len(values) < 2 else f" ± {np.std(values, ddof=1):.2f}")
         print(f"| {variant} | {np.mean(elbo):.2f}{spread(elbo)} | {np.mean(nll):.2f}{spread(nll)} | "
               f"{np.mean(seconds):.1f} |")
     atomic_write_text(out, json.dumps(results, indent=1) + "\n")

@@ -519,6 +519,23 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def validation_markdown(results: list[dict[str, Any]]) -> str:
+    """Every setting tried on validation: its final-epoch error, averaged over the validation seeds run."""
+    errors: dict[RunSpec, list[float]] = defaultdict(list)
+    for result in results:
+        spec = RunSpec(**result["spec"])
+        if spec.split == "val":
+            errors[dataclasses.replace(spec, seed=0)].append(result["error"])
+    lines = ["| dataset | model | data | epochs | generator | augmentation | knob | seeds | validation error % |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for spec in sorted(errors, key=lambda s: (s.dataset, s.model, s.subset, s.epochs, s.generator, s.augmentation,
+                                              s.knob)):
+        generator = spec.generator if spec.uses_generator else ""
+        lines.append(f"| {spec.dataset} | {spec.model} | {spec.subset} | {spec.epochs} | {generator} | "
+                     f"{spec.augmentation} | {spec.knob} | {len(errors[spec])} | {np.mean(errors[spec]):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def _difference(paired: dict[str, Any] | None, against: str | None = None) -> str:
     if paired is None:
         return ""
@@ -622,12 +639,16 @@ def grid_command(plan: Path, jobs: int, results: Path, only: str) -> None:
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=RESULTS, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/dropin-table.md"),
               show_default=True)
-def summary_command(results: Path, out: Path) -> None:
-    """Print the test table, write it as Markdown to OUT and as JSON beside the runs."""
+@click.option("--validation-out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("docs/dropin-validation.md"), show_default=True)
+def summary_command(results: Path, out: Path, validation_out: Path) -> None:
+    """Print the test table, write it as Markdown to OUT, the validation table to VALIDATION_OUT, and both as
+    JSON beside the runs."""
     all_results = read_results(results)
     rows = summarize(all_results)
     table = markdown_table(rows)
     print(table)
+    atomic_write_text(validation_out, validation_markdown(all_results))
     picks = {"/".join(map(str, key)): spec.knob for key, spec in pick_on_validation(all_results).items()}
     atomic_write_text(out, table)
     atomic_write_text(results / "summary.json", json.dumps({"test_rows": rows, "validation_picks": picks}, indent=1) + "\n")

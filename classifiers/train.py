@@ -20,10 +20,10 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from exaug.atomic import atomic_write_text
-from exaug.checkpoint import load_checkpoint, restore_random_stream
+from exaug.checkpoint import CHECKPOINT_FILE, load_checkpoint, restore_random_stream
 from exaug.data import dataset_labels, describe_labels
 from exaug.device import resolve_device
-from exaug.epochs import CHECKPOINT_FILE, EpochCallback, EpochLog, EpochTrainer
+from exaug.epochs import EpochCallback, EpochLog, EpochTrainer
 from exaug.mixed import MixedBatchLoader, mixed_loss
 from exaug.models import ExemplarVAE
 

@@ -40,7 +40,7 @@ def dataset_choice(value: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def check_images_readable(root: str, paths: tuple[str, ...]) -> None:
-    """Open every image of a folder once (a header read) and refuse a file that is not an image, or images of
+    """Open and verify every image of a folder once, and refuse a file that is not an image, or images of
     different sizes, naming the file: found later, inside a DataLoader, either would end a run in a traceback."""
     from PIL import Image, UnidentifiedImageError
 

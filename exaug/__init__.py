@@ -1,8 +1,8 @@
 """exaug: Exemplar VAE generative data augmentation.
 
 The public API in one place; the modules behind it follow the data's path:
-data → models/priors → train → bundle → pretrained → evaluate → twins → augment/collate/mixed
-(→ exaug.classifiers, exaug.cli).
+data → models/priors → bundle format → evaluate → train → pretrained → twins → augment/collate/mixed
+(→ exaug.classifiers, exaug.cli); docs/architecture.md has the layers, tests/test_architecture.py holds them.
 """
 
 from .augment import ExemplarAugment

@@ -26,8 +26,8 @@ from safetensors.torch import load as load_safetensors, save_file
 
 from .atomic import atomic_path, atomic_write_text
 from .checkpoint import CHECKPOINT_FILE
-from .bundle_schema import (CONFIG_FILE, EXEMPLARS_FILE, FORMAT_NAME, FORMAT_VERSION, MODEL_FILE, BundleError,
-                            checked_bundle_config, model_config, safetensors_header)
+from .bundle_schema import (CONFIG_FILE, EXEMPLARS_FILE, FLOAT_DTYPES, FORMAT_NAME, FORMAT_VERSION, MODEL_FILE,
+                            BundleError, checked_bundle_config, model_config, safetensors_header)
 from .config import ModelConfig, TrainConfig
 from .models import ExemplarVAE
 
@@ -134,14 +134,15 @@ def _read_weights(directory: Path, config: dict[str, Any], architecture: ModelCo
     path = directory / MODEL_FILE
     content = _checked_bytes(directory, MODEL_FILE, config)
     with torch.device("meta"):  # the architecture's shapes, without allocating its weights
-        expected = {name: (str(tensor.dtype).removeprefix("torch."), tuple(tensor.shape))
-                    for name, tensor in ExemplarVAE(architecture).state_dict().items()}
+        expected = {name: tuple(tensor.shape) for name, tensor in ExemplarVAE(architecture).state_dict().items()}
     declared = safetensors_header(content, path)
     problems = [f"missing {name}" for name in expected if name not in declared]
     problems += [f"unexpected {name}" for name in declared if name not in expected]
-    problems += [f"{name} is {declared[name][0]} {list(declared[name][1])}, the architecture needs "
-                 f"{dtype} {list(shape)}" for name, (dtype, shape) in expected.items()
-                 if name in declared and declared[name] != (dtype, shape)]
+    problems += [f"{name} is {list(declared[name][1])}, the architecture needs {list(shape)}"
+                 for name, shape in expected.items() if name in declared and declared[name][1] != shape]
+    # weights keep the precision they were saved in (a float64 model's are float64) and load into float32
+    problems += [f"{name} is {dtype}, not a floating-point type" for name, (dtype, _) in declared.items()
+                 if name in expected and dtype not in FLOAT_DTYPES]
     if problems:
         raise BundleError(f"{path} does not match the architecture in config.json: {', '.join(problems)}")
     return _finite(_load_safetensors(content, path), path)

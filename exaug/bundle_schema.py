@@ -25,6 +25,7 @@ HASHED_FILES = (MODEL_FILE, EXEMPLARS_FILE)
 # safetensors dtype names → torch's, for the dtypes a bundle may hold.
 SAFETENSORS_DTYPES = {"F32": "float32", "F64": "float64", "F16": "float16", "BF16": "bfloat16", "U8": "uint8",
                       "I64": "int64"}
+FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
 

@@ -60,6 +60,9 @@ class TrainConfig:
     learning_rate: float = 5e-4  # Adam on per-tensor L2-normalised gradients
     warmup_epochs: int = 100  # linear KL annealing from 0 to 1 over this many epochs
     patience: int = 50  # stop after this many epochs without a better validation ELBO
+    # Count those epochs only after the KL warm-up (the authors' rule); False counts from the best epoch
+    # alone, as exaug did before this field (checkpoints from then resume with it).
+    patience_after_warmup: bool = True
     exemplar_fraction: float = 0.5  # M/N, the exemplar subsampling ratio of eq. 5
     # Leave-one-out (eq. 13): a training point is never explained by its own exemplar. Off only for the
     # ablation of Table 1 / Figure 2, where the prior can collapse onto the training set.

@@ -94,9 +94,10 @@ class LeaveOneOutExemplarPrior:
         queries = self.cache.values[batch_indices.to(cache_device)] if query is None else query.detach().to(cache_device)
         neighbours = self.cache.search(queries, self.knn + 1, candidates=subset.to(cache_device))
         neighbours = neighbours.to(batch_indices.device)
-        allowed = neighbours != batch_indices.unsqueeze(1)
-        if not self.leave_one_out:
-            allowed = torch.ones_like(allowed)
+        if self.leave_one_out:
+            allowed = neighbours != batch_indices.unsqueeze(1)
+        else:
+            allowed = torch.ones_like(neighbours, dtype=torch.bool)
         keep = allowed & (allowed.cumsum(1) <= self.knn)
         rows, cols = keep.nonzero(as_tuple=True)
         members, positions = torch.unique(neighbours[rows, cols], return_inverse=True)

@@ -76,8 +76,6 @@ def isotropic_mixture_log_prob(
     return masked_logsumexp(logits, mask) + row_term - log_norm - log_count
 
 
-# log_prob_near: the share of rows scored inside one shared radius (the rest against every exemplar).
-_SHARED_RADIUS_QUANTILE = 0.9
 # exp(x) for x < -87 is a float32 denormal, and denormal arithmetic is ~5× slower on CPUs.
 # Terms below e^-80 of the largest one change a sum of ≤ 10^6 terms by < 10^-28: drop them.
 _NEGLIGIBLE_LOG_RATIO = -80.0
@@ -174,6 +172,10 @@ class VampPrior(nn.Module):
         return means[picks] + torch.exp(0.5 * log_vars[picks]) * noise
 
 
+# ExemplarPrior.log_prob_near: the share of rows scored inside one shared radius (the rest against every exemplar).
+SHARED_RADIUS_QUANTILE = 0.9
+
+
 class ExemplarPrior(nn.Module):
     """Eq. 10/14: isotropic Gaussians N(μ(x_j), σ² I) around the latent means of the exemplars.
 
@@ -211,25 +213,41 @@ class ExemplarPrior(nn.Module):
         log_count = math.log(means.shape[0])
         return _chunked_rows(z, means.shape[0], lambda rows: isotropic_mixture_log_prob(rows, means, self.log_var, log_count))
 
+    def rank_exemplars(self, anchor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The exemplars by distance from ``anchor``: (sorted distances, exemplar indices in that order)."""
+        distances = squared_distances(anchor.reshape(1, -1), self._require_means())[0].sqrt()
+        order = distances.argsort()
+        return distances[order], order
+
     def log_prob_near(self, z: torch.Tensor, anchor: torch.Tensor, tolerance: float = 1e-3,
-                      first_candidates: int = 2048) -> torch.Tensor:
+                      first_candidates: int = 2048, ranking: tuple[torch.Tensor, torch.Tensor] | None = None
+                      ) -> torch.Tensor:
         """log r(z) for rows z near one ``anchor`` (e.g. importance samples of one image around its posterior
-        mean), to within ``tolerance`` nats per row, certified, at a fraction of :meth:`log_prob`'s cost.
+        mean), at most ``tolerance`` nats below :meth:`log_prob`, certified, at a fraction of its cost.
 
         The sum runs over the exemplars nearest the anchor only. An exemplar at distance ≥ R from the anchor
-        lies at least R − ||z − anchor|| from z, so together they add at most one component's density at that
-        distance (their mixture weights sum to less than 1). A first pass over the ``first_candidates`` nearest gives each row a lower bound on its
-        sum; the second pass takes every exemplar inside the radius R at which that bound on the rest falls
-        below ``tolerance`` times the first sum (log(1 + x) ≤ x): the radius most rows need serves them, and the
-        rows that need more are scored against every exemplar. Leaving mass out only lowers
-        the value: an IWAE bound built on it moves down by at most ``tolerance``.
+        lies at least R − ||z − anchor|| from z, so together those add at most one component's density at
+        that distance (their mixture weights sum to less than 1). A first pass over the ``first_candidates``
+        nearest gives each row a lower bound on its sum; the exemplars inside the radius R at which the bound
+        on the rest falls below ``tolerance`` times that sum (log(1 + x) ≤ x) are added. The radius most rows
+        need serves them; the rows that need more are scored against every exemplar. Leaving mass out only
+        lowers the value, so an IWAE bound built on it moves down by at most ``tolerance``. ``ranking``:
+        :meth:`rank_exemplars` of the anchor, when several calls share it.
         """
+        if not tolerance > 0 or first_candidates < 1:
+            raise ValueError(f"tolerance={tolerance} must be > 0 and first_candidates={first_candidates} >= 1")
         means = self._require_means()
         count = means.shape[0]
-        distances = squared_distances(anchor.reshape(1, -1), means)[0].sqrt()
-        order = distances.argsort()
+        if z.shape[0] == 0:
+            return z.new_empty(0)
+        distances, order = ranking if ranking is not None else self.rank_exemplars(anchor)
         first = min(count, first_candidates)
-        near = isotropic_mixture_log_prob(z, means[order[:first]], self.log_var, math.log(count))
+
+        def score(rows: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:  # a share of the mixture, in chunks
+            return _chunked_rows(rows, centres.shape[0],
+                                 lambda chunk: isotropic_mixture_log_prob(chunk, centres, self.log_var, math.log(count)))
+
+        near = score(z, means[order[:first]])
         if first == count:
             return near
         # The rest is ≤ exp(-(R - ρ)²/2σ² - log_norm) for a row at ρ from the anchor; it must be ≤
@@ -237,16 +255,16 @@ class ExemplarPrior(nn.Module):
         log_norm = 0.5 * self.latent_dim * (LOG_2PI + self.log_var)
         slack = (-log_norm - near - math.log(tolerance)).clamp_min(0.0)
         radii = (z - anchor).norm(dim=-1) + torch.sqrt(2 * torch.exp(self.log_var) * slack)
-        # One radius serves most rows; the few far-out rows that need a larger one are scored against all
-        # exemplars, which costs less than widening the radius for every row.
-        radius = torch.quantile(radii, _SHARED_RADIUS_QUANTILE)
-        inside = int(torch.searchsorted(distances[order], radius.reshape(1)).item())
+        radius = torch.quantile(radii, SHARED_RADIUS_QUANTILE)
+        inside = int(torch.searchsorted(distances, radius.reshape(1)).item())
+        if inside >= count:
+            return self.log_prob(z)
         result = near.clone()
         wide = radii > radius
         if inside > first:
-            result[~wide] = isotropic_mixture_log_prob(z[~wide], means[order[:inside]], self.log_var, math.log(count))
+            result[~wide] = torch.logaddexp(near[~wide], score(z[~wide], means[order[first:inside]]))
         if wide.any():
-            result[wide] = isotropic_mixture_log_prob(z[wide], means, self.log_var, math.log(count))
+            result[wide] = score(z[wide], means)
         return result
 
     def sample(self, n: int, encoder: Encoder | None = None, generator: torch.Generator | None = None) -> torch.Tensor:

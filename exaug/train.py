@@ -26,13 +26,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
-from .checkpoint import IDENTITY_KEY, load_checkpoint, read_checkpoint, restore_random_stream
+from .checkpoint import CHECKPOINT_FILE, IDENTITY_KEY, load_checkpoint, read_checkpoint, restore_random_stream
 from .bundle import load_weights, read_bundle_config, save_generator
 from .bundle_schema import CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE
 from .config import ModelConfig, TrainConfig
 from .data import ImageTensorDataset, data_checksum
 from .device import resolve_device
-from .epochs import CHECKPOINT_FILE, EpochCallback, EpochLog, EpochTrainer
+from .epochs import EpochCallback, EpochLog, EpochTrainer
 from .evaluate import binarize_once, elbo_parts
 from .exemplar_objective import LeaveOneOutExemplarPrior
 from .latent_cache import LatentCache
@@ -47,7 +47,7 @@ RUN_MARKER = ".exaug-generator-run"
 RUN_FILES = (CONFIG_FILE, MODEL_FILE, EXEMPLARS_FILE, LOG_FILE)
 # Recipe fields newer than some checkpoints, with the value those checkpoints were trained under.
 SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"train_config": {"init_from": None, "init_sha256": None, "knn_query": "cache",
-                                                      "leave_one_out": True}}
+                                                      "leave_one_out": True, "patience_after_warmup": False}}
 
 
 def stack_dataset(dataset: Dataset, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -195,16 +195,17 @@ def run_progress(out: str | os.PathLike) -> RunProgress | None:
                          "pass an output directory of its own")
     # Checkpoints from before the budget was saved beside the state kept it in their identity.
     budget = state.get("epoch_budget", settings.get("epochs"))
-    stopped = stopped_early(state["epoch"], state["best_epoch"], settings["patience"], settings["warmup_epochs"],
+    counted_from = settings["warmup_epochs"] if settings.get("patience_after_warmup", False) else 0
+    stopped = stopped_early(state["epoch"], state["best_epoch"], settings["patience"], counted_from,
                             has_validation=identity.get("val_checksum") is not None)
     return RunProgress(state["epoch"], budget, state["best_epoch"], stopped)
 
 
-def stopped_early(epoch: int, best_epoch: int, patience: int, warmup_epochs: int, has_validation: bool) -> bool:
-    """Early stopping: ``patience`` epochs after warm-up without a better validation ELBO (never without
-    validation data). Epochs inside the KL warm-up do not count, as in the authors' code: the bound still
-    moves with β there, so a plateau says little."""
-    return has_validation and epoch - max(best_epoch, warmup_epochs) >= patience
+def stopped_early(epoch: int, best_epoch: int, patience: int, counted_from: int, has_validation: bool) -> bool:
+    """Early stopping: ``patience`` epochs after ``counted_from`` (the end of the KL warm-up, in the authors'
+    rule) without a better validation ELBO; never without validation data. Inside the warm-up the model
+    trains on a β-weighted bound, so a plateau of the true ELBO says little."""
+    return has_validation and epoch - max(best_epoch, counted_from) >= patience
 
 
 class GeneratorTrainer(EpochTrainer):
@@ -331,7 +332,8 @@ class GeneratorTrainer(EpochTrainer):
         return self.model.eval()
 
     def stopped(self) -> bool:
-        return stopped_early(self.epoch, self.best_epoch, self.config.patience, self.config.warmup_epochs,
+        counted_from = self.config.warmup_epochs if self.config.patience_after_warmup else 0
+        return stopped_early(self.epoch, self.best_epoch, self.config.patience, counted_from,
                              has_validation=self.val_flat is not None)
 
     # ------------------------------------------------------- checkpointing
@@ -340,16 +342,23 @@ class GeneratorTrainer(EpochTrainer):
         # in place, and goes on exactly as a run asked for the larger budget would have), the name the
         # start weights were given under (their sha256 stays, so a copy of the bundle elsewhere will do),
         # and the device setting (the random stream's device kind is checked on resuming instead).
+        # knn_query changes nothing without the kNN exemplar prior: a run without it resumes whatever the setting.
+        uses_knn = self.uses_exemplar_prior and self.config.exemplar_search == "knn"
         trained_under = {key: value for key, value in self.config.to_dict().items()
-                         if key not in ("epochs", "init_from", "device")}
+                         if key not in ("epochs", "init_from", "device") and (uses_knn or key != "knn_query")}
         return {"model_config": self.model_config.to_dict(), "train_config": trained_under,
                 "data_checksum": self.data_checksum, "val_checksum": self.val_checksum}
 
     def _resume_advice(self) -> dict[str, str]:
+        advice = {"train_config.knn_query": "a run from before knn_query existed searched around the cached means: "
+                                            "pass --knn-query cache (TrainConfig(knn_query='cache')) to resume it",
+                  "train_config.patience_after_warmup": "a run from before patience_after_warmup existed counted "
+                                                        "patience from its best epoch: pass --patience-from-best "
+                                                        "(TrainConfig(patience_after_warmup=False)) to resume it"}
         if self.config.init_from is None:
-            return {}
+            return advice
         # A bundle can change under a run that started from it, e.g. when it was itself trained on in place.
-        return {"train_config.init_sha256": f"init_from={self.config.init_from!r} does not hold the weights this "
+        return {**advice, "train_config.init_sha256": f"init_from={self.config.init_from!r} does not hold the weights this "
                                             "run started from (init_sha256): to resume, name a bundle that does "
                                             "(e.g. the start bundle restored, or a copy of it); to start from "
                                             f"{self.config.init_from!r} instead, pass another output directory"}

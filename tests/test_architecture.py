@@ -12,12 +12,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Installed names of the three source folders (pyproject.toml's package-dir).
 PACKAGES = {"exaug": ROOT / "exaug", "exaug.classifiers": ROOT / "classifiers", "exaug.cli": ROOT / "cli"}
-# Who may not import whom: each layer's modules never import a module of a later layer.
+# Who may not import whom: each layer's modules never import a module of a later layer, and every module has
+# its place here (a new module must be given one).
 LAYERS = [
+    ("utilities", ["exaug.atomic", "exaug.device", "exaug.images", "exaug.run_lock", "exaug.checkpoint",
+                   "exaug.optim"]),
     ("data", ["exaug.data"]),
-    ("models and priors", ["exaug.models", "exaug.priors", "exaug.config"]),
-    ("bundle format", ["exaug.bundle"]),
-    ("trainers", ["exaug.epochs", "exaug.train", "exaug.exemplar_objective", "exaug.latent_cache"]),
+    ("models and priors", ["exaug.models", "exaug.priors", "exaug.config", "exaug.latent_cache"]),
+    ("bundle format", ["exaug.bundle", "exaug.bundle_schema"]),
+    ("evaluation and sampling", ["exaug.evaluate", "exaug.sampling"]),
+    ("trainers", ["exaug.epochs", "exaug.train", "exaug.exemplar_objective"]),
     ("generators by name", ["exaug.pretrained"]),
     ("plugin", ["exaug.twins", "exaug.augment", "exaug.collate", "exaug.mixed"]),
     ("classifiers", ["exaug.classifiers"]),
@@ -77,6 +81,10 @@ def test_no_module_imports_itself_through_others():
 
     cycles = sorted(name for name in edges if reaches(name, name, set()))
     assert cycles == [], f"import cycles through {cycles}"
+
+
+def test_every_module_has_a_layer():
+    assert [name for name in graph() if name not in PACKAGES and layer_of(name) is None] == []
 
 
 def test_no_layer_imports_a_later_one():

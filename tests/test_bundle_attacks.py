@@ -59,7 +59,7 @@ def test_a_weight_file_linked_from_outside_the_bundle_is_refused(tmp_path):
 
 def test_an_architecture_larger_than_the_weights_is_refused_before_it_is_built(bundle):
     edit_config(bundle, lambda config: config["model"].__setitem__("hidden_dim", 10_000_000))  # 31 GB as float32
-    with pytest.raises(BundleError, match=r"does not match the architecture.*needs float32 \[10000000, 36\]"):
+    with pytest.raises(BundleError, match=r"does not match the architecture.*needs \[10000000, 36\]"):
         load_generator(bundle)
 
 
@@ -103,7 +103,7 @@ def test_a_wrongly_shaped_weight_is_a_bundle_error(bundle):
     tensors["encoder.mean.weight"] = tensors["encoder.mean.weight"][:, :-1].contiguous()
     save_file(tensors, str(bundle / MODEL_FILE))
     rehash(bundle, MODEL_FILE)
-    with pytest.raises(BundleError, match=r"encoder\.mean\.weight is float32 \[3, 15\], the architecture needs"):
+    with pytest.raises(BundleError, match=r"encoder\.mean\.weight is \[3, 15\], the architecture needs \[3, 16\]"):
         load_generator(bundle)
 
 
@@ -159,3 +159,23 @@ def test_any_safetensors_header_loads_or_raises_a_bundle_error(bundle, name, hea
     finally:
         (bundle / name).write_bytes(original[0])
         (bundle / CONFIG_FILE).write_text(original[1])
+
+
+def test_a_float64_generator_saves_and_loads(tmp_path):
+    torch.manual_seed(0)
+    model = ExemplarVAE(ModelConfig(input_shape=(1, 6, 6), hidden_dim=16, latent_dim=3)).double().eval()
+    model.set_exemplars(torch.rand(10, 1, 6, 6), torch.arange(10) % 2)
+    save_generator(model, tmp_path)
+    loaded = load_generator(tmp_path)
+    torch.testing.assert_close(loaded.encoder.mean.weight.double(), model.encoder.mean.weight)
+
+
+def test_integer_weights_are_refused(bundle):
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(bundle / MODEL_FILE))
+    tensors["encoder.mean.weight"] = tensors["encoder.mean.weight"].to(torch.int64)
+    save_file(tensors, str(bundle / MODEL_FILE))
+    rehash(bundle, MODEL_FILE)
+    with pytest.raises(BundleError, match="encoder.mean.weight is int64, not a floating-point type"):
+        load_generator(bundle)

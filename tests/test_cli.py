@@ -94,8 +94,24 @@ def test_evaluate_writes_json_and_markdown(fitted, image_folder, tmp_path):
                                        "--no-progress", "--out", str(report)])
     assert result.exit_code == 0, result.output
     results = json.loads(report.read_text())
-    assert results["iwae_images"] == 4 and "knn_error" in results
+    assert results["iwae_images"] == 4 and "knn_error" in results and results["iwae_prior_tolerance"] == 1e-3
     assert "| active units |" in (tmp_path / "eval.md").read_text()
+    exact = CliRunner().invoke(main, ["evaluate", "--generator", str(out), "--samples", "10", "--subset", "4",
+                                      "--exact-prior", "--no-progress", "--out", str(tmp_path / "exact.json")])
+    assert exact.exit_code == 0, exact.output
+    exact_results = json.loads((tmp_path / "exact.json").read_text())
+    assert exact_results["iwae_prior_tolerance"] is None
+    assert 0 <= results["iwae_nll"] - exact_results["iwae_nll"] <= 1e-3 + 1e-5  # the same noise, a certified gap
+
+
+def test_fit_generator_passes_the_paper_ablation_and_query_flags_into_the_recorded_recipe(image_folder, tmp_path):
+    result = CliRunner().invoke(main, [
+        "fit-generator", "--dataset", str(image_folder), "--channels", "1", "--epochs", "1", "--warmup-epochs", "1",
+        "--hidden-dim", "16", "--latent-dim", "2", "--knn-query", "cache", "--no-leave-one-out",
+        "--patience-from-best", "--no-progress", "--out", str(tmp_path / "gen")])
+    assert result.exit_code == 0, result.output
+    training = json.loads((tmp_path / "gen" / "config.json").read_text())["training"]
+    assert (training["knn_query"], training["leave_one_out"], training["patience_after_warmup"]) == ("cache", False, False)
 
 
 @pytest.mark.parametrize("mode", ["random", "exemplars", "cyclic"])

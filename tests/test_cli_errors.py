@@ -90,7 +90,7 @@ def test_an_out_path_under_a_file_says_so(tmp_path, command, says):
     out = tmp_path / "afile" / ("sub.png" if command[0] == "sample" else "sub")
     extra = ["--dataset", str(folder)] if command[0] != "sample" else []
     result = CliRunner().invoke(main, [*command, *extra, "--out", str(out)])
-    one_line_error(result, says, "choose another --out")
+    one_line_error(result, says, "choose another path")
     assert (tmp_path / "afile").read_text() == "mine"
 
 
@@ -105,7 +105,7 @@ def test_a_read_only_output_says_so(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "mkdir", read_only)
     result = CliRunner().invoke(main, [*CLASSIFIER, "--dataset", str(folder), "--out", str(tmp_path / "mount" / "run")])
-    one_line_error(result, "Read-only file system", "choose a writable --out")
+    one_line_error(result, "Read-only file system", "choose a writable place")
 
 
 def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
@@ -131,3 +131,15 @@ def test_debug_shows_the_traceback_instead(tmp_path):
     (folder / "empty-class").mkdir()
     result = CliRunner().invoke(main, ["--debug", *CLASSIFIER, "--dataset", str(folder), "--out", str(tmp_path / "run")])
     assert isinstance(result.exception, ValueError) and "empty-class" in str(result.exception)
+
+
+def test_a_data_set_no_source_can_give_is_one_line_naming_the_fix(tmp_path, monkeypatch):
+    from exaug.data import fetching
+
+    def offline(*args):
+        raise fetching.FetchError("Fashion-MNIST could not be downloaded; install it with "
+                                  "`sudo apt-get install -y dataset-fashion-mnist`")
+
+    monkeypatch.setattr(fetching, "_fetch_into", offline)
+    result = CliRunner().invoke(main, ["data", "fetch", "fashion-mnist", "--root", str(tmp_path)])
+    one_line_error(result, "could not be downloaded", "apt-get install")

@@ -139,11 +139,38 @@ def test_the_prior_near_an_anchor_scores_far_fewer_pairs_and_stays_within_its_to
     assert (near <= full + 1e-5).all() and (full - near).max() <= tolerance + 1e-5
 
 
-def test_the_iwae_bound_with_the_near_prior_moves_by_less_than_its_tolerance():
+def test_the_iwae_bound_with_the_near_prior_moves_by_less_than_its_tolerance(monkeypatch):
+    import exaug.priors as priors
+
     torch.manual_seed(0)
     model = ExemplarVAE(ModelConfig(input_shape=(1, 6, 6), hidden_dim=16, latent_dim=3)).eval()
-    model.set_exemplars(torch.rand(3000, 1, 6, 6))
+    model.set_exemplars(torch.rand(20_000, 1, 6, 6))
+    model.prior.set_exemplar_means(torch.randn(20_000, 3) * 4)  # spread out, so most exemplars are far away
+    with torch.no_grad():
+        model.prior.log_var.fill_(math.log(0.1))
     images = torch.bernoulli(torch.rand(3, 1, 6, 6))
     exact = model.iwae(images, 400, chunk_size=100, generator=torch.Generator().manual_seed(1), prior_tolerance=None)
+    scored, real = [], priors.isotropic_mixture_log_prob
+    monkeypatch.setattr(priors, "isotropic_mixture_log_prob",
+                        lambda rows, centres, *rest: scored.append(rows.shape[0] * centres.shape[0]) or real(rows, centres, *rest))
+    monkeypatch.setattr(priors, "SHARED_RADIUS_QUANTILE", 0.9)
     fast = model.iwae(images, 400, chunk_size=100, generator=torch.Generator().manual_seed(1), prior_tolerance=1e-3)
+    assert sum(scored) < 0.5 * 3 * 400 * 20_000  # far fewer sample-exemplar pairs than the exact sum
     assert ((exact - fast) >= -1e-5).all() and ((exact - fast) <= 1e-3 + 1e-5).all()
+
+
+@pytest.mark.parametrize("options, message", [({"tolerance": 0.0}, "tolerance=0.0"),
+                                              ({"first_candidates": 0}, "first_candidates=0")])
+def test_the_prior_near_an_anchor_refuses_a_bad_tolerance_or_candidate_count(options, message):
+    prior = ExemplarPrior(latent_dim=2)
+    prior.set_exemplar_means(torch.randn(10, 2))
+    with pytest.raises(ValueError, match=message):
+        prior.log_prob_near(torch.randn(3, 2), torch.zeros(2), **options)
+
+
+def test_the_prior_near_an_anchor_of_no_rows_is_empty_and_of_few_exemplars_is_exact():
+    prior = ExemplarPrior(latent_dim=2)
+    prior.set_exemplar_means(torch.randn(10, 2))
+    assert prior.log_prob_near(torch.empty(0, 2), torch.zeros(2)).shape == (0,)
+    z = torch.randn(5, 2)
+    torch.testing.assert_close(prior.log_prob_near(z, torch.zeros(2)), prior.log_prob(z))  # 10 < first_candidates

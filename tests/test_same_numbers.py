@@ -1,5 +1,6 @@
 """Refactors change no number: small generator and classifier runs, and the plugin's twins, match the
-digests recorded before the restructure of issue 16 §4, bit for bit.
+recorded digests bit for bit (recorded before the restructure of issue 16 §4, and again when issue 17 (a)
+changed the default kNN query; see docs/architecture.md).
 
 The golden file holds sha256 digests of weights, twins and batches, and the exact training histories
 (wall-clock seconds aside). Float results can differ between CPU instruction sets, so the check runs where

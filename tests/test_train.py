@@ -115,20 +115,27 @@ def test_a_random_stream_from_another_device_kind_is_refused_and_nothing_is_touc
 SAVED_FILES = (CHECKPOINT_FILE, "model.safetensors", LOG_FILE)
 
 
-@pytest.mark.parametrize("with_validation", [True, False])
-def test_a_diverged_run_stops_before_it_overwrites_its_bundle_or_checkpoint(tiny_data, tmp_path, with_validation):
+@pytest.mark.parametrize("diverging", ["training loss", "validation ELBO"])
+def test_a_diverged_run_stops_before_it_overwrites_its_bundle_or_checkpoint(tiny_data, tmp_path, monkeypatch, diverging):
     train, val = tiny_data
-    val = val if with_validation else None
     saved = {}
 
-    def diverge_after_epoch_one(trainer, record):  # what epoch 1 saved, then weights a blow-up would leave
-        if record["epoch"] == 1:
-            saved.update({name: (tmp_path / name).read_bytes() for name in SAVED_FILES})
+    def diverge_after_epoch_one(trainer, record):  # what epoch 1 saved, then what a blow-up would leave
+        if record["epoch"] != 1:
+            return
+        saved.update({name: (tmp_path / name).read_bytes() for name in SAVED_FILES})
+        if diverging == "training loss":
             with torch.no_grad():
                 for parameter in trainer.model.parameters():
                     parameter.fill_(float("nan"))
+        else:  # the training loss stays finite; only the validation bound is lost
+            import exaug.train as train_module
 
-    with pytest.raises(ValueError, match="epoch 2: the training loss is nan, so training diverged.*epoch 1"):
+            real_elbo_parts = train_module.elbo_parts
+            monkeypatch.setattr(train_module, "elbo_parts",
+                                lambda model, images: {**real_elbo_parts(model, images), "elbo": float("nan")})
+
+    with pytest.raises(ValueError, match=f"epoch 2: the {diverging} is nan, so training diverged.*epoch 1"):
         quiet_fit(train, val, tmp_path, epochs=2, callbacks=[diverge_after_epoch_one])
     assert {name: (tmp_path / name).read_bytes() for name in SAVED_FILES} == saved
 
@@ -183,7 +190,7 @@ def test_early_stopping_does_not_count_epochs_inside_the_kl_warm_up(tiny_data, t
 @pytest.mark.parametrize("epoch, best_epoch, stopped", [(60, 5, False), (150, 100, True), (149, 100, False),
                                                         (151, 120, False), (170, 120, True)])
 def test_patience_runs_from_the_later_of_the_best_epoch_and_the_end_of_warm_up(epoch, best_epoch, stopped):
-    assert stopped_early(epoch, best_epoch, patience=50, warmup_epochs=100, has_validation=True) is stopped
+    assert stopped_early(epoch, best_epoch, patience=50, counted_from=100, has_validation=True) is stopped
 
 
 def test_the_knn_search_looks_around_the_current_posterior_means_unless_asked_for_the_cache(tiny_data, tmp_path):
@@ -206,6 +213,30 @@ def test_a_checkpoint_from_before_knn_query_resumes_as_it_ran_and_says_so_otherw
         quiet_fit(train, val, tmp_path / "old", epochs=2)
     quiet_fit(train, val, tmp_path / "old", epochs=2, knn_query="cache")
     assert (tmp_path / "old" / "model.safetensors").read_bytes() == (tmp_path / "straight" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("setting, value", [("knn_query", "cache"), ("patience_after_warmup", False)])
+def test_a_checkpoint_from_before_a_setting_names_the_flag_that_resumes_it(tiny_data, tmp_path, setting, value):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path, epochs=1, **{setting: value})
+    path = tmp_path / CHECKPOINT_FILE
+    state = torch.load(path, weights_only=True)
+    del state["identity"]["train_config"][setting]  # written before the setting existed
+    torch.save(state, path)
+    flag = {"knn_query": "--knn-query cache", "patience_after_warmup": "--patience-from-best"}[setting]
+    with pytest.raises(ValueError, match=flag):
+        quiet_fit(train, val, tmp_path, epochs=2)
+    _, records = quiet_fit(train, val, tmp_path, epochs=2, **{setting: value})
+    assert [r["epoch"] for r in records] == [2]
+
+
+@pytest.mark.parametrize("options", [{"exemplar_search": "exact"}, {"model_config": ModelConfig(hidden_dim=32, latent_dim=4,
+                                                                                                 prior="gaussian")}])
+def test_knn_query_is_no_part_of_a_run_that_does_not_search_neighbours(tiny_data, tmp_path, options):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path, epochs=1, knn_query="cache", **options)
+    _, records = quiet_fit(train, val, tmp_path, epochs=2, **options)  # the default query: no difference
+    assert [r["epoch"] for r in records] == [2]
 
 
 def test_a_run_that_used_up_its_epochs_trains_on_in_place_exactly_as_a_longer_run(tiny_data, tmp_path):

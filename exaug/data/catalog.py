@@ -1,7 +1,8 @@
 """The data sets exaug knows, one registry entry each, and where their files live.
 
 Everything that names a data set (the fetcher, the splits, the CLI's choices, a bundle re-attaching its
-exemplar images, the paper's λ) reads it here, so adding a data set is one entry.
+exemplar images, the paper's λ) reads it here. A data set beyond these two also needs an offline source in
+`fetching` and, if its images are not 28×28 with 60K/10K splits, the size checks there.
 """
 
 from __future__ import annotations

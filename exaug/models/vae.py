@@ -163,14 +163,16 @@ class ExemplarVAE(nn.Module):
         x_flat = self.flatten(images)
         mu, log_var = self.encoder(x_flat)
         bounds = []
+        near = prior_tolerance is not None and isinstance(self.prior, ExemplarPrior)
         for x_row, mu_row, log_var_row in zip(x_flat, mu, log_var):
+            ranking = self.prior.rank_exemplars(mu_row) if near else None
             log_weights = []
             for start in range(0, num_samples, chunk_size):
                 count = min(chunk_size, num_samples - start)
                 z = reparameterize(mu_row.expand(count, -1), log_var_row.expand(count, -1), generator)
                 log_px = self.log_likelihood(x_row.expand(count, -1), self.decoder(z))
-                if prior_tolerance is not None and isinstance(self.prior, ExemplarPrior):
-                    log_prior = self.prior.log_prob_near(z, mu_row, prior_tolerance)
+                if near:
+                    log_prior = self.prior.log_prob_near(z, mu_row, prior_tolerance, ranking=ranking)
                 else:
                     log_prior = self.log_prior(z)
                 log_weights.append(log_px + log_prior - log_normal_diag(z, mu_row, log_var_row))
