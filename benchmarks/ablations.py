@@ -33,6 +33,7 @@ from exaug import ModelConfig, TrainConfig, fit_generator
 from exaug.atomic import atomic_path, atomic_write_text
 from exaug.data import load_split
 from exaug.device import apply_threads
+from exaug.train import training_log
 from exaug.evaluate import evaluate_generator
 
 # variant name → (TrainConfig fields, ModelConfig fields) that differ from the default recipe
@@ -53,7 +54,7 @@ def folder_name(variant: str) -> str:
 def curves(out: Path) -> dict[str, list[float]]:
     """Per epoch: the training objective as an ELBO (−train loss, β-weighted inside warm-up), the validation
     ELBO, and the seconds the epoch took, read from the run's log."""
-    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    records = training_log(out)
     return {"epoch": [r["epoch"] for r in records], "train_elbo": [-r["train_loss"] for r in records],
             "val_elbo": [r["val_elbo"] for r in records], "seconds": [r["seconds"] for r in records]}
 

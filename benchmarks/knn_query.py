@@ -24,13 +24,14 @@ from exaug import TrainConfig, fit_generator
 from exaug.atomic import atomic_write_text
 from exaug.data import load_split
 from exaug.device import apply_threads
+from exaug.train import training_log
 
 QUERIES = ("cache", "posterior")
 
 
 def validation_elbos(out: Path) -> dict[int, float]:
     """Epoch → validation ELBO, read from a run's log (the whole history, resumed runs included)."""
-    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    records = training_log(out)
     return {record["epoch"]: record["val_elbo"] for record in records}
 
 

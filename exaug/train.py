@@ -90,6 +90,18 @@ def stack_dataset(dataset: Dataset, batch_size: int = 1000) -> tuple[torch.Tenso
     return stacked.float(), (torch.cat(labels).to(torch.int64) if labels else None)
 
 
+def training_log(out: str | os.PathLike) -> list[dict[str, Any]]:
+    """The epoch records of the generator run in ``out``, from its ``train_log.jsonl``; a line a kill cut
+    short (which resuming writes again) is skipped."""
+    records = []
+    for line in (Path(out) / LOG_FILE).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 def kl_weight(epoch: int, warmup_epochs: int) -> float:
     """Linear KL warm-up β for 1-based ``epoch``: epoch/warmup, capped at 1 (1 when warm-up is off)."""
     return 1.0 if warmup_epochs == 0 else min(1.0, epoch / warmup_epochs)
@@ -425,15 +437,7 @@ class GeneratorTrainer(EpochTrainer):
 
     def _truncate_log(self) -> None:
         """Drop log lines of epochs after the checkpoint, which will be trained again, and a line cut short by a kill."""
-        path = self.out / LOG_FILE
-        if not path.exists():
+        if not (self.out / LOG_FILE).exists():
             return
-        kept = []
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("epoch", 0) <= self.epoch:
-                kept.append(line)
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
+        kept = [record for record in training_log(self.out) if record.get("epoch", 0) <= self.epoch]
+        atomic_write_text(self.out / LOG_FILE, "".join(json.dumps(record) + "\n" for record in kept))

@@ -11,7 +11,7 @@ from torch.utils.data import TensorDataset
 from conftest import blob_images, plant_foreign_random_stream
 from exaug import BundleError, ExemplarVAE, ModelConfig, TrainConfig, fit_generator, load_generator, save_generator
 from exaug.run_lock import RunDirectoryBusy, run_directory_lock
-from exaug.train import CHECKPOINT_FILE, LOG_FILE, RunProgress, kl_weight, run_progress, stopped_early
+from exaug.train import CHECKPOINT_FILE, LOG_FILE, RunProgress, kl_weight, run_progress, stopped_early, training_log
 
 SMALL = ModelConfig(hidden_dim=32, latent_dim=4, num_pseudo_inputs=10)
 
@@ -73,7 +73,7 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(tiny_data, tmp_path):
 
 
 def logged_epochs(out):
-    return [json.loads(line)["epoch"] for line in (out / LOG_FILE).read_text().splitlines()]
+    return [record["epoch"] for record in training_log(out)]
 
 
 def test_a_kill_right_after_the_last_checkpoint_loses_no_log_line(tiny_data, tmp_path):
@@ -89,8 +89,10 @@ def test_a_log_line_cut_short_by_a_kill_is_dropped_and_written_again(tiny_data, 
     quiet_fit(train, val, tmp_path, epochs=1)
     with open(tmp_path / LOG_FILE, "a") as log:
         log.write('{"epoch": 2, "train_lo')  # the kill came mid-append, before epoch 2's checkpoint
+    assert logged_epochs(tmp_path) == [1]  # the cut line is no record
     quiet_fit(train, val, tmp_path, epochs=2)
     assert logged_epochs(tmp_path) == [1, 2]
+    assert len((tmp_path / LOG_FILE).read_text().splitlines()) == 2
 
 
 def test_a_run_resumes_under_another_device_setting_of_the_same_kind(tiny_data, tmp_path):
