@@ -509,13 +509,17 @@ def _paired(errors: dict[int, float], baseline: dict[int, float]) -> dict[str, A
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| dataset | model | data | epochs | augmentation | knob (val) | seeds | test error % | vs none (paired) "
-             "| vs best classic (paired) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    """The test rows of :func:`summarize`; the generator column says which generator made the twins (bundled:
+    semi-supervised; subset: fitted on the run's labelled subset alone)."""
+    lines = ["| dataset | model | data | epochs | generator | augmentation | knob (val) | seeds | test error % "
+             "| vs none (paired) | vs best classic (paired) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         spread = "" if row["std"] is None else f" ± {row['std']:.2f}"
-        lines.append(f"| {row['dataset']} | {row['model']} | {row['subset']} | {row['epochs']} | {row['augmentation']} | "
-                     f"{row['knob']} | {len(row['seeds'])} | {row['mean']:.2f}{spread} | {_difference(row['vs_none'])} | "
-                     f"{_difference(row['vs_best_classic'], row['best_classic'])} |")
+        generator = row["generator"] if RunSpec(row["dataset"], row["model"], row["augmentation"], row["subset"], "test",
+                                                 0, row["epochs"]).uses_generator else ""
+        lines.append(f"| {row['dataset']} | {row['model']} | {row['subset']} | {row['epochs']} | {generator} | "
+                     f"{row['augmentation']} | {row['knob']} | {len(row['seeds'])} | {row['mean']:.2f}{spread} | "
+                     f"{_difference(row['vs_none'])} | {_difference(row['vs_best_classic'], row['best_classic'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -105,7 +105,8 @@ def test_the_summary_pairs_each_augmentation_with_none_and_the_best_classic_by_s
     assert rows["exemplar"]["best_classic"] == "affine"
     assert rows["exemplar"]["vs_best_classic"]["mean"] == pytest.approx((-1.0 - 1.5 + 0.5) / 3)
     assert rows["none"]["vs_none"] is None and rows["affine"]["vs_best_classic"] is None
-    assert "| exemplar |" in dropin.markdown_table(list(rows.values()))
+    table = dropin.markdown_table(list(rows.values()))
+    assert "| bundled | exemplar |" in table and "|  | affine |" in table  # the generator column, for twins only
     validation = dropin.validation_markdown(results)
     assert "| mnist | mlp | balanced20 | 2 |  | affine |  | 1 | 2.00 |" in validation
 
