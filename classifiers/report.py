@@ -41,8 +41,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     spread = "" if summary["std"] is None else f" ± {summary['std']:.2f}"
     seeds = summary["seeds"]
     heading = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean ± std, seeds {seeds[0]}–{seeds[-1]}"
+    model = model_name(summary["model"], summary["hidden"])
     return (f"| dataset | model | method | {summary['split']} error % ({heading}) |\n|---|---|---|---|\n"
-            f"| {summary['dataset']} | {model_name(summary['model'], summary['hidden'])} | {what} | {summary['mean']:.2f}{spread} |\n")
+            f"| {summary['dataset']} | {model} | {what} | {summary['mean']:.2f}{spread} |\n")
 
 
 def summary_name(out: Path, seeds: range) -> str:

@@ -89,7 +89,8 @@ class ClassifierTrainer(EpochTrainer):
         self.device = device = resolve_device(config.device)
         input_shape, num_classes = task
         torch.manual_seed(config.seed)
-        self.model = create_classifier(config.model, input_shape, num_classes, config.hidden).to(device, config.torch_dtype)
+        self.model = create_classifier(config.model, input_shape, num_classes, config.hidden)
+        self.model.to(device, config.torch_dtype)
         # The sampler owns the shuffling stream (saved in checkpoints); worker seeds come from a second
         # stream, so starting workers again after a resume cannot shift the order of batches.
         self.shuffle = torch.Generator().manual_seed(config.seed)

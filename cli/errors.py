@@ -2,8 +2,8 @@
 
 The library raises ValueError for bad settings, data, bundles and checkpoints, and FetchError when no source
 gives a data set (each message names the fix); the operating system raises OSError for paths that cannot be
-written (a file where a folder is wanted, a read-only mount, a full disk). All end in one line. ``exaug --debug`` shows the traceback instead; any
-other exception is a bug and always shows it.
+written (a file where a folder is wanted, a read-only mount, a full disk). All end in one line.
+``exaug --debug`` shows the traceback instead; any other exception is a bug and always shows it.
 """
 
 from __future__ import annotations

@@ -78,10 +78,12 @@ def read_bundle_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
     """The parsed and checked ``config.json`` of a bundle directory or a bundled generator name."""
     directory = resolve_bundle(path_or_name)
     if not directory.is_dir():
-        raise BundleError(f"{directory} is not a directory; a bundle is a folder written by exaug.save_generator or fit_generator")
+        raise BundleError(f"{directory} is not a directory; a bundle is a folder written by exaug.save_generator "
+                          "or fit_generator")
     path = directory / CONFIG_FILE
     if not path.is_file():
-        raise BundleError(f"{path} is missing; is {directory} a bundle written by exaug.save_generator or fit_generator?")
+        raise BundleError(f"{path} is missing; is {directory} a bundle written by exaug.save_generator or "
+                          "fit_generator?")
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -59,7 +59,8 @@ def checked_bundle_config(config: Any, path: Path) -> dict[str, Any]:
     if not isinstance(config.get("data_checksum"), (str, type(None))):
         raise BundleError(f"{path}: 'data_checksum' is {config['data_checksum']!r}; it must be a string or null")
     training = config.get("training")
-    if not isinstance(training, (dict, type(None))) or not isinstance((training or {}).get("extra"), (dict, type(None))):
+    extra = (training or {}).get("extra") if isinstance(training, dict) else None
+    if not isinstance(training, (dict, type(None))) or not isinstance(extra, (dict, type(None))):
         raise BundleError(f"{path}: 'training' must be an object (with an object 'extra') or null")
     return config
 
