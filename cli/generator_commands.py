@@ -234,7 +234,7 @@ def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | 
         raise click.ClickException(
             f"{generator_dir} carries no exemplar images and its training split is not at hand to re-attach them; "
             f"pass --no-images, or fetch the split with `exaug data fetch` (--root or EXAUG_DATA set the data folder)")
-    training = TrainConfig.from_dict(config["training"]) if config.get("training") else TrainConfig()
+    training = TrainConfig.from_recorded(config["training"]) if config.get("training") else TrainConfig()
     if dataset is not None:
         training = dataclasses.replace(training, extra={**training.extra, "dataset": dataset})
     save_generator(model, out, training, config.get("data_checksum"), include_images=images)

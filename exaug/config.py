@@ -109,6 +109,20 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         return _from_dict(cls, values)
 
+    @classmethod
+    def from_recorded(cls, values: dict[str, Any]) -> "TrainConfig":
+        """The recipe a bundle or checkpoint recorded: a field added since it was written takes the value that
+        runs of its time trained under (not today's default), and a malformed value is a ValueError."""
+        try:
+            return _from_dict(cls, {**TRAIN_SETTINGS_ADDED_SINCE_FIRST_RELEASE, **values})
+        except TypeError as error:
+            raise ValueError(f"the recorded training recipe is malformed ({error})") from error
+
+
+# TrainConfig fields newer than the first release, with the value runs from before each of them trained under.
+TRAIN_SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"init_from": None, "init_sha256": None, "knn_query": "cache",
+                                            "leave_one_out": True, "patience_after_warmup": False}
+
 
 def _from_dict(cls: type, values: dict[str, Any]) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}

@@ -29,7 +29,7 @@ from .atomic import atomic_write_text
 from .checkpoint import CHECKPOINT_FILE, IDENTITY_KEY, load_checkpoint, read_checkpoint, restore_random_stream
 from .bundle import load_weights, read_bundle_config, save_generator
 from .bundle_schema import CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE
-from .config import ModelConfig, TrainConfig
+from .config import TRAIN_SETTINGS_ADDED_SINCE_FIRST_RELEASE, ModelConfig, TrainConfig
 from .data import ImageTensorDataset, data_checksum
 from .device import resolve_device
 from .epochs import EpochCallback, EpochLog, EpochTrainer
@@ -46,8 +46,7 @@ LOG_FILE = "train_log.jsonl"
 RUN_MARKER = ".exaug-generator-run"
 RUN_FILES = (CONFIG_FILE, MODEL_FILE, EXEMPLARS_FILE, LOG_FILE)
 # Recipe fields newer than some checkpoints, with the value those checkpoints were trained under.
-SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"train_config": {"init_from": None, "init_sha256": None, "knn_query": "cache",
-                                                      "leave_one_out": True, "patience_after_warmup": False}}
+SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"train_config": TRAIN_SETTINGS_ADDED_SINCE_FIRST_RELEASE}
 
 
 def stack_dataset(dataset: Dataset, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -341,3 +341,17 @@ def test_a_one_seed_summary_is_headed_by_its_seed_not_mean_and_std(fitted, image
 def test_help_says_why_the_run_lock_file_stays(command):
     shown = " ".join(CliRunner().invoke(main, [command, "--help"]).output.split())
     assert ".exaug-run.lock" in shown and "guard" in shown
+
+
+def test_export_keeps_how_an_old_bundle_was_trained_not_todays_defaults(tmp_path):
+    result = CliRunner().invoke(main, ["export", "--generator", "mnist", "--no-images", "--out", str(tmp_path / "copy")])
+    assert result.exit_code == 0, result.output
+    training = json.loads((tmp_path / "copy" / "config.json").read_text())["training"]
+    assert (training["knn_query"], training["patience_after_warmup"]) == ("cache", False)
+
+
+def test_a_malformed_recorded_recipe_is_a_value_error_naming_it():
+    from exaug import TrainConfig
+
+    with pytest.raises(ValueError, match="recorded training recipe is malformed"):
+        TrainConfig.from_recorded({"epochs": "x"})
