@@ -433,14 +433,19 @@ def test_plan(results: list[dict[str, Any]], seeds: Iterable[int] = (0, 1, 2), s
     return [dataclasses.replace(spec, split="test", seed=seed) for spec in picked.values() for seed in seeds]
 
 
-def validation_errors(results: list[dict[str, Any]]) -> dict[RunSpec, float]:
-    """Each validation setting (as its seed-0 spec) with its error averaged over the validation seeds run."""
+def validation_runs(results: list[dict[str, Any]]) -> dict[RunSpec, list[float]]:
+    """Each validation setting (as its seed-0 spec) with the errors of the validation seeds run."""
     errors: dict[RunSpec, list[float]] = defaultdict(list)
     for result in results:
         spec = RunSpec(**result["spec"])
         if spec.split == "val":
             errors[dataclasses.replace(spec, seed=0)].append(result["error"])
-    return {spec: float(np.mean(values)) for spec, values in errors.items()}
+    return errors
+
+
+def validation_errors(results: list[dict[str, Any]]) -> dict[RunSpec, float]:
+    """Each validation setting (as its seed-0 spec) with its error averaged over the validation seeds run."""
+    return {spec: float(np.mean(values)) for spec, values in validation_runs(results).items()}
 
 
 def headline_picks(picked: dict[tuple, RunSpec], errors: dict[RunSpec, float]) -> dict[tuple, RunSpec]:
@@ -525,11 +530,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def validation_markdown(results: list[dict[str, Any]]) -> str:
     """Every setting tried on validation: its final-epoch error, averaged over the validation seeds run."""
-    errors: dict[RunSpec, list[float]] = defaultdict(list)
-    for result in results:
-        spec = RunSpec(**result["spec"])
-        if spec.split == "val":
-            errors[dataclasses.replace(spec, seed=0)].append(result["error"])
+    errors = validation_runs(results)
     lines = ["| dataset | model | data | epochs | generator | augmentation | knob | seeds | validation error % |",
              "|---|---|---|---|---|---|---|---|---|"]
     for spec in sorted(errors, key=lambda s: (s.dataset, s.model, s.subset, s.epochs, s.generator, s.augmentation,
