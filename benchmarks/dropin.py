@@ -93,6 +93,9 @@ class RunSpec:
     p: float = 0.5  # exemplar modes: share of images replaced, or of the batch given an appended twin
     lam: float = 0.4  # mixed: weight on real images in eq. 16
     noise_scale: float = 1.0
+    # Provenance, not identity (it changes nothing a run computes, so it is not in the name): "" when the knobs
+    # were picked on this regime's own validation runs, else the regime whose picks were reused (regime_label)
+    knobs_from: str = ""
 
     def __post_init__(self) -> None:
         if self.augmentation not in AUGMENTATIONS:
@@ -128,8 +131,16 @@ class RunSpec:
         return (f"{self.dataset}/{self.split}/{self.model}-{self.subset}-e{self.epochs}/"
                 f"{self.augmentation}{knobs}{generator}/seed{self.seed}")
 
+    def regime(self) -> str:
+        """The model, data and budget, as in the name: "mnist/cnn-balanced1000-e100"."""
+        return regime_label(self.dataset, self.model, self.subset, self.epochs)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def regime_label(dataset: str, model: str, subset: str, epochs: int) -> str:
+    return f"{dataset}/{model}-{subset}-e{epochs}"
 
 
 def subset_size(subset: str) -> int | None:
@@ -433,6 +444,36 @@ def test_plan(results: list[dict[str, Any]], seeds: Iterable[int] = (0, 1, 2), s
     return [dataclasses.replace(spec, split="test", seed=seed) for spec in picked.values() for seed in seeds]
 
 
+def transferred_test_plan(results: list[dict[str, Any]], knobs_from: tuple[str, int], dataset: str, size: int,
+                          augmentations: Iterable[str] | None = None, seeds: Iterable[int] = (0, 1, 2)
+                          ) -> list[RunSpec]:
+    """Test runs for a regime given no validation runs of its own, at the knobs another regime's validation
+    picked: per model, the headline picks (bundled generator) of ``knobs_from`` = (dataset, size) moved to
+    ``dataset`` and ``size`` at that model's low-data budget, kept for ``augmentations`` only (None: all four
+    headline picks). This is how the grid reaches regimes too dear to tune; each run records where its knobs
+    came from (``RunSpec.knobs_from``)."""
+    source_dataset, source_size = knobs_from
+    wanted = set(AUGMENTATIONS if augmentations is None else augmentations)
+    unknown = wanted - set(AUGMENTATIONS)
+    if unknown:
+        raise ValueError(f"augmentations {sorted(unknown)} are not among {AUGMENTATIONS}")
+    picked = headline_picks(pick_on_validation(results), validation_errors(results))
+    plan = []
+    for model in MODELS:
+        source = [spec for spec in picked.values() if spec.dataset == source_dataset and spec.model == model
+                  and spec.subset == f"balanced{source_size}" and spec.generator == "bundled"
+                  and spec.augmentation in wanted]
+        missing = sorted(wanted - {spec.augmentation for spec in source}) if augmentations is not None else []
+        if missing or not source:
+            raise ValueError(f"{source_dataset} {model} balanced{source_size} has no headline validation pick"
+                             f"{' for ' + ', '.join(missing) if missing else 's'}: run its validation plan first")
+        for spec in sorted(source, key=lambda spec: AUGMENTATIONS.index(spec.augmentation)):
+            moved = dataclasses.replace(spec, dataset=dataset, subset=f"balanced{size}", split="test",
+                                        epochs=low_data_epochs(model, size), knobs_from=spec.regime())
+            plan += [dataclasses.replace(moved, seed=seed) for seed in seeds]
+    return plan
+
+
 def validation_runs(results: list[dict[str, Any]]) -> dict[RunSpec, list[float]]:
     """Each validation setting (as its seed-0 spec) with the errors of the validation seeds run."""
     errors: dict[RunSpec, list[float]] = defaultdict(list)
@@ -472,25 +513,30 @@ def read_results(folder: Path = RESULTS) -> list[dict[str, Any]]:
 # -------------------------------------------------------------------------------------------- summary
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Test rows: mean ± std over seeds, and the mean (± std) of the paired difference by seed against "none"
-    and against the best classic augmentation, the one of CLASSIC with the lowest validation error."""
+    and against the best classic augmentation, the one of CLASSIC with the lowest validation error (on the
+    regime the knobs came from, for a transferred plan)."""
     groups: dict[tuple, dict[int, float]] = defaultdict(dict)
-    validation: dict[tuple, list[float]] = defaultdict(list)
+    knobs_from: dict[tuple, str] = {}
+    validation: dict[tuple[str, str], list[float]] = defaultdict(list)
     for result in results:
         spec = RunSpec(**result["spec"])
         regime = (spec.dataset, spec.model, spec.subset, spec.epochs)
         if spec.split == "val":
-            validation[(*regime, spec.augmentation)].append(result["error"])
+            validation[(spec.regime(), spec.augmentation)].append(result["error"])
         else:
             groups[(*regime, spec.augmentation, spec.generator, spec.knob)][spec.seed] = result["error"]
+            knobs_from[(*regime, spec.augmentation, spec.generator, spec.knob)] = spec.knobs_from
     rows = []
     for key, by_seed in sorted(groups.items()):
         regime = key[:4]
-        classic = [name for name in CLASSIC if (*regime, name) in validation]
-        best_classic = min(classic, key=lambda name: np.mean(validation[(*regime, name)])) if classic else None
+        tuned_on = knobs_from[key] or regime_label(*regime)
+        classic = [name for name in CLASSIC if (tuned_on, name) in validation]
+        best_classic = min(classic, key=lambda name: np.mean(validation[(tuned_on, name)])) if classic else None
         errors = list(by_seed.values())
         rows.append({
             "dataset": key[0], "model": key[1], "subset": key[2], "epochs": key[3], "augmentation": key[4],
-            "generator": key[5], "knob": key[6], "seeds": sorted(by_seed), "errors": errors,
+            "generator": key[5], "knob": key[6], "knobs_from": knobs_from[key], "seeds": sorted(by_seed),
+            "errors": errors,
             "mean": float(np.mean(errors)), "std": float(np.std(errors, ddof=1)) if len(errors) > 1 else None,
             "vs_none": _paired(by_seed, _test_errors(groups, regime, "none")),
             "best_classic": best_classic,
@@ -523,9 +569,16 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         generator = row["generator"] if RunSpec(row["dataset"], row["model"], row["augmentation"], row["subset"], "test",
                                                  0, row["epochs"]).uses_generator else ""
         lines.append(f"| {row['dataset']} | {row['model']} | {row['subset']} | {row['epochs']} | {generator} | "
-                     f"{row['augmentation']} | {row['knob']} | {len(row['seeds'])} | {row['mean']:.2f}{spread} | "
+                     f"{row['augmentation']} | {_knob(row)} | {len(row['seeds'])} | {row['mean']:.2f}{spread} | "
                      f"{_difference(row['vs_none'])} | {_difference(row['vs_best_classic'], row['best_classic'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _knob(row: dict[str, Any]) -> str:
+    """The knob, and for a transferred plan the regime whose validation picked it (and the classic baseline)."""
+    if not row["knobs_from"]:
+        return row["knob"]
+    return f"{row['knob']} (val of {row['knobs_from']})".lstrip()
 
 
 def validation_markdown(results: list[dict[str, Any]]) -> str:
@@ -576,13 +629,32 @@ def run_command(spec_json: str, results: Path, threads: int) -> None:
 @click.option("--scope", type=click.Choice(["all", "headline"]), default="all", show_default=True,
               help="test: every augmentation, or only none, the drop-in transform and the best classic and "
                    "generator-using ones on validation")
+@click.option("--knobs-from", metavar="DATASET/SIZE", default=None,
+              help="test: for regimes not tuned on their own, reuse the headline picks of this low-data regime's "
+                   "validation (e.g. mnist/1000) at --sizes on --dataset")
+@click.option("--augmentation", "augmentations", multiple=True, type=click.Choice(AUGMENTATIONS),
+              help="with --knobs-from: the augmentations to test (default: every headline pick)")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=RESULTS, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def plan_command(stage: str, dataset: str, sizes: tuple[int, ...], seeds: tuple[int, ...], generator: str,
-                 scope: str, results: Path, out: Path) -> None:
+                 scope: str, knobs_from: str | None, augmentations: tuple[str, ...], results: Path, out: Path) -> None:
     """Write the runs of a stage: every knob on validation, or the validation picks on test."""
+    if augmentations and knobs_from is None:
+        raise click.UsageError("--augmentation chooses among transferred picks; give --knobs-from too")
     if stage == "val":
+        if knobs_from is not None:
+            raise click.UsageError("--knobs-from makes a test plan; use it with 'plan test'")
         specs = validation_plan(dataset, sizes, generator)
+    elif knobs_from is not None:
+        source_dataset, _, source_size = knobs_from.partition("/")
+        if not source_size.isdigit():
+            raise click.BadParameter(f"{knobs_from!r} is not DATASET/SIZE, e.g. mnist/1000", param_hint="--knobs-from")
+        results_read = read_results(results)
+        try:
+            specs = [spec for size in sizes for spec in transferred_test_plan(
+                results_read, (source_dataset, int(source_size)), dataset, size, augmentations or None, seeds)]
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
     else:
         specs = [s for s in test_plan(read_results(results), seeds, scope) if s.dataset == dataset]
     atomic_write_text(out, json.dumps([s.to_dict() for s in specs], indent=1) + "\n")

@@ -111,6 +111,37 @@ def test_the_summary_pairs_each_augmentation_with_none_and_the_best_classic_by_s
     assert "| mnist | mlp | balanced20 | 2 |  | affine |  | 1 | 2.00 |" in validation
 
 
+def test_a_regime_without_validation_reuses_another_regimes_picks_and_says_so():
+    picks = {"none": 9.0, "affine": 5.0, "trivialaugment": 6.0, "exemplar": 8.0, "affine+exemplar-append": 4.0}
+    results = [result(dataclasses.replace(TINY, model=model, augmentation=name, p=1.0), error)
+               for model in dropin.MODELS for name, error in picks.items()]
+    plan = dropin.transferred_test_plan(results, ("mnist", 20), "fashion-mnist", 5000,
+                                        ["none", "affine+exemplar-append"], seeds=(0, 1, 2))
+    assert len(plan) == 2 * 3 * len(dropin.MODELS)
+    cnn = [spec for spec in plan if spec.model == "cnn"]
+    assert {(spec.dataset, spec.subset, spec.split, spec.epochs) for spec in cnn} == {
+        ("fashion-mnist", "balanced5000", "test", 20)}
+    assert {spec.p for spec in cnn if spec.augmentation != "none"} == {1.0}
+    assert {spec.knobs_from for spec in cnn} == {"mnist/cnn-balanced20-e2"}
+    # provenance is not identity: the same computation keeps the same folder
+    assert cnn[0].name() == dataclasses.replace(cnn[0], knobs_from="").name()
+    with pytest.raises(ValueError, match="no headline validation pick for mixed"):
+        dropin.transferred_test_plan(results, ("mnist", 20), "mnist", 5000, ["mixed"])
+    with pytest.raises(ValueError, match="no headline validation picks"):
+        dropin.transferred_test_plan(results, ("mnist", 1000), "mnist", 5000)
+
+    # the summary pairs a transferred regime with the classic that won on the regime its knobs came from
+    tested = [result(dataclasses.replace(spec, dataset="mnist"), 3.0 + spec.seed) for spec in plan
+              if spec.model == "mlp"]
+    tested += [result(dataclasses.replace(spec, dataset="mnist", augmentation="affine", p=0.5), 4.0 + spec.seed)
+               for spec in plan if spec.model == "mlp" and spec.augmentation == "none"]
+    rows = {row["augmentation"]: row for row in dropin.summarize(results + tested)
+            if row["subset"] == "balanced5000"}
+    assert rows["affine+exemplar-append"]["best_classic"] == "affine"
+    assert rows["affine+exemplar-append"]["vs_best_classic"]["mean"] == pytest.approx(-1.0)
+    assert "p 1 (val of mnist/mlp-balanced20-e2)" in dropin.markdown_table(list(rows.values()))
+
+
 @pytest.mark.parametrize("field, value, message", [("augmentation", "cutout", "not one of"),
                                                     ("subset", "some", "balanced<N>"), ("split", "train", "val or test")])
 def test_a_bad_spec_is_refused_naming_the_field(field, value, message):
