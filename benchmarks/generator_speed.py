@@ -29,6 +29,11 @@ VARIANTS = {
     "gaussian": dict(prior="gaussian"),
     "knn": dict(prior="exemplar", exemplar_search="knn", neighbour_gradient=False),
     "knn_neighbour_gradient": dict(prior="exemplar", exemplar_search="knn", neighbour_gradient=True),
+    # gradient through each row's g nearest of the k = 10 neighbours only, the rest from the cache (issue 17 §3)
+    "knn_neighbour_gradient_g3": dict(prior="exemplar", exemplar_search="knn", neighbour_gradient=True,
+                                      gradient_neighbours=3),
+    "knn_neighbour_gradient_g1": dict(prior="exemplar", exemplar_search="knn", neighbour_gradient=True,
+                                      gradient_neighbours=1),
     "exact": dict(prior="exemplar", exemplar_search="exact", neighbour_gradient=False),
     "exact_neighbour_gradient": dict(prior="exemplar", exemplar_search="exact", neighbour_gradient=True),
 }

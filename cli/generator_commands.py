@@ -33,6 +33,9 @@ from .options import dataset_choice, generator_option, open_dataset, root_option
 @click.option("--neighbour-gradient/--no-neighbour-gradient", default=True, show_default=True,
               help="Re-encode the prior's exemplars with gradient each step (Algorithm 1), or take them from the "
                    "latent cache (faster, but the latent scale drifts).")
+@click.option("--gradient-neighbours", type=int, default=None,
+              help="With --search knn and --neighbour-gradient: re-encode only each row's g nearest neighbours "
+                   "with gradient and take the other k - g from the cache (cheaper steps) [default: all k].")
 @click.option("--exemplar-fraction", type=float, default=TrainConfig.exemplar_fraction, show_default=True,
               help="M/N, the exemplar subsampling ratio.")
 @click.option("--leave-one-out/--no-leave-one-out", default=True, show_default=True,

@@ -75,6 +75,9 @@ class TrainConfig:
     # Re-encode the prior's exemplars with gradient (Algorithm 1). Without it the centres come from
     # the latent cache: ~2.3× faster per epoch, but the latent scale drifts (see docs/results.md).
     neighbour_gradient: bool = True
+    # With the kNN search and neighbour_gradient: re-encode only each row's g nearest neighbours with gradient,
+    # the other k − g come from the cache (None: all k, as Algorithm 1). Fewer cost less per step (issue 17 §3).
+    gradient_neighbours: int | None = None
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA when present
     # Warm start: a bundle directory or bundled name whose weights replace the random init (continue or
@@ -95,6 +98,13 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "knn", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer")
+        if self.gradient_neighbours is not None:
+            if not (self.exemplar_search == "knn" and self.neighbour_gradient):
+                raise ValueError("gradient_neighbours picks which of the k nearest neighbours get gradient: it needs "
+                                 "exemplar_search='knn' and neighbour_gradient=True")
+            if not 1 <= self.gradient_neighbours <= self.knn:
+                raise ValueError(f"gradient_neighbours={self.gradient_neighbours} must lie in 1..knn={self.knn} "
+                                 "(None: all k)")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs={self.warmup_epochs} must be >= 0 (0 disables warm-up)")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
@@ -121,7 +131,8 @@ class TrainConfig:
 
 # TrainConfig fields newer than the first release, with the value runs from before each of them trained under.
 TRAIN_SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"init_from": None, "init_sha256": None, "knn_query": "cache",
-                                            "leave_one_out": True, "patience_after_warmup": False}
+                                            "leave_one_out": True, "patience_after_warmup": False,
+                                            "gradient_neighbours": None}
 
 
 def _from_dict(cls: type, values: dict[str, Any]) -> Any:

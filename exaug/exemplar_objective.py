@@ -11,7 +11,8 @@ to μ(x_i) in the latent cache ("knn", a lower bound by eq. 15).
 
 The exemplar means come from the latent cache, or — with ``neighbour_gradient`` — are
 re-encoded from the grey exemplar images with gradient, as Algorithm 1 does, and written
-back to the cache.
+back to the cache. ``gradient_neighbours`` = g < k re-encodes only each row's g nearest
+neighbours; the others keep their cached means.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class LeaveOneOutExemplarPrior:
         self.search = config.exemplar_search
         self.knn = config.knn
         self.neighbour_gradient = config.neighbour_gradient
+        self.gradient_neighbours = config.gradient_neighbours
         self.leave_one_out = config.leave_one_out
         self.generator = generator
         n = exemplars.shape[0]
@@ -70,9 +72,10 @@ class LeaveOneOutExemplarPrior:
             log_count = math.log(self.subset_size)
         if self.search == "exact":
             members, mask = subset, (subset.unsqueeze(0) != batch_indices.unsqueeze(1) if self.leave_one_out else None)
+            fresh = None
         else:
-            members, mask = self._nearest_members(batch_indices, subset, query)
-        centres = self._centres(members)
+            members, mask, fresh = self._nearest_members(batch_indices, subset, query)
+        centres = self._centres(members, fresh)
         return isotropic_mixture_log_prob(z, centres, self.prior.log_var, log_count, mask)
 
     def _draw_subset(self) -> torch.Tensor:
@@ -82,11 +85,12 @@ class LeaveOneOutExemplarPrior:
         return subset.to(self.exemplars.device)
 
     def _nearest_members(self, batch_indices: torch.Tensor, subset: torch.Tensor, query: torch.Tensor | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The k members of π nearest to each row's query (default: its cached mean), other than the row itself
         (unless leave-one-out is off).
 
-        Returns the unique neighbour indices U and a B×U mask of which row uses which.
+        Returns the unique neighbour indices U, a B×U mask of which row uses which, and which of U are some
+        row's ``gradient_neighbours`` nearest (None when every one of them is re-encoded).
         Searching inside π (rather than filtering a global search) keeps every row at
         exactly k components and halves the search at M/N = 0.5.
         """
@@ -98,16 +102,29 @@ class LeaveOneOutExemplarPrior:
             allowed = neighbours != batch_indices.unsqueeze(1)
         else:
             allowed = torch.ones_like(neighbours, dtype=torch.bool)
-        keep = allowed & (allowed.cumsum(1) <= self.knn)
+        rank = allowed.cumsum(1)  # 1 for a row's nearest allowed neighbour, 2 for the next, ...
+        keep = allowed & (rank <= self.knn)
         rows, cols = keep.nonzero(as_tuple=True)
         members, positions = torch.unique(neighbours[rows, cols], return_inverse=True)
         mask = torch.zeros(neighbours.shape[0], members.shape[0], dtype=torch.bool, device=neighbours.device)
         mask[rows, positions] = True
-        return members, mask
+        if self.gradient_neighbours is None:
+            return members, mask, None
+        fresh = torch.zeros(members.shape[0], dtype=torch.bool, device=neighbours.device)
+        fresh[positions[rank[rows, cols] <= self.gradient_neighbours]] = True
+        return members, mask, fresh
 
-    def _centres(self, members: torch.Tensor) -> torch.Tensor:
+    def _centres(self, members: torch.Tensor, fresh: torch.Tensor | None = None) -> torch.Tensor:
+        """The mixture's centres for ``members``: cached means, or with ``neighbour_gradient`` means re-encoded
+        with gradient (only where ``fresh`` is True, when given), which also refresh the cache."""
+        cache_device = self.cache.values.device
         if not self.neighbour_gradient:
-            return self.cache.values[members.to(self.cache.values.device)].to(self.prior.log_var.device)
-        centres = self.encoder.mean_only(self.exemplars[members])
-        self.cache.update(members.to(self.cache.values.device), centres)
-        return centres
+            return self.cache.values[members.to(cache_device)].to(self.prior.log_var.device)
+        if fresh is None:
+            centres = self.encoder.mean_only(self.exemplars[members])
+            self.cache.update(members.to(cache_device), centres)
+            return centres
+        encoded = self.encoder.mean_only(self.exemplars[members[fresh]])
+        self.cache.update(members[fresh].to(cache_device), encoded)
+        cached = self.cache.values[members.to(cache_device)].to(encoded.device, encoded.dtype)
+        return cached.index_put((fresh.nonzero(as_tuple=True)[0],), encoded)

@@ -108,10 +108,11 @@ def test_fit_generator_passes_the_paper_ablation_and_query_flags_into_the_record
     result = CliRunner().invoke(main, [
         "fit-generator", "--dataset", str(image_folder), "--channels", "1", "--epochs", "1", "--warmup-epochs", "1",
         "--hidden-dim", "16", "--latent-dim", "2", "--knn-query", "cache", "--no-leave-one-out",
-        "--patience-from-best", "--no-progress", "--out", str(tmp_path / "gen")])
+        "--patience-from-best", "--gradient-neighbours", "2", "--no-progress", "--out", str(tmp_path / "gen")])
     assert result.exit_code == 0, result.output
     training = json.loads((tmp_path / "gen" / "config.json").read_text())["training"]
-    assert (training["knn_query"], training["leave_one_out"], training["patience_after_warmup"]) == ("cache", False, False)
+    assert (training["knn_query"], training["leave_one_out"], training["patience_after_warmup"],
+            training["gradient_neighbours"]) == ("cache", False, False, 2)
 
 
 @pytest.mark.parametrize("mode", ["random", "exemplars", "cyclic"])

@@ -13,13 +13,13 @@ from exaug.models import ExemplarVAE
 N = 40
 
 
-def make_objective(search="exact", knn=3, fraction=0.5, neighbour_gradient=False, seed=7):
+def make_objective(search="exact", knn=3, fraction=0.5, neighbour_gradient=False, seed=7, gradient_neighbours=None):
     torch.manual_seed(0)
     model = ExemplarVAE(ModelConfig(input_shape=(1, 3, 3), latent_dim=2, hidden_dim=8)).double()
     exemplars = torch.rand(N, 9, dtype=torch.float64)
     cache = LatentCache(model.encode_means(exemplars))
     config = TrainConfig(exemplar_search=search, knn=knn, exemplar_fraction=fraction,
-                         neighbour_gradient=neighbour_gradient)
+                         neighbour_gradient=neighbour_gradient, gradient_neighbours=gradient_neighbours)
     generator = torch.Generator().manual_seed(seed)
     return LeaveOneOutExemplarPrior(model.prior, model.encoder, exemplars, cache, config, generator), model
 
@@ -78,7 +78,7 @@ def test_knn_rows_use_exactly_k_subset_members_and_never_themselves():
     objective, _ = make_objective("knn", knn=4)
     subset = torch.tensor(drawn_subset(objective))
     batch = torch.arange(N)
-    members, mask = objective._nearest_members(batch, subset)
+    members, mask, _ = objective._nearest_members(batch, subset)
     assert (mask.sum(1) == 4).all()
     for row, i in enumerate(batch.tolist()):
         used = members[mask[row]].tolist()
@@ -89,7 +89,7 @@ def test_knn_rows_use_exactly_k_subset_members_and_never_themselves():
 def test_knn_rows_take_the_nearest_members_of_the_subset():
     objective, _ = make_objective("knn", knn=2)
     subset = torch.tensor(drawn_subset(objective))
-    members, mask = objective._nearest_members(torch.tensor([0]), subset)
+    members, mask, _ = objective._nearest_members(torch.tensor([0]), subset)
     cache = objective.cache.values
     others = [j for j in subset.tolist() if j != 0]
     by_distance = sorted(others, key=lambda j: (cache[j] - cache[0]).pow(2).sum().item())
@@ -100,7 +100,7 @@ def test_knn_rows_take_the_members_nearest_to_their_query_when_one_is_given():
     objective, _ = make_objective("knn", knn=2)
     subset = torch.tensor(drawn_subset(objective))
     query = torch.tensor([[3.0, -2.0]], dtype=torch.float64)  # e.g. the row's current posterior mean
-    members, mask = objective._nearest_members(torch.tensor([0]), subset, query)
+    members, mask, _ = objective._nearest_members(torch.tensor([0]), subset, query)
     cache = objective.cache.values
     others = [j for j in subset.tolist() if j != 0]
     by_distance = sorted(others, key=lambda j: (cache[j] - query[0]).pow(2).sum().item())
@@ -117,6 +117,50 @@ def test_neighbour_gradient_reaches_the_encoder_and_refreshes_the_cache(search):
     assert model.encoder.mean.weight.grad.abs().sum() > 0
     refreshed = (objective.cache.values - stale).abs().sum(1) < 1e-9
     assert refreshed.any()
+
+
+def test_gradient_neighbours_re_encode_each_rows_g_nearest_and_take_the_others_from_the_cache():
+    objective, model = make_objective("knn", knn=3, neighbour_gradient=True, gradient_neighbours=1)
+    current = objective.cache.values.clone()
+    objective.cache.values.add_(1.0)  # a stale cache; the same shift for every mean keeps the neighbour ranks
+    stale = objective.cache.values.clone()
+    batch, z = torch.arange(4), torch.randn(4, 2, dtype=torch.float64)
+    log_prior = objective(z, batch)
+
+    subset = drawn_subset(objective)
+    ranked = {i: sorted((j for j in subset if j != i), key=lambda j: (current[j] - current[i]).pow(2).sum().item())
+              for i in batch.tolist()}
+    nearest = sorted({ranked[i][0] for i in ranked})
+    refreshed = [j for j in range(N) if torch.allclose(objective.cache.values[j], current[j])]
+    assert refreshed == nearest
+    centres = stale.clone()
+    centres[nearest] = current[nearest]
+    sigma2 = model.prior.log_var.exp().item()
+    for row, i in enumerate(batch.tolist()):
+        terms = torch.stack([-((z[row] - centres[j]) ** 2).sum() / (2 * sigma2) for j in ranked[i][:3]])
+        count = objective.subset_size - (i in subset)
+        expected = torch.logsumexp(terms, 0) - math.log(2 * math.pi * sigma2) - math.log(count)  # latent_dim 2
+        assert log_prior[row].item() == pytest.approx(expected.item(), abs=1e-10)
+    log_prior.sum().backward()
+    assert model.encoder.mean.weight.grad.abs().sum() > 0
+
+
+def test_gradient_on_all_k_neighbours_is_the_default_exactly():
+    z = torch.randn(4, 2, dtype=torch.float64)
+    default, _ = make_objective("knn", knn=3, neighbour_gradient=True)
+    every, _ = make_objective("knn", knn=3, neighbour_gradient=True, gradient_neighbours=3)
+    assert torch.equal(default(z, torch.arange(4)), every(z, torch.arange(4)))
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(gradient_neighbours=0), "must lie in 1..knn=10"),
+    (dict(gradient_neighbours=11), "must lie in 1..knn=10"),
+    (dict(gradient_neighbours=2, exemplar_search="exact"), "needs exemplar_search='knn'"),
+    (dict(gradient_neighbours=2, neighbour_gradient=False), "neighbour_gradient=True"),
+])
+def test_gradient_neighbours_outside_the_knn_gradient_recipe_is_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**options)
 
 
 def test_cached_centres_carry_no_gradient_into_the_encoder():
@@ -141,5 +185,5 @@ def test_without_leave_one_out_a_point_is_explained_by_its_own_exemplar_too():
 def test_knn_without_leave_one_out_may_take_the_row_itself_as_a_neighbour():
     objective, _ = make_objective("knn", knn=1, fraction=1.0)
     objective.leave_one_out = False
-    members, mask = objective._nearest_members(torch.arange(N), torch.arange(N))
+    members, mask, _ = objective._nearest_members(torch.arange(N), torch.arange(N))
     assert [members[mask[row]].item() for row in range(N)] == list(range(N))  # each point's nearest is itself
