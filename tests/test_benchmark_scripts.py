@@ -78,3 +78,19 @@ def test_an_ablation_study_trains_scores_and_plots_every_variant_on_the_same_bud
     without = json.loads((tmp_path / "runs" / "leave-one-out" / "without" / "seed0" / "config.json").read_text())
     assert without["training"]["leave_one_out"] is False and without["training"]["epochs"] == 2
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_gradient_neighbours_study_records_each_variants_recipe_and_plots_against_time(tmp_path, monkeypatch):
+    ablations = load("ablations")
+    out, figure = tmp_path / "study.json", tmp_path / "study.png"
+    monkeypatch.setattr(sys, "argv", ["ablations.py", "--study", "gradient-neighbours", "--train", "200", "--epochs",
+                                      "2", "--warmup", "1", "--seeds", "0", "--test-images", "4", "--samples", "20",
+                                      "--runs", str(tmp_path / "runs"), "--out", str(out), "--plot", str(figure),
+                                      "--against", "time"])
+    ablations.main()
+    assert set(json.loads(out.read_text())["variants"]) == {"all 10", "3 nearest", "nearest", "none"}
+    recipes = {variant: json.loads((tmp_path / "runs" / "gradient-neighbours" / variant / "seed0" / "config.json"
+                                    ).read_text())["training"] for variant in ("all-10", "3-nearest", "nearest", "none")}
+    assert [(recipes[v]["neighbour_gradient"], recipes[v]["gradient_neighbours"])
+            for v in ("all-10", "3-nearest", "nearest", "none")] == [(True, None), (True, 3), (True, 1), (False, None)]
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
