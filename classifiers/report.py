@@ -68,17 +68,27 @@ def summary_name(out: Path, seeds: range) -> str:
 
 def plot_lambda_sweep(errors: dict[float, float], title: str, path: Path) -> None:
     """Validation error against λ (the paper's Figure 5), written atomically as a PNG."""
+    plot_lambda_sweeps({"": errors}, title, path)
+
+
+def plot_lambda_sweeps(curves: dict[str, dict[float, float]], title: str, path: Path) -> None:
+    """Several λ sweeps in one plot, one line per label (Figure 5 in full: one per generator); a single
+    unlabelled sweep gets no legend. Written atomically as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     figure, axes = plt.subplots(figsize=(5, 3.5), dpi=120)
-    axes.plot(list(errors), list(errors.values()), marker="o")
+    for label, errors in curves.items():
+        lams = sorted(errors)
+        axes.plot(lams, [errors[lam] for lam in lams], marker="o", label=label or None)
     axes.set_xlabel("λ (weight on real data)")
     axes.set_ylabel("validation error (%)")
     axes.set_title(title, fontsize=9)
     axes.grid(alpha=0.3)
+    if any(curves):
+        axes.legend(fontsize=8)
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png")

@@ -12,7 +12,7 @@ from exaug import data
 from exaug.atomic import atomic_write_text
 from exaug.classifiers import ClassifierConfig, fit_classifier
 from exaug.classifiers.config import TRAINING_DTYPES
-from exaug.classifiers.report import model_name, plot_lambda_sweep, seed_summary, summary_markdown, summary_name
+from exaug.classifiers.report import model_name, plot_lambda_sweep, plot_lambda_sweeps, seed_summary, summary_markdown, summary_name
 from exaug.device import apply_threads
 
 from .options import dataset_choice, open_dataset, root_option, threads_option
@@ -156,6 +156,36 @@ def lambda_sweep_command(dataset: str, generator: str, lams: tuple[float, ...], 
              f"η={recipe['learning_rate']:g}, noise scale {recipe['noise_scale']:g}, {recipe['dtype']}")
     plot_lambda_sweep(errors, title, out / "sweep.png")
     click.echo(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'}")
+
+
+@click.command("lambda-plot")
+@click.argument("sweeps", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--label", "labels", multiple=True,
+              help="A legend label per SWEEP, in order [default: each sweep's generator].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The PNG to write.")
+def lambda_plot_command(sweeps: tuple[Path, ...], labels: tuple[str, ...], out: Path) -> None:
+    """Several lambda-sweep folders in one plot (Figure 5 in full: one line per generator).
+
+    The sweeps must share a dataset and classifier, or their errors do not compare."""
+    if labels and len(labels) != len(sweeps):
+        raise click.UsageError(f"{len(labels)} --label for {len(sweeps)} sweeps: give one per sweep, or none")
+    records = []
+    for sweep in sweeps:
+        path = sweep / "sweep.json"
+        if not path.is_file():
+            raise click.UsageError(f"{sweep} holds no sweep.json: is it the --out of a finished exaug lambda-sweep?")
+        records.append(json.loads(path.read_text()))
+    for field in ("dataset", "model"):
+        values = {record[field] for record in records}
+        if len(values) > 1:
+            raise click.UsageError(f"the sweeps differ in {field} ({', '.join(sorted(values))}), so their errors do "
+                                   "not compare: plot sweeps of one dataset and classifier together")
+    curves = {label: {float(lam): error for lam, error in record["val_error"].items()}
+              for label, record in zip(labels or [str(record["generator"]) for record in records], records)}
+    if len(curves) < len(records):
+        raise click.UsageError("two sweeps share a legend label: pass --label for each")
+    plot_lambda_sweeps(curves, f"{records[0]['dataset']}, {records[0]['model']}: validation error against λ", out)
+    click.echo(f"wrote {out}")
 
 
 def _check_recipe(generator: str, config: ClassifierConfig) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .classifier_commands import fit_classifier_command, lambda_sweep_command
+from .classifier_commands import fit_classifier_command, lambda_plot_command, lambda_sweep_command
 from .data_commands import data_group
 from .errors import UserErrorsGroup
 from .generator_commands import evaluate_command, export_command, fit_generator_command, sample_command
@@ -24,6 +24,7 @@ main.add_command(sample_command)
 main.add_command(export_command)
 main.add_command(fit_classifier_command)
 main.add_command(lambda_sweep_command)
+main.add_command(lambda_plot_command)
 
 if __name__ == "__main__":
     main()

@@ -231,6 +231,33 @@ def test_lambda_sweep_writes_errors_and_a_plot(fitted, image_folder, tmp_path):
     assert Image.open(tmp_path / "sweep.png").format == "PNG"
 
 
+def test_lambda_plot_draws_several_sweeps_in_one_figure_and_refuses_ones_that_do_not_compare(tmp_path):
+    def sweep(name, dataset="mnist", generator="mnist"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "sweep.json").write_text(json.dumps({"dataset": dataset, "generator": generator,
+                                                       "model": "mlp-1024x1024", "val_error": {"0.4": 1.0, "1": 2.0}}))
+        return str(folder)
+
+    gaussian, exemplar = sweep("gaussian", generator="runs/gaussian"), sweep("exemplar", generator="runs/exemplar")
+    figure = tmp_path / "figure5.png"
+    result = CliRunner().invoke(main, ["lambda-plot", gaussian, exemplar, "--out", str(figure)])
+    assert result.exit_code == 0, result.output
+    assert Image.open(figure).format == "PNG"
+    fashion = sweep("fashion", dataset="fashion-mnist")
+    refused = {
+        "differ in dataset": ["lambda-plot", gaussian, fashion, "--out", str(tmp_path / "no.png")],
+        "2 --label for 1 sweeps": ["lambda-plot", gaussian, "--label", "a", "--label", "b", "--out", str(tmp_path / "no.png")],
+        "share a legend label": ["lambda-plot", gaussian, sweep("again", generator="runs/gaussian"),
+                                 "--out", str(tmp_path / "no.png")],
+        "holds no sweep.json": ["lambda-plot", str(tmp_path), "--out", str(tmp_path / "no.png")],
+    }
+    for message, arguments in refused.items():
+        result = CliRunner().invoke(main, arguments)
+        assert result.exit_code == 2 and message in result.output, (message, result.output)
+    assert not (tmp_path / "no.png").exists()
+
+
 def test_a_sweep_without_a_generator_is_refused(image_folder, tmp_path):
     result = CliRunner().invoke(main, ["lambda-sweep", "--dataset", str(image_folder), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "needs a generator" in result.output
