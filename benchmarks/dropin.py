@@ -444,32 +444,54 @@ def test_plan(results: list[dict[str, Any]], seeds: Iterable[int] = (0, 1, 2), s
     return [dataclasses.replace(spec, split="test", seed=seed) for spec in picked.values() for seed in seeds]
 
 
-def transferred_test_plan(results: list[dict[str, Any]], knobs_from: tuple[str, int], dataset: str, size: int,
-                          augmentations: Iterable[str] | None = None, seeds: Iterable[int] = (0, 1, 2)
-                          ) -> list[RunSpec]:
+def parse_regime(text: str) -> tuple[str, str, int | None]:
+    """"DATASET/SUBSET" or "DATASET/SUBSET-eN" → (dataset, subset, epochs or None)."""
+    dataset, _, rest = text.partition("/")
+    subset, _, epochs = rest.partition("-e")
+    if not dataset or not subset or (epochs and not epochs.isdigit()):
+        raise ValueError(f"{text!r} is not DATASET/SUBSET or DATASET/SUBSET-eN, e.g. mnist/balanced1000 or "
+                         "mnist/all-e5")
+    subset_size(subset)
+    return dataset, subset, int(epochs) if epochs else None
+
+
+def regime_epochs(model: str, subset: str, epochs: int | None) -> int:
+    """The epochs a regime names, or a balanced subset's low-data budget for ``model``."""
+    if epochs is not None:
+        return epochs
+    if not subset.startswith("balanced"):
+        raise ValueError(f"{subset!r} has no low-data budget: name the epochs, e.g. {subset}-e5")
+    return low_data_epochs(model, subset_size(subset))
+
+
+def transferred_test_plan(results: list[dict[str, Any]], knobs_from: str, target: str,
+                          models: Iterable[str] = MODELS, augmentations: Iterable[str] | None = None,
+                          seeds: Iterable[int] = (0, 1, 2)) -> list[RunSpec]:
     """Test runs for a regime given no validation runs of its own, at the knobs another regime's validation
-    picked: per model, the headline picks (bundled generator) of ``knobs_from`` = (dataset, size) moved to
-    ``dataset`` and ``size`` at that model's low-data budget, kept for ``augmentations`` only (None: all four
-    headline picks). This is how the grid reaches regimes too dear to tune; each run records where its knobs
-    came from (``RunSpec.knobs_from``)."""
-    source_dataset, source_size = knobs_from
+    picked: per model, the headline picks (bundled generator) of regime ``knobs_from`` moved to regime
+    ``target`` (both "DATASET/SUBSET[-eN]"; without -eN a balanced subset's low-data budget), kept for
+    ``augmentations`` only (None: all four headline picks). This is how the grid reaches regimes too dear to
+    tune; each run records where its knobs came from (``RunSpec.knobs_from``)."""
+    source_dataset, source_subset, source_epochs = parse_regime(knobs_from)
+    dataset, subset, epochs = parse_regime(target)
     wanted = set(AUGMENTATIONS if augmentations is None else augmentations)
     unknown = wanted - set(AUGMENTATIONS)
     if unknown:
         raise ValueError(f"augmentations {sorted(unknown)} are not among {AUGMENTATIONS}")
     picked = headline_picks(pick_on_validation(results), validation_errors(results))
     plan = []
-    for model in MODELS:
-        source = [spec for spec in picked.values() if spec.dataset == source_dataset and spec.model == model
-                  and spec.subset == f"balanced{source_size}" and spec.generator == "bundled"
+    for model in models:
+        source_regime = regime_label(source_dataset, model, source_subset,
+                                     regime_epochs(model, source_subset, source_epochs))
+        source = [spec for spec in picked.values() if spec.regime() == source_regime and spec.generator == "bundled"
                   and spec.augmentation in wanted]
         missing = sorted(wanted - {spec.augmentation for spec in source}) if augmentations is not None else []
         if missing or not source:
-            raise ValueError(f"{source_dataset} {model} balanced{source_size} has no headline validation pick"
+            raise ValueError(f"{source_regime} has no headline validation pick"
                              f"{' for ' + ', '.join(missing) if missing else 's'}: run its validation plan first")
         for spec in sorted(source, key=lambda spec: AUGMENTATIONS.index(spec.augmentation)):
-            moved = dataclasses.replace(spec, dataset=dataset, subset=f"balanced{size}", split="test",
-                                        epochs=low_data_epochs(model, size), knobs_from=spec.regime())
+            moved = dataclasses.replace(spec, dataset=dataset, subset=subset, split="test",
+                                        epochs=regime_epochs(model, subset, epochs), knobs_from=source_regime)
             plan += [dataclasses.replace(moved, seed=seed) for seed in seeds]
     return plan
 
@@ -629,30 +651,34 @@ def run_command(spec_json: str, results: Path, threads: int) -> None:
 @click.option("--scope", type=click.Choice(["all", "headline"]), default="all", show_default=True,
               help="test: every augmentation, or only none, the drop-in transform and the best classic and "
                    "generator-using ones on validation")
-@click.option("--knobs-from", metavar="DATASET/SIZE", default=None,
-              help="test: for regimes not tuned on their own, reuse the headline picks of this low-data regime's "
-                   "validation (e.g. mnist/1000) at --sizes on --dataset")
+@click.option("--knobs-from", metavar="DATASET/SUBSET[-eN]", default=None,
+              help="test: reuse the headline picks of this regime's validation (e.g. mnist/balanced1000) for the "
+                   "regime --to, which has no validation runs of its own")
+@click.option("--to", "target", metavar="DATASET/SUBSET[-eN]", default=None,
+              help="with --knobs-from: the regime to test, e.g. mnist/balanced5000 or mnist/all-e5 (a balanced "
+                   "subset without -eN gets each model's low-data budget)")
+@click.option("--model", "models", multiple=True, type=click.Choice(MODELS),
+              help="with --knobs-from: the models to test (default: all)")
 @click.option("--augmentation", "augmentations", multiple=True, type=click.Choice(AUGMENTATIONS),
               help="with --knobs-from: the augmentations to test (default: every headline pick)")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=RESULTS, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def plan_command(stage: str, dataset: str, sizes: tuple[int, ...], seeds: tuple[int, ...], generator: str,
-                 scope: str, knobs_from: str | None, augmentations: tuple[str, ...], results: Path, out: Path) -> None:
+                 scope: str, knobs_from: str | None, target: str | None, models: tuple[str, ...],
+                 augmentations: tuple[str, ...], results: Path, out: Path) -> None:
     """Write the runs of a stage: every knob on validation, or the validation picks on test."""
-    if augmentations and knobs_from is None:
-        raise click.UsageError("--augmentation chooses among transferred picks; give --knobs-from too")
+    if (knobs_from is None) != (target is None):
+        raise click.UsageError("--knobs-from and --to go together: the regime tuned, and the regime to test")
+    if (models or augmentations) and knobs_from is None:
+        raise click.UsageError("--model and --augmentation choose among transferred picks; give --knobs-from too")
     if stage == "val":
         if knobs_from is not None:
             raise click.UsageError("--knobs-from makes a test plan; use it with 'plan test'")
         specs = validation_plan(dataset, sizes, generator)
     elif knobs_from is not None:
-        source_dataset, _, source_size = knobs_from.partition("/")
-        if not source_size.isdigit():
-            raise click.BadParameter(f"{knobs_from!r} is not DATASET/SIZE, e.g. mnist/1000", param_hint="--knobs-from")
-        results_read = read_results(results)
         try:
-            specs = [spec for size in sizes for spec in transferred_test_plan(
-                results_read, (source_dataset, int(source_size)), dataset, size, augmentations or None, seeds)]
+            specs = transferred_test_plan(read_results(results), knobs_from, target, models or MODELS,
+                                          augmentations or None, seeds)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
     else:

@@ -115,8 +115,8 @@ def test_a_regime_without_validation_reuses_another_regimes_picks_and_says_so():
     picks = {"none": 9.0, "affine": 5.0, "trivialaugment": 6.0, "exemplar": 8.0, "affine+exemplar-append": 4.0}
     results = [result(dataclasses.replace(TINY, model=model, augmentation=name, p=1.0), error)
                for model in dropin.MODELS for name, error in picks.items()]
-    plan = dropin.transferred_test_plan(results, ("mnist", 20), "fashion-mnist", 5000,
-                                        ["none", "affine+exemplar-append"], seeds=(0, 1, 2))
+    plan = dropin.transferred_test_plan(results, "mnist/balanced20-e2", "fashion-mnist/balanced5000",
+                                        augmentations=["none", "affine+exemplar-append"], seeds=(0, 1, 2))
     assert len(plan) == 2 * 3 * len(dropin.MODELS)
     cnn = [spec for spec in plan if spec.model == "cnn"]
     assert {(spec.dataset, spec.subset, spec.split, spec.epochs) for spec in cnn} == {
@@ -125,10 +125,17 @@ def test_a_regime_without_validation_reuses_another_regimes_picks_and_says_so():
     assert {spec.knobs_from for spec in cnn} == {"mnist/cnn-balanced20-e2"}
     # provenance is not identity: the same computation keeps the same folder
     assert cnn[0].name() == dataclasses.replace(cnn[0], knobs_from="").name()
+    everything = dropin.transferred_test_plan(results, "mnist/balanced20-e2", "mnist/all-e5", models=["cnn"])
+    assert {(spec.augmentation, spec.subset, spec.epochs) for spec in everything} == {
+        (name, "all", 5) for name in ("none", "exemplar", "affine", "affine+exemplar-append")}  # headline picks
     with pytest.raises(ValueError, match="no headline validation pick for mixed"):
-        dropin.transferred_test_plan(results, ("mnist", 20), "mnist", 5000, ["mixed"])
+        dropin.transferred_test_plan(results, "mnist/balanced20-e2", "mnist/balanced5000", augmentations=["mixed"])
     with pytest.raises(ValueError, match="no headline validation picks"):
-        dropin.transferred_test_plan(results, ("mnist", 1000), "mnist", 5000)
+        dropin.transferred_test_plan(results, "mnist/balanced1000", "mnist/balanced5000")
+    with pytest.raises(ValueError, match="has no low-data budget: name the epochs"):
+        dropin.transferred_test_plan(results, "mnist/balanced20-e2", "mnist/all")
+    with pytest.raises(ValueError, match="is not DATASET/SUBSET"):
+        dropin.transferred_test_plan(results, "mnist", "mnist/all-e5")
 
     # the summary pairs a transferred regime with the classic that won on the regime its knobs came from
     tested = [result(dataclasses.replace(spec, dataset="mnist"), 3.0 + spec.seed) for spec in plan
