@@ -12,7 +12,8 @@ from exaug import data
 from exaug.atomic import atomic_write_text
 from exaug.classifiers import ClassifierConfig, fit_classifier
 from exaug.classifiers.config import TRAINING_DTYPES
-from exaug.classifiers.report import model_name, plot_lambda_sweep, plot_lambda_sweeps, seed_summary, summary_markdown, summary_name
+from exaug.classifiers.report import (model_name, plot_lambda_sweep, plot_lambda_sweeps, seed_summary, summary_markdown,
+                                     summary_name)
 from exaug.device import apply_threads
 
 from .options import dataset_choice, open_dataset, root_option, threads_option
