@@ -50,8 +50,11 @@ RESULTS = Path("benchmarks/results/dropin")
 # Generators fitted on the low-data subsets (about 5 MB each, so kept out of git); rebuilt by ``fit-generators``.
 GENERATORS = Path(os.environ.get("EXAUG_DROPIN_GENERATORS", "runs/dropin-generators"))
 AUGMENTATIONS = ("none", "exemplar", "exemplar-append", "mixed", "affine", "trivialaugment", "mixup-cutmix",
-                 "affine+exemplar", "affine+exemplar-append")
-CLASSIC = ("affine", "trivialaugment", "mixup-cutmix")  # what a torchvision / timm user already has
+                 "affine+exemplar", "affine+exemplar-append", "hflip", "hflip+exemplar-append")
+CLASSIC = ("affine", "trivialaugment", "mixup-cutmix", "hflip")  # what a torchvision / timm user already has
+# A horizontal flip keeps a garment's class but not a digit's: tried only where it is label-preserving.
+FLIP_AUGMENTATIONS = ("hflip", "hflip+exemplar-append")
+FLIP_INVARIANT_DATASETS = ("fashion-mnist",)
 MODELS = ("mlp", "cnn", "resnet18")
 # The knob each augmentation is tuned on, with the values tried on validation.
 KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
@@ -60,6 +63,7 @@ KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     "mixed": ("lam", (0.4, 0.7)),
     "affine+exemplar": ("p", (0.25,)),
     "affine+exemplar-append": ("p", (0.5, 1.0)),
+    "hflip+exemplar-append": ("p", (0.5, 1.0)),
 }
 
 
@@ -195,6 +199,8 @@ def classic_transform(augmentation: str) -> Callable[[torch.Tensor], torch.Tenso
     """The per-image classic augmentation of a run, on uint8 1×28×28 (None: no classic part)."""
     if augmentation.startswith("affine"):
         return v2.RandomAffine(degrees=10, translate=(0.1, 0.1))
+    if augmentation.startswith("hflip"):
+        return v2.RandomHorizontalFlip()
     if augmentation == "trivialaugment":
         return v2.TrivialAugmentWide()
     return None
@@ -404,6 +410,8 @@ def validation_plan(dataset: str, sizes: Iterable[int] = (1000, 5000), generator
     specs = []
     for model, subset, epochs in regimes:
         for augmentation in AUGMENTATIONS:
+            if augmentation in FLIP_AUGMENTATIONS and dataset not in FLIP_INVARIANT_DATASETS:
+                continue
             base = RunSpec(dataset, model, augmentation, subset, "val", 0, epochs, generator=generator)
             if generator == "subset" and not base.uses_generator:
                 continue

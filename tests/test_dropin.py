@@ -111,6 +111,14 @@ def test_the_summary_pairs_each_augmentation_with_none_and_the_best_classic_by_s
     assert "| mnist | mlp | balanced20 | 2 |  | affine |  | 1 | 2.00 |" in validation
 
 
+def test_a_horizontal_flip_is_tried_only_where_it_keeps_the_label():
+    def flips(dataset):
+        return {spec.augmentation for spec in dropin.validation_plan(dataset, sizes=(1000,))} & {"hflip",
+                                                                                                "hflip+exemplar-append"}
+    assert flips("fashion-mnist") == {"hflip", "hflip+exemplar-append"}
+    assert flips("mnist") == set()  # a flipped 2 or 7 is no digit
+
+
 def test_a_regime_without_validation_reuses_another_regimes_picks_and_says_so():
     picks = {"none": 9.0, "affine": 5.0, "trivialaugment": 6.0, "exemplar": 8.0, "affine+exemplar-append": 4.0}
     results = [result(dataclasses.replace(TINY, model=model, augmentation=name, p=1.0), error)
