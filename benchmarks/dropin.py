@@ -543,8 +543,9 @@ def read_results(folder: Path = RESULTS) -> list[dict[str, Any]]:
 # -------------------------------------------------------------------------------------------- summary
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Test rows: mean ± std over seeds, and the mean (± std) of the paired difference by seed against "none"
-    and against the best classic augmentation, the one of CLASSIC with the lowest validation error (on the
-    regime the knobs came from, for a transferred plan)."""
+    and against the best classic augmentation, the one of CLASSIC with the lowest validation error. A regime
+    with validation runs of its own is judged on them; a transferred one on the regime its knobs came from. A
+    transferred row whose knob its own regime's validation has since picked too counts as tuned there."""
     groups: dict[tuple, dict[int, float]] = defaultdict(dict)
     knobs_from: dict[tuple, str] = {}
     validation: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -556,10 +557,14 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             groups[(*regime, spec.augmentation, spec.generator, spec.knob)][spec.seed] = result["error"]
             knobs_from[(*regime, spec.augmentation, spec.generator, spec.knob)] = spec.knobs_from
+    own_picks = {key: spec.knob for key, spec in pick_on_validation(results).items()}
+    validated = {label for label, _ in validation}
     rows = []
     for key, by_seed in sorted(groups.items()):
         regime = key[:4]
-        tuned_on = knobs_from[key] or regime_label(*regime)
+        if own_picks.get((*regime, key[4], key[5])) == key[6]:
+            knobs_from[key] = ""
+        tuned_on = regime_label(*regime) if regime_label(*regime) in validated else knobs_from[key]
         classic = [name for name in CLASSIC if (tuned_on, name) in validation]
         best_classic = min(classic, key=lambda name: np.mean(validation[(tuned_on, name)])) if classic else None
         errors = list(by_seed.values())

@@ -156,6 +156,17 @@ def test_a_regime_without_validation_reuses_another_regimes_picks_and_says_so():
     assert rows["affine+exemplar-append"]["vs_best_classic"]["mean"] == pytest.approx(-1.0)
     assert "p 1 (val of mnist/mlp-balanced20-e2)" in dropin.markdown_table(list(rows.values()))
 
+    # once the regime gets validation runs of its own, they decide, and a knob they picked too is theirs
+    own = dataclasses.replace(TINY, subset="balanced5000", epochs=100)
+    own_validation = [result(dataclasses.replace(own, augmentation="trivialaugment"), 1.0),
+                      result(dataclasses.replace(own, augmentation="affine+exemplar-append", p=1.0), 2.0),
+                      result(dataclasses.replace(own, augmentation="affine+exemplar-append", p=0.5), 3.0)]
+    rows = {row["augmentation"]: row for row in dropin.summarize(results + tested + own_validation)
+            if row["subset"] == "balanced5000"}
+    assert rows["affine+exemplar-append"]["best_classic"] == "trivialaugment"
+    assert rows["affine+exemplar-append"]["knobs_from"] == ""
+    assert rows["affine"]["knobs_from"] == "mnist/mlp-balanced20-e2"  # its own validation never ran affine
+
 
 @pytest.mark.parametrize("field, value, message", [("augmentation", "cutout", "not one of"),
                                                     ("subset", "some", "balanced<N>"), ("split", "train", "val or test")])
