@@ -671,9 +671,10 @@ def run_command(spec_json: str, results: Path, threads: int) -> None:
               help="with --knobs-from: the regime to test, e.g. mnist/balanced5000 or mnist/all-e5 (a balanced "
                    "subset without -eN gets each model's low-data budget)")
 @click.option("--model", "models", multiple=True, type=click.Choice(MODELS),
-              help="with --knobs-from: the models to test (default: all)")
+              help="val, or test with --knobs-from: only these models (default: all)")
 @click.option("--augmentation", "augmentations", multiple=True, type=click.Choice(AUGMENTATIONS),
-              help="with --knobs-from: the augmentations to test (default: every headline pick)")
+              help="val, or test with --knobs-from: only these augmentations (default: all; for a transferred "
+                   "test, every headline pick)")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=RESULTS, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def plan_command(stage: str, dataset: str, sizes: tuple[int, ...], seeds: tuple[int, ...], generator: str,
@@ -682,12 +683,14 @@ def plan_command(stage: str, dataset: str, sizes: tuple[int, ...], seeds: tuple[
     """Write the runs of a stage: every knob on validation, or the validation picks on test."""
     if (knobs_from is None) != (target is None):
         raise click.UsageError("--knobs-from and --to go together: the regime tuned, and the regime to test")
-    if (models or augmentations) and knobs_from is None:
-        raise click.UsageError("--model and --augmentation choose among transferred picks; give --knobs-from too")
+    if (models or augmentations) and stage == "test" and knobs_from is None:
+        raise click.UsageError("on test, --model and --augmentation choose among transferred picks; give "
+                               "--knobs-from too")
     if stage == "val":
         if knobs_from is not None:
             raise click.UsageError("--knobs-from makes a test plan; use it with 'plan test'")
-        specs = validation_plan(dataset, sizes, generator)
+        specs = [spec for spec in validation_plan(dataset, sizes, generator)
+                 if spec.model in (models or MODELS) and spec.augmentation in (augmentations or AUGMENTATIONS)]
     elif knobs_from is not None:
         try:
             specs = transferred_test_plan(read_results(results), knobs_from, target, models or MODELS,
