@@ -173,3 +173,18 @@ def test_a_regime_without_validation_reuses_another_regimes_picks_and_says_so():
 def test_a_bad_spec_is_refused_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(TINY, **{field: value})
+
+
+def test_plan_val_keeps_only_the_models_and_augmentations_asked_for(tmp_path):
+    from click.testing import CliRunner
+
+    out = tmp_path / "plan.json"
+    result = CliRunner().invoke(dropin.cli, ["plan", "val", "--dataset", "fashion-mnist", "--sizes", "1000",
+                                             "--model", "cnn", "--augmentation", "none", "--augmentation",
+                                             "hflip+exemplar-append", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(out.read_text())
+    assert {(spec["model"], spec["augmentation"], spec["p"]) for spec in plan} == {
+        ("cnn", "none", 0.5), ("cnn", "hflip+exemplar-append", 0.5), ("cnn", "hflip+exemplar-append", 1.0)}
+    refused = CliRunner().invoke(dropin.cli, ["plan", "test", "--model", "cnn", "--out", str(out)])
+    assert refused.exit_code == 2 and "give --knobs-from too" in refused.output
