@@ -56,7 +56,8 @@ class ExemplarAugment(v2.Transform):
 
             Where it does not pay: alone, it helps with little labelled data and short training; after 10
             epochs on 10K MNIST images it was level with no augmentation (1.86 against 1.93 % test error, within
-            the seed spread) and behind ``v2.RandomAffine`` (1.57 %). What beat RandomAffine there, and in every
+            the seed spread) and behind ``v2.RandomAffine`` (1.57 %); on all 60K images for 5 epochs it cost 0.04
+            points on every seed (0.99 against 0.95 %). What beat RandomAffine on 10K images, and in every
             low-data MNIST regime measured, is RandomAffine with twins appended (ExemplarCollate with
             ``append=True, transform=RandomAffine``). On Fashion-MNIST RandomAffine itself hurt; see docs/dropin.md.
 
