@@ -610,7 +610,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _knob(row: dict[str, Any]) -> str:
-    """The knob, and for a transferred plan the regime whose validation picked it (and the classic baseline)."""
+    """The knob, and for a transferred row the regime whose validation picked it, which also named the best
+    classic augmentation it is paired with (so knob-less rows say it too)."""
     if not row["knobs_from"]:
         return row["knob"]
     return f"{row['knob']} (val of {row['knobs_from']})".lstrip()
