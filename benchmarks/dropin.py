@@ -50,7 +50,8 @@ RESULTS = Path("benchmarks/results/dropin")
 # Generators fitted on the low-data subsets (about 5 MB each, so kept out of git); rebuilt by ``fit-generators``.
 GENERATORS = Path(os.environ.get("EXAUG_DROPIN_GENERATORS", "runs/dropin-generators"))
 AUGMENTATIONS = ("none", "exemplar", "exemplar-append", "mixed", "affine", "trivialaugment", "mixup-cutmix",
-                 "affine+exemplar", "affine+exemplar-append", "hflip", "hflip+exemplar-append")
+                 "affine+exemplar", "affine+exemplar-append", "hflip", "hflip+exemplar-append",
+                 "trivialaugment+exemplar-append")
 CLASSIC = ("affine", "trivialaugment", "mixup-cutmix", "hflip")  # what a torchvision / timm user already has
 # A horizontal flip keeps a garment's class but not a digit's: tried only where it is label-preserving.
 FLIP_AUGMENTATIONS = ("hflip", "hflip+exemplar-append")
@@ -64,6 +65,7 @@ KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     "affine+exemplar": ("p", (0.25,)),
     "affine+exemplar-append": ("p", (0.5, 1.0)),
     "hflip+exemplar-append": ("p", (0.5, 1.0)),
+    "trivialaugment+exemplar-append": ("p", (0.5, 1.0)),
 }
 
 
@@ -201,7 +203,7 @@ def classic_transform(augmentation: str) -> Callable[[torch.Tensor], torch.Tenso
         return v2.RandomAffine(degrees=10, translate=(0.1, 0.1))
     if augmentation.startswith("hflip"):
         return v2.RandomHorizontalFlip()
-    if augmentation == "trivialaugment":
+    if augmentation.startswith("trivialaugment"):
         return v2.TrivialAugmentWide()
     return None
 
