@@ -161,7 +161,7 @@ def main() -> None:
     images = train.images[order[: args.images]]
     augment = ExemplarAugment.from_pretrained(args.generator, p=1.0)  # every image generated: the full cost
     exemplar = worker_throughput(augment, images)
-    drop_in = ExemplarAugment.from_pretrained(args.generator)  # what a user drops in: the default p
+    drop_in = ExemplarAugment(augment.generator)  # what a user drops in: the same generator at the default p
     exemplar_default = worker_throughput(drop_in, images)
     collate = worker_throughput(None, images, ExemplarCollate(augment))
     randaugment = worker_throughput(v2.RandAugment(), images)

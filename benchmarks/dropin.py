@@ -564,15 +564,15 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for key, by_seed in sorted(groups.items()):
         regime = key[:4]
-        if own_picks.get((*regime, key[4], key[5])) == key[6]:
-            knobs_from[key] = ""
-        tuned_on = regime_label(*regime) if regime_label(*regime) in validated else knobs_from[key]
+        # a transferred knob its own regime's validation picked too counts as tuned there
+        source = "" if own_picks.get((*regime, key[4], key[5])) == key[6] else knobs_from[key]
+        tuned_on = regime_label(*regime) if regime_label(*regime) in validated else source
         classic = [name for name in CLASSIC if (tuned_on, name) in validation]
         best_classic = min(classic, key=lambda name: np.mean(validation[(tuned_on, name)])) if classic else None
         errors = list(by_seed.values())
         rows.append({
             "dataset": key[0], "model": key[1], "subset": key[2], "epochs": key[3], "augmentation": key[4],
-            "generator": key[5], "knob": key[6], "knobs_from": knobs_from[key], "seeds": sorted(by_seed),
+            "generator": key[5], "knob": key[6], "knobs_from": source, "seeds": sorted(by_seed),
             "errors": errors,
             "mean": float(np.mean(errors)), "std": float(np.std(errors, ddof=1)) if len(errors) > 1 else None,
             "vs_none": _paired(by_seed, _test_errors(groups, regime, "none")),

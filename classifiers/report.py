@@ -66,14 +66,9 @@ def summary_name(out: Path, seeds: range) -> str:
     return "summary"
 
 
-def plot_lambda_sweep(errors: dict[float, float], title: str, path: Path) -> None:
-    """Validation error against λ (the paper's Figure 5), written atomically as a PNG."""
-    plot_lambda_sweeps({"": errors}, title, path)
-
-
 def plot_lambda_sweeps(curves: dict[str, dict[float, float]], title: str, path: Path) -> None:
-    """Several λ sweeps in one plot, one line per label (Figure 5 in full: one per generator); a single
-    unlabelled sweep gets no legend. Written atomically as a PNG."""
+    """Validation error against λ (the paper's Figure 5), one line per label (Figure 5 in full: one per
+    generator); a single sweep labelled "" gets no legend. Written atomically as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")

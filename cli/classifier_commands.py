@@ -12,8 +12,7 @@ from exaug import data
 from exaug.atomic import atomic_write_text
 from exaug.classifiers import ClassifierConfig, fit_classifier
 from exaug.classifiers.config import TRAINING_DTYPES
-from exaug.classifiers.report import (model_name, plot_lambda_sweep, plot_lambda_sweeps, seed_summary, summary_markdown,
-                                     summary_name)
+from exaug.classifiers.report import model_name, plot_lambda_sweeps, seed_summary, summary_markdown, summary_name
 from exaug.device import apply_threads
 
 from .options import dataset_choice, open_dataset, root_option, threads_option
@@ -155,7 +154,7 @@ def lambda_sweep_command(dataset: str, generator: str, lams: tuple[float, ...], 
     # Two lines: a generator given as a path, or a longer dataset name, overflows one.
     title = (f"{dataset}, {name}, generator {generator}\n"
              f"η={recipe['learning_rate']:g}, noise scale {recipe['noise_scale']:g}, {recipe['dtype']}")
-    plot_lambda_sweep(errors, title, out / "sweep.png")
+    plot_lambda_sweeps({"": errors}, title, out / "sweep.png")
     click.echo(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'}")
 
 
