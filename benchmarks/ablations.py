@@ -10,7 +10,6 @@ ELBO, and the IWAE bound with S importance samples) and plots train against vali
 | exemplar-fraction | Table 2 | M/N = 1, 0.5, 0.2, 0.1 |
 | search | Table 4 | the exact prior, kNN with k = 10 |
 | prior | Figure 5's generators | Gaussian, VampPrior, exemplar |
-| gradient-neighbours | issue 17 §3 (time to quality) | neighbour gradient on all k = 10, the 3 nearest, the nearest, none |
 
 Every run is a resumable fit_generator folder under ``--runs``: a killed study picks up where it stopped.
 
@@ -45,8 +44,6 @@ STUDIES: dict[str, dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
     "search": {"exact": ({"exemplar_search": "exact"}, {}), "kNN, k = 10": ({"exemplar_search": "knn", "knn": 10}, {})},
     "prior": {"Gaussian": ({}, {"prior": "gaussian"}), "VampPrior": ({}, {"prior": "vamp"}),
               "exemplar": ({}, {"prior": "exemplar"})},
-    "gradient-neighbours": {"all 10": ({}, {}), "3 nearest": ({"gradient_neighbours": 3}, {}),
-                            "nearest": ({"gradient_neighbours": 1}, {}), "none": ({"neighbour_gradient": False}, {})},
 }
 
 
@@ -62,9 +59,8 @@ def curves(out: Path) -> dict[str, list[float]]:
             "val_elbo": [r["val_elbo"] for r in records], "seconds": [r["seconds"] for r in records]}
 
 
-def plot(study: str, results: dict[str, Any], path: Path, against: str = "epoch") -> None:
-    """Train (dashed) and validation ELBO of each variant's first seed, against the epoch or against the
-    training seconds so far (for time to quality, where a cheaper epoch may win)."""
+def plot(study: str, results: dict[str, Any], path: Path) -> None:
+    """Train (dashed) and validation ELBO of each variant's first seed, against the epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,10 +70,9 @@ def plot(study: str, results: dict[str, Any], path: Path, against: str = "epoch"
     for index, (variant, by_seed) in enumerate(results["variants"].items()):
         first = by_seed[min(by_seed)]["curves"]
         colour = f"C{index}"
-        x = first["epoch"] if against == "epoch" else np.cumsum(first["seconds"]) / 60
-        axes.plot(x, first["train_elbo"], linestyle="--", color=colour, label=f"{variant}, train")
-        axes.plot(x, first["val_elbo"], color=colour, label=f"{variant}, validation")
-    axes.set_xlabel("epoch" if against == "epoch" else "training minutes (one thread)")
+        axes.plot(first["epoch"], first["train_elbo"], linestyle="--", color=colour, label=f"{variant}, train")
+        axes.plot(first["epoch"], first["val_elbo"], color=colour, label=f"{variant}, validation")
+    axes.set_xlabel("epoch")
     axes.set_ylabel("ELBO (nats)")
     axes.set_title(f"{study}: train (dashed) and validation ELBO, seed {min(results['seeds'])}", fontsize=9)
     runs = [run["curves"] for by_seed in results["variants"].values() for run in by_seed.values()]
@@ -112,8 +107,6 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/ablations"))
     parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/ablations/STUDY.json")
     parser.add_argument("--plot", type=Path, default=None, help="default: docs/figures/ablation-STUDY.png")
-    parser.add_argument("--against", choices=("epoch", "time"), default="epoch",
-                        help="the plot's x axis: epochs, or training minutes (time to quality)")
     args = parser.parse_args()
     apply_threads(args.threads)
     out = args.out or Path("benchmarks/results/ablations") / f"{args.study}.json"
@@ -148,7 +141,7 @@ def main() -> None:
         print(f"| {variant} | {np.mean(elbo):.2f}{spread(elbo)} | {np.mean(nll):.2f}{spread(nll)} | "
               f"{np.mean(seconds):.1f} |")
     atomic_write_text(out, json.dumps(results, indent=1) + "\n")
-    plot(args.study, results, figure, args.against)
+    plot(args.study, results, figure)
     print(f"wrote {out} and {figure}")
 
 

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -80,17 +81,42 @@ def test_an_ablation_study_trains_scores_and_plots_every_variant_on_the_same_bud
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_gradient_neighbours_study_records_each_variants_recipe_and_plots_against_time(tmp_path, monkeypatch):
-    ablations = load("ablations")
-    out, figure = tmp_path / "study.json", tmp_path / "study.png"
-    monkeypatch.setattr(sys, "argv", ["ablations.py", "--study", "gradient-neighbours", "--train", "200", "--epochs",
-                                      "2", "--warmup", "1", "--seeds", "0", "--test-images", "4", "--samples", "20",
-                                      "--runs", str(tmp_path / "runs"), "--out", str(out), "--plot", str(figure),
-                                      "--against", "time"])
-    ablations.main()
-    assert set(json.loads(out.read_text())["variants"]) == {"all 10", "3 nearest", "nearest", "none"}
-    recipes = {variant: json.loads((tmp_path / "runs" / "gradient-neighbours" / variant / "seed0" / "config.json"
-                                    ).read_text())["training"] for variant in ("all-10", "3-nearest", "nearest", "none")}
-    assert [(recipes[v]["neighbour_gradient"], recipes[v]["gradient_neighbours"])
-            for v in ("all-10", "3-nearest", "nearest", "none")] == [(True, None), (True, 3), (True, 1), (False, None)]
+def test_time_to_quality_charges_each_variants_curve_its_own_timed_epoch_and_finds_the_threshold(tmp_path,
+                                                                                              monkeypatch):
+    time_to_quality = load("time_to_quality")
+    runs, timings, out, figure = tmp_path / "runs", tmp_path / "t.json", tmp_path / "f.json", tmp_path / "f.png"
+    variants = ["paper recipe", "gradient on the nearest", "batch 250"]
+    common = ["--train", "200", "--variants", *variants]
+    for stage in (["train", *common, "--epochs", "3", "--warmup", "1", "--seeds", "0", "1", "--runs", str(runs)],
+                  ["time", *common, "--epochs", "2", "--warmup", "1", "--threads", "1", "--out", str(timings)],
+                  ["report", *common, "--epochs", "3", "--seeds", "0", "1", "--threads", "1", "--runs", str(runs),
+                   "--timings", str(timings), "--out", str(out), "--plot", str(figure)]):
+        monkeypatch.setattr(sys, "argv", ["time_to_quality.py", *stage])
+        time_to_quality.main()
+    result = json.loads(out.read_text())
+    recipe = json.loads((runs / "mnist-200" / "batch-250" / "seed1" / "config.json").read_text())["training"]
+    assert recipe["batch_size"] == 250 and abs(recipe["learning_rate"] - 5e-4 * 2.5 ** 0.5) < 1e-12
+    reference = result["curves"]["paper recipe"]
+    assert result["threshold_val_elbo"] == (reference["0"][-1] + reference["1"][-1]) / 2
+    for variant in variants:
+        seconds = json.loads(timings.read_text())["seconds_per_epoch"][variant]["1"]
+        for seed, minutes in zip(("0", "1"), result["rows"][variant]["minutes_to_threshold"]):
+            expected = time_to_quality.minutes_to_reach(result["curves"][variant][seed],
+                                                        result["threshold_val_elbo"], seconds)
+            assert minutes == expected
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_minutes_to_reach_counts_whole_epochs_up_to_the_first_that_reaches_the_threshold():
+    time_to_quality = load("time_to_quality")
+    assert time_to_quality.minutes_to_reach([-120.0, -101.0, -99.5, -99.0], -100.0, 30.0) == 1.5
+    assert time_to_quality.minutes_to_reach([-120.0, -101.0], -100.0, 30.0) is None
+
+
+def test_time_to_quality_refuses_timings_of_another_scale(tmp_path, monkeypatch):
+    time_to_quality = load("time_to_quality")
+    timings = tmp_path / "t.json"
+    timings.write_text(json.dumps({"dataset": "mnist", "train_images": 50000, "seconds_per_epoch": {}}))
+    monkeypatch.setattr(sys, "argv", ["time_to_quality.py", "report", "--train", "200", "--timings", str(timings)])
+    with pytest.raises(SystemExit, match="timed 50000 mnist images, not 200"):
+        time_to_quality.main()

@@ -1,0 +1,240 @@
+"""Time to quality (issue 17 §3): validation ELBO against training time for the generator's training variants.
+
+A variant changes the per-epoch cost, the progress per epoch, or both. The two are measured apart, so
+that neither depends on what else the machine is doing:
+
+- ``train`` trains every variant and seed for the same epochs and records validation ELBO per epoch.
+  Epochs are deterministic for a seed, so these runs may share the cores with anything; they resume from
+  their checkpoints, and two processes may split the variants between them.
+- ``time`` runs a few real epochs of each variant (``fit_generator``, validation and exemplar refresh
+  included) one after another in one process, at each thread count asked for. Run it with the machine
+  otherwise idle: its ratios are side by side, its seconds are this machine's.
+- ``report`` puts the two together: each epoch of a curve is charged the variant's timed seconds per
+  epoch. It reports every variant's final validation ELBO, its seconds per epoch, and the minutes it needs
+  to reach the quality the paper's recipe reaches at the end of its budget, and plots the frontier.
+
+Everything is chosen on validation: the test split is never read.
+
+    python benchmarks/time_to_quality.py train --train 10000 --epochs 30 --warmup 10 --seeds 0 1 2
+    python benchmarks/time_to_quality.py time --train 10000 --threads 1 2
+    python benchmarks/time_to_quality.py report --train 10000 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Subset
+
+from exaug import TrainConfig, fit_generator
+from exaug.atomic import atomic_path, atomic_write_text
+from exaug.data import load_split
+from exaug.device import apply_threads
+from exaug.train import training_log
+
+BASE_LEARNING_RATE = TrainConfig.learning_rate
+BASE_BATCH = TrainConfig.batch_size
+
+# variant name → the TrainConfig fields that differ from the paper's recipe (the first variant). A larger
+# batch scales Adam's learning rate by the square root of the batch ratio.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "paper recipe": {},
+    "gradient on 3 nearest": {"gradient_neighbours": 3},
+    "gradient on the nearest": {"gradient_neighbours": 1},
+    "cached centres only": {"neighbour_gradient": False},
+    "batch 250": {"batch_size": 250, "learning_rate": BASE_LEARNING_RATE * math.sqrt(250 / BASE_BATCH)},
+    "batch 500": {"batch_size": 500, "learning_rate": BASE_LEARNING_RATE * math.sqrt(500 / BASE_BATCH)},
+}
+REFERENCE = "paper recipe"
+
+
+def folder_name(variant: str) -> str:
+    return "".join(character if character.isalnum() else "-" for character in variant).strip("-").lower()
+
+
+def variant_config(variant: str, epochs: int, warmup: int, seed: int) -> TrainConfig:
+    return TrainConfig(epochs=epochs, warmup_epochs=warmup, patience=epochs, seed=seed, device="cpu",
+                       **VARIANTS[variant])
+
+
+def datasets(dataset: str, train_images: int) -> tuple[Subset, Any]:
+    return Subset(load_split(dataset, "train"), range(train_images)), load_split(dataset, "val")
+
+
+def run_folder(runs: Path, dataset: str, train_images: int, variant: str, seed: int) -> Path:
+    return runs / f"{dataset}-{train_images}" / folder_name(variant) / f"seed{seed}"
+
+
+def train(args: argparse.Namespace) -> None:
+    """Every asked-for variant and seed for the same epochs; a finished run only loads."""
+    apply_threads(1)
+    train_set, val = datasets(args.dataset, args.train)
+    for variant in args.variants:
+        for seed in args.seeds:
+            folder = run_folder(args.runs, args.dataset, args.train, variant, seed)
+            fit_generator(train_set, val, variant_config(variant, args.epochs, args.warmup, seed), folder,
+                          progress=False, log=lambda record: None)
+            print(f"{variant}, seed {seed}: validation ELBO {training_log(folder)[-1]['val_elbo']:.2f}", flush=True)
+
+
+def seconds_per_epoch(train_set: Subset, val: Any, variant: str, threads: int, epochs: int, warmup: int) -> float:
+    """The median seconds of a real epoch after the first (which also builds what later epochs reuse)."""
+    apply_threads(threads)
+    with tempfile.TemporaryDirectory() as out:
+        fit_generator(train_set, val, variant_config(variant, epochs, warmup, seed=0), out,
+                      progress=False, log=lambda record: None)
+        return statistics.median(record["seconds"] for record in training_log(out)[1:])
+
+
+def time_variants(args: argparse.Namespace) -> None:
+    if args.epochs < 2:
+        raise SystemExit("--epochs must be at least 2: the first epoch is not timed")
+    train_set, val = datasets(args.dataset, args.train)
+    timings: dict[str, dict[str, float]] = {}
+    for variant in args.variants:
+        timings[variant] = {}
+        for threads in args.threads:
+            timings[variant][str(threads)] = seconds_per_epoch(train_set, val, variant, threads, args.epochs,
+                                                               args.warmup)
+            print(f"{variant:26s} {threads} thread(s): {timings[variant][str(threads)]:7.2f} s/epoch", flush=True)
+    report = {"benchmark": "time_to_quality.time", "dataset": args.dataset, "train_images": args.train,
+              "timed_epochs": args.epochs - 1, "torch": torch.__version__,
+              "machine": platform.processor() or platform.machine(), "seconds_per_epoch": timings}
+    atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+def minutes_to_reach(val_elbo: list[float], threshold: float, epoch_seconds: float) -> float | None:
+    """Training minutes until the first epoch whose validation ELBO reaches ``threshold`` (None: never)."""
+    for epoch, elbo in enumerate(val_elbo, start=1):
+        if elbo >= threshold:
+            return epoch * epoch_seconds / 60
+    return None
+
+
+def summarise(curves: dict[str, dict[int, list[float]]], timings: dict[str, dict[str, float]],
+              threads: int) -> dict[str, Any]:
+    """Per variant: final validation ELBO over seeds, seconds per epoch, and minutes (at ``threads``) to
+    reach the reference's mean final validation ELBO, seed by seed."""
+    threshold = float(np.mean([curve[-1] for curve in curves[REFERENCE].values()]))
+    rows = {}
+    for variant, by_seed in curves.items():
+        seconds = timings[variant][str(threads)]
+        reached = [minutes_to_reach(curve, threshold, seconds) for curve in by_seed.values()]
+        rows[variant] = {
+            "final_val_elbo": [curve[-1] for curve in by_seed.values()],
+            "seconds_per_epoch": timings[variant],
+            "minutes_to_threshold": reached,
+        }
+    return {"threshold_val_elbo": threshold, "threads": threads, "rows": rows}
+
+
+def plot(curves: dict[str, dict[int, list[float]]], summary: dict[str, Any], path: Path, title: str) -> None:
+    """Mean validation ELBO over seeds against training minutes at the report's thread count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    threads = summary["threads"]
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
+    later = []
+    for index, (variant, by_seed) in enumerate(curves.items()):
+        mean = np.mean(list(by_seed.values()), axis=0)
+        minutes = np.arange(1, len(mean) + 1) * summary["rows"][variant]["seconds_per_epoch"][str(threads)] / 60
+        axes.plot(minutes, mean, color=f"C{index}", label=variant, marker="." if len(mean) < 60 else None)
+        later.extend(mean[len(mean) // 3:])
+    axes.axhline(summary["threshold_val_elbo"], color="grey", linestyle=":", linewidth=1,
+                 label=f"{REFERENCE}, final ({summary['threshold_val_elbo']:.2f})")
+    axes.set_ylim(min(later) - 1, max(later) + 1)  # the warm-up epochs lie far below: show where they differ
+    axes.set_xlabel(f"training minutes, {threads} thread(s) (timed seconds per epoch × epochs)")
+    axes.set_ylabel("validation ELBO (nats), mean over seeds")
+    axes.set_title(title, fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+    plt.close(figure)
+
+
+def report(args: argparse.Namespace) -> None:
+    timing = json.loads(args.timings.read_text())
+    if (timing["dataset"], timing["train_images"]) != (args.dataset, args.train):
+        raise SystemExit(f"{args.timings} timed {timing['train_images']} {timing['dataset']} images, not "
+                         f"{args.train} {args.dataset}: time the same scale the curves were trained at")
+    curves: dict[str, dict[int, list[float]]] = {}
+    for variant in args.variants:
+        if str(args.threads) not in timing["seconds_per_epoch"].get(variant, {}):
+            raise SystemExit(f"{args.timings} has no timing of {variant!r} at {args.threads} thread(s); "
+                             f"run: time_to_quality.py time --threads {args.threads}")
+        curves[variant] = {}
+        for seed in args.seeds:
+            folder = run_folder(args.runs, args.dataset, args.train, variant, seed)
+            log = training_log(folder) if folder.exists() else []
+            if len(log) < args.epochs:
+                raise SystemExit(f"{folder} has {len(log)} of {args.epochs} epochs; run the train stage first")
+            curves[variant][seed] = [record["val_elbo"] for record in log[: args.epochs]]
+    if REFERENCE not in curves:
+        raise SystemExit(f"the report measures against {REFERENCE!r}: include it in --variants")
+    summary = summarise(curves, timing["seconds_per_epoch"], args.threads)
+    print(f"| variant | final validation ELBO | s/epoch, {' / '.join(timing['seconds_per_epoch'][REFERENCE])} "
+          f"thread(s) | minutes to {summary['threshold_val_elbo']:.2f} ({args.threads} thread(s)), per seed |")
+    print("|---|---|---|---|")
+    for variant, row in summary["rows"].items():
+        finals = row["final_val_elbo"]
+        spread = f" ± {np.std(finals, ddof=1):.2f}" if len(finals) > 1 else ""
+        seconds = " / ".join(f"{value:.1f}" for value in row["seconds_per_epoch"].values())
+        reached = ", ".join("not reached" if value is None else f"{value:.1f}" for value in row["minutes_to_threshold"])
+        print(f"| {variant} | {np.mean(finals):.2f}{spread} | {seconds} | {reached} |")
+    result = {"benchmark": "time_to_quality", "dataset": args.dataset, "train_images": args.train,
+              "epochs": args.epochs, "seeds": args.seeds, "timings": str(args.timings), **summary,
+              "curves": {variant: {str(seed): curve for seed, curve in by_seed.items()}
+                         for variant, by_seed in curves.items()}}
+    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    plot(curves, summary, args.plot,
+         f"{args.dataset}, {args.train} training images, {args.epochs} epochs, seeds {args.seeds}")
+    print(f"wrote {args.out} and {args.plot}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    stages = parser.add_subparsers(dest="stage", required=True)
+    results = Path("benchmarks/results/time_to_quality")
+    for name, help_text in (("train", "train every variant and seed (resumable)"),
+                            ("time", "time each variant's epoch, side by side (machine otherwise idle)"),
+                            ("report", "combine curves and timings into the table, JSON and plot")):
+        stage = stages.add_parser(name, help=help_text)
+        stage.add_argument("--dataset", default="mnist")
+        stage.add_argument("--train", type=int, default=10_000, help="the first N training images")
+        stage.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+        if name != "report":
+            stage.add_argument("--warmup", type=int, default=10, help="KL warm-up epochs")
+        if name != "time":
+            stage.add_argument("--runs", type=Path, default=Path("runs/time-to-quality"))
+    stages.choices["train"].add_argument("--epochs", type=int, default=30)
+    stages.choices["train"].add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    stages.choices["time"].add_argument("--epochs", type=int, default=3, help="real epochs per timing; the first is not counted")
+    stages.choices["time"].add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    stages.choices["time"].add_argument("--out", type=Path, default=results / "timings.json")
+    stages.choices["report"].add_argument("--epochs", type=int, default=30)
+    stages.choices["report"].add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    stages.choices["report"].add_argument("--threads", type=int, default=2, help="the thread count the time axis uses")
+    stages.choices["report"].add_argument("--timings", type=Path, default=results / "timings.json")
+    stages.choices["report"].add_argument("--out", type=Path, default=results / "frontier.json")
+    stages.choices["report"].add_argument("--plot", type=Path, default=Path("docs/figures/time-to-quality.png"))
+    args = parser.parse_args()
+    {"train": train, "time": time_variants, "report": report}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()
