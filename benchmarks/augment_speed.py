@@ -31,9 +31,9 @@ from torchvision.transforms import v2
 
 from exaug import ExemplarAugment, ExemplarCollate, MixedBatchLoader, mixed_loss
 from exaug.classifiers import PermutationInvariantMLP
-from exaug.device import apply_threads
+from exaug.atomic import atomic_write_text
 from exaug.data import load_split
-from exaug.device import resolve_device
+from exaug.device import apply_threads, resolve_device
 
 
 TARGET_GENERATION_SHARE = 0.10  # generation may take at most this share of the augmented step
@@ -122,10 +122,15 @@ class TransformedImages(Dataset):
         return (image if self.transform is None else self.transform(image)), 0
 
 
+THROUGHPUT_BATCH = 100
+PREFETCH_FACTOR = 2  # DataLoader's default: batches a worker fetches ahead, drained before the clock starts
+
+
 def worker_throughput(transform, images: torch.Tensor, collate_fn=None) -> float:
     """Images per second through a one-worker DataLoader applying ``transform`` per image and ``collate_fn``
     per batch of 100."""
-    loader = DataLoader(TransformedImages(images, transform), batch_size=100, num_workers=1, collate_fn=collate_fn)
+    loader = DataLoader(TransformedImages(images, transform), batch_size=THROUGHPUT_BATCH, num_workers=1,
+                        collate_fn=collate_fn, prefetch_factor=PREFETCH_FACTOR)
     iterator = iter(loader)
     for _ in range(loader.prefetch_factor + 1):  # start the worker and drain what it fetched ahead
         next(iterator)
@@ -143,6 +148,10 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="where the classifier step runs: auto, cpu or cuda")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/augment_speed.json"))
     args = parser.parse_args()
+    untimed = (PREFETCH_FACTOR + 1) * THROUGHPUT_BATCH
+    if args.images < untimed + THROUGHPUT_BATCH:
+        parser.error(f"--images {args.images} leaves nothing to time: the first {untimed} start the worker, so "
+                     f"give at least {untimed + THROUGHPUT_BATCH}")
     apply_threads(args.threads)
     device = resolve_device(args.device)
 
@@ -183,8 +192,7 @@ def main() -> None:
                                            "default_p_ratio": exemplar_default / randaugment,
                                            "batched_ratio": collate / randaugment},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out}")
 
 

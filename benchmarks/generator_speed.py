@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from exaug.atomic import atomic_write_text
 from exaug.config import ModelConfig, TrainConfig
 from exaug.device import apply_threads
 from exaug.data import load_split
@@ -100,8 +101,7 @@ def main() -> None:
         "train_images": int(images.shape[0]),
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out}")
 
 

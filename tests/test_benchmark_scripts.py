@@ -120,3 +120,37 @@ def test_time_to_quality_refuses_timings_of_another_scale(tmp_path, monkeypatch)
     monkeypatch.setattr(sys, "argv", ["time_to_quality.py", "report", "--train", "200", "--timings", str(timings)])
     with pytest.raises(SystemExit, match="timed 50000 mnist images, not 200"):
         time_to_quality.main()
+
+
+def test_the_generator_speed_benchmark_times_each_variant_against_the_gaussian_prior(tmp_path, monkeypatch):
+    generator_speed = load("generator_speed")
+    out = tmp_path / "speed.json"
+    monkeypatch.setattr(sys, "argv", ["generator_speed.py", "--steps", "2", "--warmup", "1", "--threads", "1",
+                                      "--variants", "gaussian", "knn_neighbour_gradient_g1", "--out", str(out)])
+    generator_speed.main()
+    results = json.loads(out.read_text())["results"]
+    assert results["gaussian"]["ratio_to_gaussian"] == 1.0
+    knn = results["knn_neighbour_gradient_g1"]
+    assert knn["refresh_seconds"] > 0 and knn["timed_steps"] == 2  # the exemplar prior re-encodes its means
+    assert abs(knn["ratio_to_gaussian"] - knn["epoch_seconds"] / results["gaussian"]["epoch_seconds"]) < 1e-12
+
+
+def test_the_augment_speed_benchmark_reports_every_path_beside_randaugment(tmp_path, monkeypatch):
+    augment_speed = load("augment_speed")
+    out = tmp_path / "augment.json"
+    monkeypatch.setattr(sys, "argv", ["augment_speed.py", "--steps", "2", "--images", "500", "--threads", "1",
+                                      "--device", "cpu", "--out", str(out)])
+    augment_speed.main()
+    result = json.loads(out.read_text())
+    throughput = result["worker_throughput_images_per_s"]
+    assert throughput["default_p"] == 0.25
+    assert abs(throughput["ratio"] - throughput["ExemplarAugment"] / throughput["RandAugment"]) < 1e-12
+    assert 0.0 <= result["classifier_step"]["generation_alone_share_of_augmented_step"]
+
+
+def test_the_augment_speed_benchmark_refuses_too_few_images_to_time(monkeypatch, capsys):
+    augment_speed = load("augment_speed")
+    monkeypatch.setattr(sys, "argv", ["augment_speed.py", "--images", "300"])
+    with pytest.raises(SystemExit):
+        augment_speed.main()
+    assert "at least 400" in capsys.readouterr().err
