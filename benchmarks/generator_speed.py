@@ -35,6 +35,9 @@ VARIANTS = {
                                       gradient_neighbours=3),
     "knn_neighbour_gradient_g1": dict(prior="exemplar", exemplar_search="knn", neighbour_gradient=True,
                                       gradient_neighbours=1),
+    # the neighbours re-encoded from cached encoder-trunk features: gradient into the μ head only
+    "knn_neighbour_gradient_cached_trunk": dict(prior="exemplar", exemplar_search="knn", neighbour_gradient=True,
+                                                cached_trunk=True),
     "exact": dict(prior="exemplar", exemplar_search="exact", neighbour_gradient=False),
     "exact_neighbour_gradient": dict(prior="exemplar", exemplar_search="exact", neighbour_gradient=True),
 }
@@ -56,7 +59,7 @@ def time_variant(images: torch.Tensor, prior: str, steps: int, warmup: int, **tr
         refresh_seconds = 0.0
         if trainer.cache is not None:
             started = time.perf_counter()
-            trainer.cache.refresh(trainer.model.encode_means(trainer.train_flat))
+            trainer.cache.refresh(trainer.encode_exemplars())
             refresh_seconds = time.perf_counter() - started
     steps_per_epoch = len(batches)
     return {

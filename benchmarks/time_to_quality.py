@@ -50,6 +50,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "paper recipe": {},
     "gradient on 3 nearest": {"gradient_neighbours": 3},
     "gradient on the nearest": {"gradient_neighbours": 1},
+    "gradient into the μ head (cached trunk)": {"cached_trunk": True},
     "cached centres only": {"neighbour_gradient": False},
     "batch 250": {"batch_size": 250, "learning_rate": BASE_LEARNING_RATE * math.sqrt(250 / BASE_BATCH)},
     "batch 500": {"batch_size": 500, "learning_rate": BASE_LEARNING_RATE * math.sqrt(500 / BASE_BATCH)},

@@ -36,6 +36,9 @@ from .options import dataset_choice, generator_option, open_dataset, root_option
 @click.option("--gradient-neighbours", type=int, default=None,
               help="With --search knn and --neighbour-gradient: re-encode only each row's g nearest neighbours "
                    "with gradient and take the other k - g from the cache (cheaper steps) [default: all k].")
+@click.option("--cached-trunk/--no-cached-trunk", default=TrainConfig.cached_trunk, show_default=True,
+              help="With --neighbour-gradient: re-encode the neighbours from encoder-trunk features cached once per "
+                   "epoch, so the gradient reaches the mean head only (steps cost about what the cache costs).")
 @click.option("--exemplar-fraction", type=float, default=TrainConfig.exemplar_fraction, show_default=True,
               help="M/N, the exemplar subsampling ratio.")
 @click.option("--leave-one-out/--no-leave-one-out", default=True, show_default=True,

@@ -78,6 +78,10 @@ class TrainConfig:
     # With the kNN search and neighbour_gradient: re-encode only each row's g nearest neighbours with gradient,
     # the other k − g come from the cache (None: all k, as Algorithm 1). Fewer cost less per step (issue 17 §3).
     gradient_neighbours: int | None = None
+    # With neighbour_gradient: re-encode the neighbours from their encoder-trunk features cached at the last end of
+    # epoch, so the prior's gradient reaches the μ head but not the trunk. A step then costs about what the cache
+    # alone costs (issue 17 §3, time to quality).
+    cached_trunk: bool = False
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA when present
     # Warm start: a bundle directory or bundled name whose weights replace the random init (continue or
@@ -105,6 +109,10 @@ class TrainConfig:
             if not 1 <= self.gradient_neighbours <= self.knn:
                 raise ValueError(f"gradient_neighbours={self.gradient_neighbours} must lie in 1..knn={self.knn} "
                                  "(None: all k)")
+        if self.cached_trunk and not (self.neighbour_gradient and self.gradient_neighbours is None):
+            raise ValueError("cached_trunk re-encodes the neighbours from cached trunk features: it needs "
+                             "neighbour_gradient=True, and gradient_neighbours=None (both make the neighbour "
+                             "gradient cheaper; pick one)")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs={self.warmup_epochs} must be >= 0 (0 disables warm-up)")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
@@ -132,7 +140,7 @@ class TrainConfig:
 # TrainConfig fields newer than the first release, with the value runs from before each of them trained under.
 TRAIN_SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"init_from": None, "init_sha256": None, "knn_query": "cache",
                                             "leave_one_out": True, "patience_after_warmup": False,
-                                            "gradient_neighbours": None}
+                                            "gradient_neighbours": None, "cached_trunk": False}
 
 
 def _from_dict(cls: type, values: dict[str, Any]) -> Any:

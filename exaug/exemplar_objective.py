@@ -12,7 +12,9 @@ to μ(x_i) in the latent cache ("knn", a lower bound by eq. 15).
 The exemplar means come from the latent cache, or — with ``neighbour_gradient`` — are
 re-encoded from the grey exemplar images with gradient, as Algorithm 1 does, and written
 back to the cache. ``gradient_neighbours`` = g < k re-encodes only each row's g nearest
-neighbours; the others keep their cached means.
+neighbours; the others keep their cached means. With ``trunk_features`` (``cached_trunk``) the
+neighbours are re-encoded from the encoder-trunk features of the last end of epoch: the gradient
+reaches the μ head only, at about the cost of the cache alone.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ class LeaveOneOutExemplarPrior:
         cache: latent cache of the N exemplar means.
         config: the training recipe (search mode, k, subsampling fraction, gradient switch).
         generator: random stream for drawing exemplar subsets.
+        trunk_features: N×H encoder-trunk features of the exemplars, required with ``config.cached_trunk``.
     """
 
     def __init__(self, prior: ExemplarPrior, encoder: Encoder, exemplars: torch.Tensor, cache: LatentCache,
-                 config: TrainConfig, generator: torch.Generator) -> None:
+                 config: TrainConfig, generator: torch.Generator, trunk_features: torch.Tensor | None = None) -> None:
         if exemplars.shape[0] < 2:
             raise ValueError("leave-one-out needs at least 2 exemplars")
         self.prior = prior
@@ -53,6 +56,9 @@ class LeaveOneOutExemplarPrior:
         self.gradient_neighbours = config.gradient_neighbours
         self.leave_one_out = config.leave_one_out
         self.generator = generator
+        if config.cached_trunk and (trunk_features is None or trunk_features.shape[0] != exemplars.shape[0]):
+            raise ValueError("cached_trunk needs the trunk features of every exemplar (trunk_features, N×H)")
+        self.trunk_features = trunk_features if config.cached_trunk else None
         n = exemplars.shape[0]
         # M ≥ 2 so that every point keeps at least one exemplar after leaving itself out.
         self.subset_size = max(2, min(n, round(config.exemplar_fraction * n)))
@@ -120,6 +126,8 @@ class LeaveOneOutExemplarPrior:
         cache_device = self.cache.values.device
         if not self.neighbour_gradient:
             return self.cache.values[members.to(cache_device)].to(self.prior.log_var.device)
+        if self.trunk_features is not None:  # the gradient reaches the μ head, not the trunk
+            return self.encoder.mean(self.trunk_features[members])
         if fresh is None:
             centres = self.encoder.mean_only(self.exemplars[members])
             self.cache.update(members.to(cache_device), centres)

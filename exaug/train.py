@@ -243,7 +243,8 @@ class GeneratorTrainer(EpochTrainer):
         if val_images is not None:
             self.val_flat = binarize_once(self.model.flatten(val_images)).to(self.device)
         # Algorithm 1's latent cache, filled by one pass of the encoder; only the exemplar prior uses it.
-        self.cache = LatentCache(self.model.encode_means(self.train_flat)) if self.uses_exemplar_prior else None
+        self.trunk_features: torch.Tensor | None = None  # with cached_trunk: the exemplars' encoder-trunk features
+        self.cache = LatentCache(self.encode_exemplars()) if self.uses_exemplar_prior else None
         self.best_elbo = -math.inf
         self.best_epoch = 0
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -293,7 +294,7 @@ class GeneratorTrainer(EpochTrainer):
     def _end_of_epoch(self, epoch: int) -> dict[str, Any]:
         """Refresh exemplar means, score validation, keep the best model (the caller checkpoints)."""
         self.model.eval()
-        means = self.model.encode_means(self.train_flat)
+        means = self.encode_exemplars()
         if self.cache is not None:
             self.cache.refresh(means)
         self.model.set_exemplars(self.train_u8, self.train_labels, means=means)
@@ -325,6 +326,15 @@ class GeneratorTrainer(EpochTrainer):
             raise ValueError(f"epoch {epoch}: the {what} is {value}, so training diverged; {kept}. "
                              "Start again in another output directory with a smaller learning rate")
 
+    @torch.no_grad()
+    def encode_exemplars(self) -> torch.Tensor:
+        """The exemplars' latent means under the current encoder; with ``cached_trunk`` they are read from trunk
+        features kept for the next epoch's neighbour gradient."""
+        if not (self.config.cached_trunk and self.uses_exemplar_prior):
+            return self.model.encode_means(self.train_flat)
+        self.trunk_features = self.model.encode_trunk(self.train_flat)
+        return self.model.encoder.mean(self.trunk_features)
+
     @property
     def uses_exemplar_prior(self) -> bool:
         return isinstance(self.model.prior, ExemplarPrior)
@@ -334,7 +344,7 @@ class GeneratorTrainer(EpochTrainer):
         if self.cache is None:
             return None
         return LeaveOneOutExemplarPrior(self.model.prior, self.model.encoder, self.train_flat, self.cache,
-                                        self.config, self.generator)
+                                        self.config, self.generator, self.trunk_features)
 
     def best_model(self) -> ExemplarVAE:
         """The model of the best epoch (by validation ELBO, else the last), in eval mode, with its exemplar set."""
@@ -400,6 +410,8 @@ class GeneratorTrainer(EpochTrainer):
         self.optimizer.load_state_dict(state["optimizer"])
         if self.cache is not None:
             self.cache.refresh(state["cache"])
+            if self.config.cached_trunk:  # the checkpointed model's features, as the epoch's end computed them
+                self.trunk_features = self.model.encode_trunk(self.train_flat)
         self.epoch = state["epoch"]
         self.best_elbo, self.best_epoch = state["best_elbo"], state["best_epoch"]
         self.best_state, self.best_means = state["best_state"], state["best_means"]

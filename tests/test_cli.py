@@ -115,6 +115,16 @@ def test_fit_generator_passes_the_paper_ablation_and_query_flags_into_the_record
             training["gradient_neighbours"]) == ("cache", False, False, 2)
 
 
+def test_fit_generator_passes_the_cached_trunk_flag_and_explains_a_clash(image_folder, tmp_path):
+    common = ["fit-generator", "--dataset", str(image_folder), "--channels", "1", "--epochs", "1", "--warmup-epochs",
+              "1", "--hidden-dim", "16", "--latent-dim", "2", "--cached-trunk", "--no-progress"]
+    result = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "gen")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "gen" / "config.json").read_text())["training"]["cached_trunk"] is True
+    clash = CliRunner().invoke(main, [*common, "--gradient-neighbours", "2", "--out", str(tmp_path / "clash")])
+    assert clash.exit_code != 0 and "pick one" in clash.output and not (tmp_path / "clash").exists()
+
+
 @pytest.mark.parametrize("mode", ["random", "exemplars", "cyclic"])
 def test_sample_writes_a_png_grid(fitted, tmp_path, mode):
     out, _ = fitted

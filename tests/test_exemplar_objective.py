@@ -13,15 +13,18 @@ from exaug.models import ExemplarVAE
 N = 40
 
 
-def make_objective(search="exact", knn=3, fraction=0.5, neighbour_gradient=False, seed=7, gradient_neighbours=None):
+def make_objective(search="exact", knn=3, fraction=0.5, neighbour_gradient=False, seed=7, gradient_neighbours=None,
+                   cached_trunk=False):
     torch.manual_seed(0)
     model = ExemplarVAE(ModelConfig(input_shape=(1, 3, 3), latent_dim=2, hidden_dim=8)).double()
     exemplars = torch.rand(N, 9, dtype=torch.float64)
     cache = LatentCache(model.encode_means(exemplars))
     config = TrainConfig(exemplar_search=search, knn=knn, exemplar_fraction=fraction,
-                         neighbour_gradient=neighbour_gradient, gradient_neighbours=gradient_neighbours)
+                         neighbour_gradient=neighbour_gradient, gradient_neighbours=gradient_neighbours,
+                         cached_trunk=cached_trunk)
     generator = torch.Generator().manual_seed(seed)
-    return LeaveOneOutExemplarPrior(model.prior, model.encoder, exemplars, cache, config, generator), model
+    trunk = model.encode_trunk(exemplars) if cached_trunk else None
+    return LeaveOneOutExemplarPrior(model.prior, model.encoder, exemplars, cache, config, generator, trunk), model
 
 
 def drawn_subset(objective, seed=7):
@@ -157,10 +160,43 @@ def test_gradient_on_all_k_neighbours_is_the_default_exactly():
     (dict(gradient_neighbours=11), "must lie in 1..knn=10"),
     (dict(gradient_neighbours=2, exemplar_search="exact"), "needs exemplar_search='knn'"),
     (dict(gradient_neighbours=2, neighbour_gradient=False), "neighbour_gradient=True"),
+    (dict(cached_trunk=True, neighbour_gradient=False), "cached_trunk re-encodes"),
+    (dict(cached_trunk=True, gradient_neighbours=3), "pick one"),
 ])
-def test_gradient_neighbours_outside_the_knn_gradient_recipe_is_refused(options, message):
+def test_cheaper_neighbour_gradients_outside_their_recipe_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**options)
+
+
+@pytest.mark.parametrize("search", ["exact", "knn"])
+def test_a_cached_trunk_gives_the_re_encoded_prior_with_gradient_into_the_mean_head_only(search):
+    z = torch.randn(4, 2, dtype=torch.float64)
+    re_encoded, _ = make_objective(search, neighbour_gradient=True)
+    from_trunk, model = make_objective(search, neighbour_gradient=True, cached_trunk=True)
+    log_prior = from_trunk(z, torch.arange(4))
+    # fresh features: the same centres as re-encoding the grey images, so the same log r(z)
+    assert torch.allclose(log_prior, re_encoded(z, torch.arange(4)), atol=1e-12)
+    log_prior.sum().backward()
+    assert model.encoder.mean.weight.grad.abs().sum() > 0
+    assert all(parameter.grad is None for parameter in model.encoder.trunk.parameters())
+
+
+def test_a_cached_trunk_reads_the_features_it_was_given_not_the_current_encoder():
+    objective, model = make_objective("knn", neighbour_gradient=True, cached_trunk=True)
+    z = torch.randn(4, 2, dtype=torch.float64)
+    before = objective(z, torch.arange(4)).detach()
+    with torch.no_grad():
+        model.encoder.trunk[0].h.weight.add_(1.0)  # the trunk moves on; its cached features are a step stale
+    objective.generator.manual_seed(7)
+    assert torch.equal(objective(z, torch.arange(4)).detach(), before)
+
+
+def test_a_cached_trunk_without_features_is_refused():
+    model = ExemplarVAE(ModelConfig(input_shape=(1, 3, 3), latent_dim=2, hidden_dim=8)).double()
+    exemplars = torch.rand(N, 9, dtype=torch.float64)
+    with pytest.raises(ValueError, match="needs the trunk features of every exemplar"):
+        LeaveOneOutExemplarPrior(model.prior, model.encoder, exemplars, LatentCache(model.encode_means(exemplars)),
+                                 TrainConfig(cached_trunk=True), torch.Generator())
 
 
 def test_cached_centres_carry_no_gradient_into_the_encoder():

@@ -24,12 +24,14 @@ def quiet_fit(train, val, out, model_config=SMALL, callbacks=(), **options):
     return model, records
 
 
-@pytest.mark.parametrize("prior,search", [("exemplar", "knn"), ("exemplar", "exact"), ("vamp", "knn"), ("gaussian", "knn")])
-def test_training_lowers_the_loss_and_raises_the_validation_elbo(tiny_data, tmp_path, prior, search):
+@pytest.mark.parametrize("prior,search,options", [("exemplar", "knn", {}), ("exemplar", "exact", {}),
+                                                  ("exemplar", "knn", {"cached_trunk": True}), ("vamp", "knn", {}),
+                                                  ("gaussian", "knn", {})])
+def test_training_lowers_the_loss_and_raises_the_validation_elbo(tiny_data, tmp_path, prior, search, options):
     train, val = tiny_data
     _, records = quiet_fit(train, val, tmp_path, model_config=ModelConfig(prior=prior, hidden_dim=32, latent_dim=4,
                                                                            num_pseudo_inputs=10),
-                           epochs=6, exemplar_search=search)
+                           epochs=6, exemplar_search=search, **options)
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     assert records[-1]["val_elbo"] > records[0]["val_elbo"]
 
@@ -57,12 +59,13 @@ def kill_after_epoch(killed_epoch):
     return callback
 
 
-def test_resume_after_a_kill_matches_the_uninterrupted_run(tiny_data, tmp_path):
+@pytest.mark.parametrize("options", [{}, {"cached_trunk": True}])
+def test_resume_after_a_kill_matches_the_uninterrupted_run(tiny_data, tmp_path, options):
     train, val = tiny_data
-    straight, straight_records = quiet_fit(train, val, tmp_path / "straight", epochs=3)
+    straight, straight_records = quiet_fit(train, val, tmp_path / "straight", epochs=3, **options)
     with pytest.raises(KeyboardInterrupt):
-        quiet_fit(train, val, tmp_path / "resumed", epochs=3, callbacks=[kill_after_epoch(2)])
-    resumed, resumed_records = quiet_fit(train, val, tmp_path / "resumed", epochs=3)
+        quiet_fit(train, val, tmp_path / "resumed", epochs=3, callbacks=[kill_after_epoch(2)], **options)
+    resumed, resumed_records = quiet_fit(train, val, tmp_path / "resumed", epochs=3, **options)
 
     assert [r["epoch"] for r in resumed_records] == [3]
     assert resumed_records[0]["val_elbo"] == straight_records[-1]["val_elbo"]

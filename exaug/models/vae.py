@@ -218,6 +218,14 @@ class ExemplarVAE(nn.Module):
             means.append(self.encoder.mean_only(self.flatten(batch)))
         return torch.cat(means) if means else torch.empty(0, self.config.latent_dim, device=self.device)
 
+    @torch.no_grad()
+    def encode_trunk(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """The encoder trunk's features for many images, in batches, without gradient: what μ(x) and log σ²(x)
+        are read from. ``images`` may be uint8 or float in [0, 1]."""
+        features = [self.encoder.trunk(self.flatten(as_unit_float(images[start:start + batch_size]).to(self.device)))
+                    for start in range(0, images.shape[0], batch_size)]
+        return torch.cat(features) if features else torch.empty(0, self.config.hidden_dim, device=self.device)
+
     def set_exemplars(self, images: torch.Tensor | None, labels: torch.Tensor | None = None,
                       means: torch.Tensor | None = None) -> None:
         """Make ``images`` (uint8 or float in [0, 1], N×C×H×W) the exemplar set.
