@@ -1,23 +1,25 @@
 """Time to quality (issue 17 §3): validation ELBO against training time for the generator's training variants.
 
-A variant changes the per-epoch cost, the progress per epoch, or both. The two are measured apart, so
+A variant changes the per-epoch cost, the progress per epoch, or both. Every variant gets the same training
+time: the time the paper's recipe takes for ``--epochs`` epochs. Cost and progress are measured apart, so
 that neither depends on what else the machine is doing:
 
-- ``train`` trains every variant and seed for the same epochs and records validation ELBO per epoch.
-  Epochs are deterministic for a seed, so these runs may share the cores with anything; they resume from
-  their checkpoints, and two processes may split the variants between them.
 - ``time`` runs a few real epochs of each variant (``fit_generator``, validation and exemplar refresh
   included) one after another in one process, at each thread count asked for. Run it with the machine
   otherwise idle: its ratios are side by side, its seconds are this machine's.
-- ``report`` puts the two together: each epoch of a curve is charged the variant's timed seconds per
-  epoch. It reports every variant's final validation ELBO, its seconds per epoch, and the minutes it needs
-  to reach the quality the paper's recipe reaches at the end of its budget, and plots the frontier.
+- ``train`` gives each variant as many epochs as fit in the paper recipe's time at ``--threads`` (by those
+  timings), for every seed, and records validation ELBO per epoch. Epochs are deterministic for a seed, so
+  these runs may share the cores with anything; they resume from their checkpoints (and extend in place
+  when a budget grows), and two processes may split the variants between them.
+- ``report`` charges each epoch of a curve the variant's timed seconds. It reports every variant's
+  validation ELBO at the end of the shared time, its seconds per epoch, and the minutes it needs to reach
+  the quality the paper's recipe reaches at the end, and plots the frontier.
 
 Everything is chosen on validation: the test split is never read.
 
-    python benchmarks/time_to_quality.py train --train 10000 --epochs 30 --warmup 10 --seeds 0 1 2
     python benchmarks/time_to_quality.py time --train 10000 --threads 1 2
-    python benchmarks/time_to_quality.py report --train 10000 --threads 2
+    python benchmarks/time_to_quality.py train --train 10000 --epochs 30 --warmup 10 --threads 2 --seeds 0 1 2
+    python benchmarks/time_to_quality.py report --train 10000 --epochs 30 --threads 2
 """
 
 from __future__ import annotations
@@ -62,9 +64,30 @@ def folder_name(variant: str) -> str:
     return "".join(character if character.isalnum() else "-" for character in variant).strip("-").lower()
 
 
-def variant_config(variant: str, epochs: int, warmup: int, seed: int) -> TrainConfig:
-    return TrainConfig(epochs=epochs, warmup_epochs=warmup, patience=epochs, seed=seed, device="cpu",
+def variant_config(variant: str, epochs: int, warmup: int, seed: int, patience: int) -> TrainConfig:
+    return TrainConfig(epochs=epochs, warmup_epochs=warmup, patience=patience, seed=seed, device="cpu",
                        **VARIANTS[variant])
+
+
+def equal_time_epochs(variant: str, reference_epochs: int, seconds: dict[str, float]) -> int:
+    """The whole epochs of ``variant`` that fit in the time the reference takes for ``reference_epochs``."""
+    return max(1, math.floor(reference_epochs * seconds[REFERENCE] / seconds[variant] + 1e-9))
+
+
+def timed_seconds(timings_path: Path, dataset: str, train_images: int, variants: list[str],
+                  threads: int) -> dict[str, float]:
+    """Seconds per epoch at ``threads`` of the reference and each variant, from a ``time`` stage's JSON."""
+    timing = json.loads(timings_path.read_text())
+    if (timing["dataset"], timing["train_images"]) != (dataset, train_images):
+        raise SystemExit(f"{timings_path} timed {timing['train_images']} {timing['dataset']} images, not "
+                         f"{train_images} {dataset}: time the same scale the curves are trained at")
+    seconds = {}
+    for variant in dict.fromkeys([REFERENCE, *variants]):
+        if str(threads) not in timing["seconds_per_epoch"].get(variant, {}):
+            raise SystemExit(f"{timings_path} has no timing of {variant!r} at {threads} thread(s); "
+                             f"run: time_to_quality.py time --threads {threads}")
+        seconds[variant] = timing["seconds_per_epoch"][variant][str(threads)]
+    return seconds
 
 
 def datasets(dataset: str, train_images: int) -> tuple[Subset, Any]:
@@ -76,22 +99,26 @@ def run_folder(runs: Path, dataset: str, train_images: int, variant: str, seed: 
 
 
 def train(args: argparse.Namespace) -> None:
-    """Every asked-for variant and seed for the same epochs; a finished run only loads."""
+    """Every asked-for variant and seed for the reference's time; a finished run only loads. Patience is the
+    reference's epoch budget: a run stops early only if it stalls for as long as the whole reference run."""
+    seconds = timed_seconds(args.timings, args.dataset, args.train, args.variants, args.threads)
     apply_threads(1)
     train_set, val = datasets(args.dataset, args.train)
     for variant in args.variants:
+        epochs = equal_time_epochs(variant, args.epochs, seconds)
         for seed in args.seeds:
             folder = run_folder(args.runs, args.dataset, args.train, variant, seed)
-            fit_generator(train_set, val, variant_config(variant, args.epochs, args.warmup, seed), folder,
-                          progress=False, log=lambda record: None)
-            print(f"{variant}, seed {seed}: validation ELBO {training_log(folder)[-1]['val_elbo']:.2f}", flush=True)
+            fit_generator(train_set, val, variant_config(variant, epochs, args.warmup, seed, patience=args.epochs),
+                          folder, progress=False, log=lambda record: None)
+            print(f"{variant}, seed {seed}, {epochs} epochs: validation ELBO "
+                  f"{training_log(folder)[-1]['val_elbo']:.2f}", flush=True)
 
 
 def seconds_per_epoch(train_set: Subset, val: Any, variant: str, threads: int, epochs: int, warmup: int) -> float:
     """The median seconds of a real epoch after the first (which also builds what later epochs reuse)."""
     apply_threads(threads)
     with tempfile.TemporaryDirectory() as out:
-        fit_generator(train_set, val, variant_config(variant, epochs, warmup, seed=0), out,
+        fit_generator(train_set, val, variant_config(variant, epochs, warmup, seed=0, patience=epochs), out,
                       progress=False, log=lambda record: None)
         return statistics.median(record["seconds"] for record in training_log(out)[1:])
 
@@ -122,19 +149,17 @@ def minutes_to_reach(val_elbo: list[float], threshold: float, epoch_seconds: flo
     return None
 
 
-def summarise(curves: dict[str, dict[int, list[float]]], timings: dict[str, dict[str, float]],
-              threads: int) -> dict[str, Any]:
-    """Per variant: final validation ELBO over seeds, seconds per epoch, and minutes (at ``threads``) to
-    reach the reference's mean final validation ELBO, seed by seed."""
+def summarise(curves: dict[str, dict[int, list[float]]], seconds: dict[str, float], threads: int) -> dict[str, Any]:
+    """Per variant: validation ELBO at the end of the shared time, seed by seed, and the minutes (at
+    ``threads``) each seed needs to reach the reference's mean final validation ELBO."""
     threshold = float(np.mean([curve[-1] for curve in curves[REFERENCE].values()]))
     rows = {}
     for variant, by_seed in curves.items():
-        seconds = timings[variant][str(threads)]
-        reached = [minutes_to_reach(curve, threshold, seconds) for curve in by_seed.values()]
         rows[variant] = {
+            "epochs": len(next(iter(by_seed.values()))),
             "final_val_elbo": [curve[-1] for curve in by_seed.values()],
-            "seconds_per_epoch": timings[variant],
-            "minutes_to_threshold": reached,
+            "seconds_per_epoch": seconds[variant],
+            "minutes_to_threshold": [minutes_to_reach(curve, threshold, seconds[variant]) for curve in by_seed.values()],
         }
     return {"threshold_val_elbo": threshold, "threads": threads, "rows": rows}
 
@@ -151,7 +176,7 @@ def plot(curves: dict[str, dict[int, list[float]]], summary: dict[str, Any], pat
     later = []
     for index, (variant, by_seed) in enumerate(curves.items()):
         mean = np.mean(list(by_seed.values()), axis=0)
-        minutes = np.arange(1, len(mean) + 1) * summary["rows"][variant]["seconds_per_epoch"][str(threads)] / 60
+        minutes = np.arange(1, len(mean) + 1) * summary["rows"][variant]["seconds_per_epoch"] / 60
         axes.plot(minutes, mean, color=f"C{index}", label=variant, marker="." if len(mean) < 60 else None)
         later.extend(mean[len(mean) // 3:])
     axes.axhline(summary["threshold_val_elbo"], color="grey", linestyle=":", linewidth=1,
@@ -169,41 +194,38 @@ def plot(curves: dict[str, dict[int, list[float]]], summary: dict[str, Any], pat
 
 
 def report(args: argparse.Namespace) -> None:
-    timing = json.loads(args.timings.read_text())
-    if (timing["dataset"], timing["train_images"]) != (args.dataset, args.train):
-        raise SystemExit(f"{args.timings} timed {timing['train_images']} {timing['dataset']} images, not "
-                         f"{args.train} {args.dataset}: time the same scale the curves were trained at")
+    if REFERENCE not in args.variants:
+        raise SystemExit(f"the report measures against {REFERENCE!r}: include it in --variants")
+    seconds = timed_seconds(args.timings, args.dataset, args.train, args.variants, args.threads)
     curves: dict[str, dict[int, list[float]]] = {}
     for variant in args.variants:
-        if str(args.threads) not in timing["seconds_per_epoch"].get(variant, {}):
-            raise SystemExit(f"{args.timings} has no timing of {variant!r} at {args.threads} thread(s); "
-                             f"run: time_to_quality.py time --threads {args.threads}")
+        epochs = equal_time_epochs(variant, args.epochs, seconds)
         curves[variant] = {}
         for seed in args.seeds:
             folder = run_folder(args.runs, args.dataset, args.train, variant, seed)
             log = training_log(folder) if folder.exists() else []
-            if len(log) < args.epochs:
-                raise SystemExit(f"{folder} has {len(log)} of {args.epochs} epochs; run the train stage first")
-            curves[variant][seed] = [record["val_elbo"] for record in log[: args.epochs]]
-    if REFERENCE not in curves:
-        raise SystemExit(f"the report measures against {REFERENCE!r}: include it in --variants")
-    summary = summarise(curves, timing["seconds_per_epoch"], args.threads)
-    print(f"| variant | final validation ELBO | s/epoch, {' / '.join(timing['seconds_per_epoch'][REFERENCE])} "
-          f"thread(s) | minutes to {summary['threshold_val_elbo']:.2f} ({args.threads} thread(s)), per seed |")
-    print("|---|---|---|---|")
+            if len(log) < epochs:
+                raise SystemExit(f"{folder} has {len(log)} of its {epochs} epochs; run the train stage first")
+            curves[variant][seed] = [record["val_elbo"] for record in log[:epochs]]
+    summary = summarise(curves, seconds, args.threads)
+    print(f"| variant | epochs | validation ELBO after {args.epochs * seconds[REFERENCE] / 60:.1f} min | "
+          f"s/epoch | minutes to {summary['threshold_val_elbo']:.2f}, per seed |  ({args.threads} thread(s))")
+    print("|---|---|---|---|---|")
     for variant, row in summary["rows"].items():
         finals = row["final_val_elbo"]
         spread = f" ± {np.std(finals, ddof=1):.2f}" if len(finals) > 1 else ""
-        seconds = " / ".join(f"{value:.1f}" for value in row["seconds_per_epoch"].values())
         reached = ", ".join("not reached" if value is None else f"{value:.1f}" for value in row["minutes_to_threshold"])
-        print(f"| {variant} | {np.mean(finals):.2f}{spread} | {seconds} | {reached} |")
+        print(f"| {variant} | {row['epochs']} | {np.mean(finals):.2f}{spread} | {row['seconds_per_epoch']:.2f} | "
+              f"{reached} |")
     result = {"benchmark": "time_to_quality", "dataset": args.dataset, "train_images": args.train,
-              "epochs": args.epochs, "seeds": args.seeds, "timings": str(args.timings), **summary,
+              "reference_epochs": args.epochs, "budget_minutes": args.epochs * seconds[REFERENCE] / 60,
+              "seeds": args.seeds, "timings": str(args.timings), **summary,
               "curves": {variant: {str(seed): curve for seed, curve in by_seed.items()}
                          for variant, by_seed in curves.items()}}
     atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     plot(curves, summary, args.plot,
-         f"{args.dataset}, {args.train} training images, {args.epochs} epochs, seeds {args.seeds}")
+         f"{args.dataset}, {args.train} training images, the time of {args.epochs} epochs of the {REFERENCE}, "
+         f"seeds {args.seeds}")
     print(f"wrote {args.out} and {args.plot}")
 
 
@@ -222,15 +244,16 @@ def main() -> None:
             stage.add_argument("--warmup", type=int, default=10, help="KL warm-up epochs")
         if name != "time":
             stage.add_argument("--runs", type=Path, default=Path("runs/time-to-quality"))
-    stages.choices["train"].add_argument("--epochs", type=int, default=30)
-    stages.choices["train"].add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    for name in ("train", "report"):
+        stages.choices[name].add_argument("--epochs", type=int, default=30,
+                                          help="the paper recipe's epochs: their time is every variant's budget")
+        stages.choices[name].add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+        stages.choices[name].add_argument("--threads", type=int, default=2,
+                                          help="the thread count whose timings set the budgets and the time axis")
+        stages.choices[name].add_argument("--timings", type=Path, default=results / "timings.json")
     stages.choices["time"].add_argument("--epochs", type=int, default=3, help="real epochs per timing; the first is not counted")
     stages.choices["time"].add_argument("--threads", type=int, nargs="+", default=[1, 2])
     stages.choices["time"].add_argument("--out", type=Path, default=results / "timings.json")
-    stages.choices["report"].add_argument("--epochs", type=int, default=30)
-    stages.choices["report"].add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    stages.choices["report"].add_argument("--threads", type=int, default=2, help="the thread count the time axis uses")
-    stages.choices["report"].add_argument("--timings", type=Path, default=results / "timings.json")
     stages.choices["report"].add_argument("--out", type=Path, default=results / "frontier.json")
     stages.choices["report"].add_argument("--plot", type=Path, default=Path("docs/figures/time-to-quality.png"))
     args = parser.parse_args()

@@ -81,30 +81,44 @@ def test_an_ablation_study_trains_scores_and_plots_every_variant_on_the_same_bud
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_time_to_quality_charges_each_variants_curve_its_own_timed_epoch_and_finds_the_threshold(tmp_path,
-                                                                                              monkeypatch):
+def test_time_to_quality_gives_every_variant_the_reference_time_and_charges_each_epoch_its_own_cost(tmp_path,
+                                                                                                   monkeypatch):
     time_to_quality = load("time_to_quality")
     runs, timings, out, figure = tmp_path / "runs", tmp_path / "t.json", tmp_path / "f.json", tmp_path / "f.png"
     variants = ["paper recipe", "gradient on the nearest", "batch 250"]
     common = ["--train", "200", "--variants", *variants]
-    for stage in (["train", *common, "--epochs", "3", "--warmup", "1", "--seeds", "0", "1", "--runs", str(runs)],
-                  ["time", *common, "--epochs", "2", "--warmup", "1", "--threads", "1", "--out", str(timings)],
-                  ["report", *common, "--epochs", "3", "--seeds", "0", "1", "--threads", "1", "--runs", str(runs),
-                   "--timings", str(timings), "--out", str(out), "--plot", str(figure)]):
+    budget = ["--epochs", "3", "--seeds", "0", "1", "--threads", "1", "--timings", str(timings), "--runs", str(runs)]
+    monkeypatch.setattr(sys, "argv", ["time_to_quality.py", "time", *common, "--epochs", "2", "--warmup", "1",
+                                      "--threads", "1", "--out", str(timings)])
+    time_to_quality.main()
+    timing = json.loads(timings.read_text())
+    timing["seconds_per_epoch"]["gradient on the nearest"]["1"] = timing["seconds_per_epoch"]["paper recipe"]["1"] / 2
+    timings.write_text(json.dumps(timing))  # a variant at half the cost: twice the epochs in the same time
+    for stage in (["train", *common, *budget, "--warmup", "1"],
+                  ["report", *common, *budget, "--out", str(out), "--plot", str(figure)]):
         monkeypatch.setattr(sys, "argv", ["time_to_quality.py", *stage])
         time_to_quality.main()
     result = json.loads(out.read_text())
+    assert result["rows"]["paper recipe"]["epochs"] == 3 and result["rows"]["gradient on the nearest"]["epochs"] == 6
+    assert len(result["curves"]["gradient on the nearest"]["1"]) == 6
     recipe = json.loads((runs / "mnist-200" / "batch-250" / "seed1" / "config.json").read_text())["training"]
     assert recipe["batch_size"] == 250 and abs(recipe["learning_rate"] - 5e-4 * 2.5 ** 0.5) < 1e-12
     reference = result["curves"]["paper recipe"]
     assert result["threshold_val_elbo"] == (reference["0"][-1] + reference["1"][-1]) / 2
     for variant in variants:
-        seconds = json.loads(timings.read_text())["seconds_per_epoch"][variant]["1"]
+        seconds = result["rows"][variant]["seconds_per_epoch"]
         for seed, minutes in zip(("0", "1"), result["rows"][variant]["minutes_to_threshold"]):
-            expected = time_to_quality.minutes_to_reach(result["curves"][variant][seed],
-                                                        result["threshold_val_elbo"], seconds)
-            assert minutes == expected
+            assert minutes == time_to_quality.minutes_to_reach(result["curves"][variant][seed],
+                                                               result["threshold_val_elbo"], seconds)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_equal_time_epochs_are_the_whole_epochs_that_fit_in_the_reference_time():
+    time_to_quality = load("time_to_quality")
+    seconds = {"paper recipe": 3.0, "batch 250": 2.0, "batch 500": 9.0}
+    assert time_to_quality.equal_time_epochs("paper recipe", 30, seconds) == 30
+    assert time_to_quality.equal_time_epochs("batch 250", 30, seconds) == 45
+    assert time_to_quality.equal_time_epochs("batch 500", 2, seconds) == 1  # never none
 
 
 def test_minutes_to_reach_counts_whole_epochs_up_to_the_first_that_reaches_the_threshold():
@@ -117,7 +131,7 @@ def test_time_to_quality_refuses_timings_of_another_scale(tmp_path, monkeypatch)
     time_to_quality = load("time_to_quality")
     timings = tmp_path / "t.json"
     timings.write_text(json.dumps({"dataset": "mnist", "train_images": 50000, "seconds_per_epoch": {}}))
-    monkeypatch.setattr(sys, "argv", ["time_to_quality.py", "report", "--train", "200", "--timings", str(timings)])
+    monkeypatch.setattr(sys, "argv", ["time_to_quality.py", "train", "--train", "200", "--timings", str(timings)])
     with pytest.raises(SystemExit, match="timed 50000 mnist images, not 200"):
         time_to_quality.main()
 
