@@ -721,11 +721,11 @@ def fit_generators_command(dataset: str, sizes: tuple[int, ...], seeds: tuple[in
                 subprocess.run(["exaug", "data", "subset", dataset, "--size", str(size), "--seed", str(seed),
                                 "--out", str(folder)], check=True)
             # exaug fit-generator resumes an unfinished run and leaves a finished one as it is
-            # --knn-query cache: every subset generator of the grid trains as the first ones did, before the
-            # posterior query became the default (issue 17 (a))
+            # --knn-query cache and --gradient-neighbours all: every subset generator of the grid trains as the
+            # first ones did, before the posterior query and the 3-nearest gradient became the defaults (issue 17)
             subprocess.run(["exaug", "fit-generator", "--dataset", str(folder), "--channels", "1", "--seed",
-                            str(seed), "--knn-query", "cache", "--threads", "1", "--no-progress", "--out", str(bundle)],
-                           check=True, stdout=subprocess.DEVNULL)
+                            str(seed), "--knn-query", "cache", "--gradient-neighbours", "all", "--threads", "1",
+                            "--no-progress", "--out", str(bundle)], check=True, stdout=subprocess.DEVNULL)
             print(f"{bundle}: fitted", flush=True)
 
 

@@ -29,8 +29,10 @@ from exaug.train import GeneratorTrainer
 VARIANTS = {
     "gaussian": dict(prior="gaussian"),
     "knn": dict(prior="exemplar", exemplar_search="knn", neighbour_gradient=False),
-    "knn_neighbour_gradient": dict(prior="exemplar", exemplar_search="knn", neighbour_gradient=True),
-    # gradient through each row's g nearest of the k = 10 neighbours only, the rest from the cache (issue 17 §3)
+    # Algorithm 1: gradient through all k = 10 neighbours
+    "knn_neighbour_gradient": dict(prior="exemplar", exemplar_search="knn", neighbour_gradient=True,
+                                   gradient_neighbours=None),
+    # through each row's g nearest of the k = 10 only, the rest from the cache; g = 3 is the default (issue 17 §3)
     "knn_neighbour_gradient_g3": dict(prior="exemplar", exemplar_search="knn", neighbour_gradient=True,
                                       gradient_neighbours=3),
     "knn_neighbour_gradient_g1": dict(prior="exemplar", exemplar_search="knn", neighbour_gradient=True,

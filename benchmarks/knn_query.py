@@ -55,7 +55,7 @@ def main() -> None:
         for query in QUERIES:
             out = args.runs / f"{query}-seed{seed}"
             config = TrainConfig(epochs=args.epochs, warmup_epochs=args.warmup, patience=args.epochs, seed=seed,
-                                 knn_query=query, device="cpu")
+                                 knn_query=query, gradient_neighbours=None, device="cpu")  # all k, as it ran
             fit_generator(train, val, config, out, progress=False, log=lambda record: None)
             curves[query][seed] = validation_elbos(out)
 

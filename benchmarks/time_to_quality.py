@@ -46,16 +46,20 @@ from exaug.train import training_log
 BASE_LEARNING_RATE = TrainConfig.learning_rate
 BASE_BATCH = TrainConfig.batch_size
 
-# variant name → the TrainConfig fields that differ from the paper's recipe (the first variant). A larger
+# variant name → its TrainConfig fields beyond the shared budget. The first is the paper's recipe: Algorithm 1's
+# neighbour gradient on all k neighbours. Every field a variant relies on is spelled out, so a later change of
+# exaug's defaults (gradient_neighbours became 3 after this study) leaves the variants as they ran. A larger
 # batch scales Adam's learning rate by the square root of the batch ratio.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "paper recipe": {},
+    "paper recipe": {"gradient_neighbours": None},
     "gradient on 3 nearest": {"gradient_neighbours": 3},
     "gradient on the nearest": {"gradient_neighbours": 1},
     "gradient into the μ head (cached trunk)": {"cached_trunk": True},
     "cached centres only": {"neighbour_gradient": False},
-    "batch 250": {"batch_size": 250, "learning_rate": BASE_LEARNING_RATE * math.sqrt(250 / BASE_BATCH)},
-    "batch 500": {"batch_size": 500, "learning_rate": BASE_LEARNING_RATE * math.sqrt(500 / BASE_BATCH)},
+    "batch 250": {"gradient_neighbours": None, "batch_size": 250,
+                  "learning_rate": BASE_LEARNING_RATE * math.sqrt(250 / BASE_BATCH)},
+    "batch 500": {"gradient_neighbours": None, "batch_size": 500,
+                  "learning_rate": BASE_LEARNING_RATE * math.sqrt(500 / BASE_BATCH)},
 }
 REFERENCE = "paper recipe"
 

@@ -19,6 +19,19 @@ from exaug.train import RunProgress, fit_generator, run_progress
 from .options import dataset_choice, generator_option, open_dataset, root_option, threads_option
 
 
+def gradient_neighbours_choice(value: str) -> int | None:
+    """``--gradient-neighbours``: a positive count, or ``all`` (None: every one of the k neighbours)."""
+    if value == "all":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise click.BadParameter(f"{value!r} is neither a positive count nor 'all'")
+    return count
+
+
 @click.command("fit-generator")
 @click.option("--dataset", required=True, callback=lambda _c, _p, v: dataset_choice(v),
               help="mnist, fashion-mnist, or a folder in ImageFolder layout (10% held out for validation).")
@@ -33,9 +46,11 @@ from .options import dataset_choice, generator_option, open_dataset, root_option
 @click.option("--neighbour-gradient/--no-neighbour-gradient", default=True, show_default=True,
               help="Re-encode the prior's exemplars with gradient each step (Algorithm 1), or take them from the "
                    "latent cache (faster, but the latent scale drifts).")
-@click.option("--gradient-neighbours", type=int, default=None,
-              help="With --search knn and --neighbour-gradient: re-encode only each row's g nearest neighbours "
-                   "with gradient and take the other k - g from the cache (cheaper steps) [default: all k].")
+@click.option("--gradient-neighbours", callback=lambda _c, _p, v: gradient_neighbours_choice(v),
+              default=str(TrainConfig.gradient_neighbours), show_default=True, metavar="G|all",
+              help="With --search knn and --neighbour-gradient: re-encode only each row's G nearest neighbours "
+                   "with gradient and take the other k - G from the cache (cheaper steps; the default is the "
+                   "fastest to quality measured); 'all' re-encodes all k, as the paper's Algorithm 1.")
 @click.option("--cached-trunk/--no-cached-trunk", default=TrainConfig.cached_trunk, show_default=True,
               help="With --neighbour-gradient: re-encode the neighbours from encoder-trunk features cached once per "
                    "epoch, so the gradient reaches the mean head only (steps cost about what the cache costs).")

@@ -11,8 +11,8 @@ to μ(x_i) in the latent cache ("knn", a lower bound by eq. 15).
 
 The exemplar means come from the latent cache, or — with ``neighbour_gradient`` — are
 re-encoded from the grey exemplar images with gradient, as Algorithm 1 does, and written
-back to the cache. ``gradient_neighbours`` = g < k re-encodes only each row's g nearest
-neighbours; the others keep their cached means. With ``trunk_features`` (``cached_trunk``) the
+back to the cache. ``gradient_neighbours`` = g < k (the default is 3) re-encodes only each
+row's g nearest neighbours; the others keep their cached means. With ``trunk_features`` (``cached_trunk``) the
 neighbours are re-encoded from the encoder-trunk features of the last end of epoch: the gradient
 reaches the μ head only, at about the cost of the cache alone.
 """
@@ -53,7 +53,7 @@ class LeaveOneOutExemplarPrior:
         self.search = config.exemplar_search
         self.knn = config.knn
         self.neighbour_gradient = config.neighbour_gradient
-        self.gradient_neighbours = config.gradient_neighbours
+        self.gradient_neighbours = config.gradient_neighbours_in_use
         self.leave_one_out = config.leave_one_out
         self.generator = generator
         if config.cached_trunk and (trunk_features is None or trunk_features.shape[0] != exemplars.shape[0]):

@@ -364,9 +364,12 @@ class GeneratorTrainer(EpochTrainer):
         # start weights were given under (their sha256 stays, so a copy of the bundle elsewhere will do),
         # and the device setting (the random stream's device kind is checked on resuming instead).
         # knn_query changes nothing without the kNN exemplar prior: a run without it resumes whatever the setting.
+        # gradient_neighbours is recorded as the choice it made: None wherever it changes nothing (all k, the exact
+        # search, no neighbour gradient, a cached trunk), so such runs resume whatever the setting.
         uses_knn = self.uses_exemplar_prior and self.config.exemplar_search == "knn"
         trained_under = {key: value for key, value in self.config.to_dict().items()
                          if key not in ("epochs", "init_from", "device") and (uses_knn or key != "knn_query")}
+        trained_under["gradient_neighbours"] = self.config.gradient_neighbours_in_use if self.uses_exemplar_prior else None
         return {"model_config": self.model_config.to_dict(), "train_config": trained_under,
                 "data_checksum": self.data_checksum, "val_checksum": self.val_checksum}
 
@@ -375,7 +378,10 @@ class GeneratorTrainer(EpochTrainer):
                                             "pass --knn-query cache (TrainConfig(knn_query='cache')) to resume it",
                   "train_config.patience_after_warmup": "a run from before patience_after_warmup existed counted "
                                                         "patience from its best epoch: pass --patience-from-best "
-                                                        "(TrainConfig(patience_after_warmup=False)) to resume it"}
+                                                        "(TrainConfig(patience_after_warmup=False)) to resume it",
+                  "train_config.gradient_neighbours": "a run from before gradient_neighbours defaulted to 3 re-encoded "
+                                                      "all k neighbours with gradient: pass --gradient-neighbours all "
+                                                      "(TrainConfig(gradient_neighbours=None)) to resume it"}
         if self.config.init_from is None:
             return advice
         # A bundle can change under a run that started from it, e.g. when it was itself trained on in place.

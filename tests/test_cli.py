@@ -121,8 +121,26 @@ def test_fit_generator_passes_the_cached_trunk_flag_and_explains_a_clash(image_f
     result = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "gen")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "gen" / "config.json").read_text())["training"]["cached_trunk"] is True
-    clash = CliRunner().invoke(main, [*common, "--gradient-neighbours", "2", "--out", str(tmp_path / "clash")])
-    assert clash.exit_code != 0 and "pick one" in clash.output and not (tmp_path / "clash").exists()
+    clash = CliRunner().invoke(main, [*common, "--no-neighbour-gradient", "--out", str(tmp_path / "clash")])
+    assert clash.exit_code != 0 and "needs neighbour_gradient=True" in clash.output
+    assert not (tmp_path / "clash").exists()
+
+
+@pytest.mark.parametrize("given, recorded", [(None, 3), ("all", None), ("1", 1)])
+def test_fit_generator_re_encodes_the_3_nearest_by_default_and_all_k_when_asked(image_folder, tmp_path, given,
+                                                                                  recorded):
+    flag = [] if given is None else ["--gradient-neighbours", given]
+    result = CliRunner().invoke(main, [
+        "fit-generator", "--dataset", str(image_folder), "--channels", "1", "--epochs", "1", "--warmup-epochs", "1",
+        "--hidden-dim", "16", "--latent-dim", "2", *flag, "--no-progress", "--out", str(tmp_path / "gen")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "gen" / "config.json").read_text())["training"]["gradient_neighbours"] == recorded
+
+
+def test_fit_generator_refuses_a_gradient_neighbour_count_that_is_not_one(image_folder, tmp_path):
+    result = CliRunner().invoke(main, ["fit-generator", "--dataset", str(image_folder), "--gradient-neighbours", "0",
+                                       "--out", str(tmp_path / "gen")])
+    assert result.exit_code == 2 and "neither a positive count nor 'all'" in result.output
 
 
 @pytest.mark.parametrize("mode", ["random", "exemplars", "cyclic"])

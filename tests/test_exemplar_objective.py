@@ -148,20 +148,26 @@ def test_gradient_neighbours_re_encode_each_rows_g_nearest_and_take_the_others_f
     assert model.encoder.mean.weight.grad.abs().sum() > 0
 
 
-def test_gradient_on_all_k_neighbours_is_the_default_exactly():
+@pytest.mark.parametrize("g", [None, 3, 10])
+def test_gradient_on_k_or_more_neighbours_is_all_k_exactly(g):
     z = torch.randn(4, 2, dtype=torch.float64)
-    default, _ = make_objective("knn", knn=3, neighbour_gradient=True)
-    every, _ = make_objective("knn", knn=3, neighbour_gradient=True, gradient_neighbours=3)
-    assert torch.equal(default(z, torch.arange(4)), every(z, torch.arange(4)))
+    every, _ = make_objective("knn", knn=3, neighbour_gradient=True, gradient_neighbours=None)
+    asked, _ = make_objective("knn", knn=3, neighbour_gradient=True, gradient_neighbours=g)
+    assert torch.equal(every(z, torch.arange(4)), asked(z, torch.arange(4)))
+
+
+def test_the_default_re_encodes_the_3_nearest_where_that_is_a_choice_and_is_ignored_elsewhere():
+    assert TrainConfig().gradient_neighbours == 3 and TrainConfig().gradient_neighbours_in_use == 3
+    for options in (dict(knn=3), dict(exemplar_search="exact"), dict(neighbour_gradient=False),
+                    dict(cached_trunk=True)):
+        assert TrainConfig(**options).gradient_neighbours_in_use is None, options
+    assert TrainConfig(knn=4, gradient_neighbours=2).gradient_neighbours_in_use == 2
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(gradient_neighbours=0), "must lie in 1..knn=10"),
-    (dict(gradient_neighbours=11), "must lie in 1..knn=10"),
-    (dict(gradient_neighbours=2, exemplar_search="exact"), "needs exemplar_search='knn'"),
-    (dict(gradient_neighbours=2, neighbour_gradient=False), "neighbour_gradient=True"),
+    (dict(gradient_neighbours=0), "must be a positive integer"),
+    (dict(gradient_neighbours=2.5), "must be a positive integer"),
     (dict(cached_trunk=True, neighbour_gradient=False), "cached_trunk re-encodes"),
-    (dict(cached_trunk=True, gradient_neighbours=3), "pick one"),
 ])
 def test_cheaper_neighbour_gradients_outside_their_recipe_are_refused(options, message):
     with pytest.raises(ValueError, match=message):

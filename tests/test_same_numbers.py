@@ -52,8 +52,9 @@ def numbers_now(tmp_path: Path) -> dict:
     val_images, val_labels = blob_images(40, seed=1)
     train, val = TensorDataset(images, labels), TensorDataset(val_images, val_labels)
     generator = fit_generator(
+        # gradient_neighbours=None: all k, the recipe the digests were recorded under (the default is now 3)
         train, val, TrainConfig(epochs=3, batch_size=32, warmup_epochs=2, exemplar_search="knn", knn=5,
-                                exemplar_fraction=0.5, device="cpu", seed=3),
+                                gradient_neighbours=None, exemplar_fraction=0.5, device="cpu", seed=3),
         out=tmp_path / "generator", model_config=ModelConfig(hidden_dim=32, latent_dim=4), progress=False,
         log=lambda record: None)
     generator_log = [json.loads(line) for line in (tmp_path / "generator" / "train_log.jsonl").read_text().splitlines()]

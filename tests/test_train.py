@@ -220,7 +220,8 @@ def test_a_checkpoint_from_before_knn_query_resumes_as_it_ran_and_says_so_otherw
     assert (tmp_path / "old" / "model.safetensors").read_bytes() == (tmp_path / "straight" / "model.safetensors").read_bytes()
 
 
-@pytest.mark.parametrize("setting, value", [("knn_query", "cache"), ("patience_after_warmup", False)])
+@pytest.mark.parametrize("setting, value", [("knn_query", "cache"), ("patience_after_warmup", False),
+                                            ("gradient_neighbours", None)])
 def test_a_checkpoint_from_before_a_setting_names_the_flag_that_resumes_it(tiny_data, tmp_path, setting, value):
     train, val = tiny_data
     quiet_fit(train, val, tmp_path, epochs=1, **{setting: value})
@@ -228,7 +229,8 @@ def test_a_checkpoint_from_before_a_setting_names_the_flag_that_resumes_it(tiny_
     state = torch.load(path, weights_only=True)
     del state["identity"]["train_config"][setting]  # written before the setting existed
     torch.save(state, path)
-    flag = {"knn_query": "--knn-query cache", "patience_after_warmup": "--patience-from-best"}[setting]
+    flag = {"knn_query": "--knn-query cache", "patience_after_warmup": "--patience-from-best",
+            "gradient_neighbours": "--gradient-neighbours all"}[setting]
     with pytest.raises(ValueError, match=flag):
         quiet_fit(train, val, tmp_path, epochs=2)
     _, records = quiet_fit(train, val, tmp_path, epochs=2, **{setting: value})
