@@ -188,7 +188,7 @@ def plot(curves: dict[str, dict[int, list[float]]], summary: dict[str, Any], pat
     axes.set_ylim(min(later) - 1, max(later) + 1)  # the warm-up epochs lie far below: show where they differ
     axes.set_xlabel(f"training minutes, {threads} thread(s) (timed seconds per epoch × epochs)")
     axes.set_ylabel("validation ELBO (nats), mean over seeds")
-    axes.set_title(title, fontsize=9)
+    axes.set_title(title, fontsize=8)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
     figure.tight_layout()
@@ -228,8 +228,8 @@ def report(args: argparse.Namespace) -> None:
                          for variant, by_seed in curves.items()}}
     atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     plot(curves, summary, args.plot,
-         f"{args.dataset}, {args.train} training images, the time of {args.epochs} epochs of the {REFERENCE}, "
-         f"seeds {args.seeds}")
+         f"{args.dataset}, {args.train} images; each variant gets the {REFERENCE}'s {args.epochs} epochs' time; "
+         f"seeds {', '.join(map(str, args.seeds))}")
     print(f"wrote {args.out} and {args.plot}")
 
 
