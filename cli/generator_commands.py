@@ -20,16 +20,13 @@ from .options import dataset_choice, generator_option, open_dataset, root_option
 
 
 def gradient_neighbours_choice(value: str) -> int | None:
-    """``--gradient-neighbours``: a positive count, or ``all`` (None: every one of the k neighbours)."""
+    """``--gradient-neighbours``: a count (TrainConfig checks it), or ``all`` (None: every one of the k neighbours)."""
     if value == "all":
         return None
     try:
-        count = int(value)
+        return int(value)
     except ValueError:
-        count = 0
-    if count < 1:
-        raise click.BadParameter(f"{value!r} is neither a positive count nor 'all'")
-    return count
+        raise click.BadParameter(f"{value!r} is neither a count of neighbours nor 'all'") from None
 
 
 @click.command("fit-generator")
@@ -47,7 +44,7 @@ def gradient_neighbours_choice(value: str) -> int | None:
               help="Re-encode the prior's exemplars with gradient each step (Algorithm 1), or take them from the "
                    "latent cache (faster, but the latent scale drifts).")
 @click.option("--gradient-neighbours", callback=lambda _c, _p, v: gradient_neighbours_choice(v),
-              default=str(TrainConfig.gradient_neighbours), show_default=True, metavar="G|all",
+              default=str(TrainConfig.gradient_neighbours or "all"), show_default=True, metavar="G|all",
               help="With --search knn and --neighbour-gradient: re-encode only each row's G nearest neighbours "
                    "with gradient and take the other k - G from the cache (cheaper steps; the default is the "
                    "fastest to quality measured); 'all' re-encodes all k, as the paper's Algorithm 1.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -36,7 +36,8 @@ def save_checkpoint(path: str | os.PathLike, identity: dict[str, Any], state: di
 
 def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
                     added_settings: dict[str, Any] | None = None,
-                    advice: dict[str, str] | None = None) -> dict[str, Any]:
+                    advice: dict[str, str] | None = None,
+                    canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The state saved at ``path``, after checking it belongs to the run described by ``identity``.
 
     ``added_settings`` (nested like ``identity``) names settings introduced after older checkpoints
@@ -44,10 +45,14 @@ def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
     as holding that value, so upgrading the package does not strand runs in progress.
     ``advice`` maps a dotted setting (``"train_config.init_sha256"``) to what to do when that one
     differs; it replaces the generic advice to pick another directory when it covers every difference.
+    ``canonical`` rewrites the stored identity (after ``added_settings``) into the form ``identity`` is
+    written in, for checkpoints recorded before that form.
     """
     path = Path(path)
     state = read_checkpoint(path)
     stored = _with_added_settings(state.get(IDENTITY_KEY, {}), added_settings or {})
+    if canonical is not None:
+        stored = canonical(stored)
     differences = identity_differences(stored, identity)
     if differences:
         advice = advice or {}

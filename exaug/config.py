@@ -72,8 +72,8 @@ class TrainConfig:
     # Where the kNN search looks: "posterior", around the batch's current posterior means (the authors'
     # code); "cache", around each exemplar's cached mean, up to an epoch stale (exaug before this field).
     knn_query: str = "posterior"
-    # Re-encode the prior's exemplars with gradient (Algorithm 1). Without it the centres come from
-    # the latent cache: ~2.3× faster per epoch, but the latent scale drifts (see docs/results.md).
+    # Re-encode the prior's exemplars with gradient (Algorithm 1). Without it the centres come from the latent
+    # cache: cheaper epochs, but the latent scale drifts and less is learnt per epoch (see docs/results.md).
     neighbour_gradient: bool = True
     # With the kNN search and neighbour_gradient: re-encode only each row's g nearest neighbours with gradient,
     # the other k − g come from the cache (None, or any g ≥ k: all k, as Algorithm 1). Ignored otherwise, as knn is

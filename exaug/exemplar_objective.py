@@ -126,7 +126,9 @@ class LeaveOneOutExemplarPrior:
         cache_device = self.cache.values.device
         if not self.neighbour_gradient:
             return self.cache.values[members.to(cache_device)].to(self.prior.log_var.device)
-        if self.trunk_features is not None:  # the gradient reaches the μ head, not the trunk
+        if self.trunk_features is not None:
+            # The gradient reaches the μ head, not the trunk. Unlike a re-encoding from the images these centres
+            # are not written back: read from epoch-old features, they would make the cache staler, not fresher.
             return self.encoder.mean(self.trunk_features[members])
         if fresh is None:
             centres = self.encoder.mean_only(self.exemplars[members])

@@ -212,6 +212,17 @@ def run_progress(out: str | os.PathLike) -> RunProgress | None:
     return RunProgress(state["epoch"], budget, state["best_epoch"], stopped)
 
 
+def canonical_identity(identity: dict[str, Any]) -> dict[str, Any]:
+    """A run's identity with ``gradient_neighbours`` as the choice it makes: None wherever it changes nothing (all
+    k, the exact search, no neighbour gradient, a cached trunk, a prior without exemplars), so runs that differ
+    only there resume as one another, whichever way their checkpoint recorded it."""
+    recorded = identity["train_config"]
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    recipe = TrainConfig.from_dict({key: value for key, value in recorded.items() if key in known})
+    in_use = recipe.gradient_neighbours_in_use if identity["model_config"].get("prior") == "exemplar" else None
+    return {**identity, "train_config": {**recorded, "gradient_neighbours": in_use}}
+
+
 def stopped_early(epoch: int, best_epoch: int, patience: int, counted_from: int, has_validation: bool) -> bool:
     """Early stopping: ``patience`` epochs after ``counted_from`` (the end of the KL warm-up, in the authors'
     rule) without a better validation ELBO; never without validation data. Inside the warm-up the model
@@ -364,14 +375,11 @@ class GeneratorTrainer(EpochTrainer):
         # start weights were given under (their sha256 stays, so a copy of the bundle elsewhere will do),
         # and the device setting (the random stream's device kind is checked on resuming instead).
         # knn_query changes nothing without the kNN exemplar prior: a run without it resumes whatever the setting.
-        # gradient_neighbours is recorded as the choice it made: None wherever it changes nothing (all k, the exact
-        # search, no neighbour gradient, a cached trunk), so such runs resume whatever the setting.
         uses_knn = self.uses_exemplar_prior and self.config.exemplar_search == "knn"
         trained_under = {key: value for key, value in self.config.to_dict().items()
                          if key not in ("epochs", "init_from", "device") and (uses_knn or key != "knn_query")}
-        trained_under["gradient_neighbours"] = self.config.gradient_neighbours_in_use if self.uses_exemplar_prior else None
-        return {"model_config": self.model_config.to_dict(), "train_config": trained_under,
-                "data_checksum": self.data_checksum, "val_checksum": self.val_checksum}
+        return canonical_identity({"model_config": self.model_config.to_dict(), "train_config": trained_under,
+                                   "data_checksum": self.data_checksum, "val_checksum": self.val_checksum})
 
     def _resume_advice(self) -> dict[str, str]:
         advice = {"train_config.knn_query": "a run from before knn_query existed searched around the cached means: "
@@ -406,8 +414,8 @@ class GeneratorTrainer(EpochTrainer):
         }
 
     def resume(self) -> None:
-        state = load_checkpoint(self.checkpoint_path, self.identity(),
-                                added_settings=SETTINGS_ADDED_SINCE_FIRST_RELEASE, advice=self._resume_advice())
+        state = load_checkpoint(self.checkpoint_path, self.identity(), added_settings=SETTINGS_ADDED_SINCE_FIRST_RELEASE,
+                                advice=self._resume_advice(), canonical=canonical_identity)
         if state["epoch"] > self.config.epochs:
             raise ValueError(f"{self.out} holds a run already trained {state['epoch']} epochs, more than "
                              f"epochs={self.config.epochs}; ask for at least {state['epoch']} epochs to resume or extend it")

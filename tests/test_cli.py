@@ -137,10 +137,12 @@ def test_fit_generator_re_encodes_the_3_nearest_by_default_and_all_k_when_asked(
     assert json.loads((tmp_path / "gen" / "config.json").read_text())["training"]["gradient_neighbours"] == recorded
 
 
-def test_fit_generator_refuses_a_gradient_neighbour_count_that_is_not_one(image_folder, tmp_path):
-    result = CliRunner().invoke(main, ["fit-generator", "--dataset", str(image_folder), "--gradient-neighbours", "0",
-                                       "--out", str(tmp_path / "gen")])
-    assert result.exit_code == 2 and "neither a positive count nor 'all'" in result.output
+@pytest.mark.parametrize("given, message", [("abc", "neither a count of neighbours nor 'all'"),
+                                            ("0", "must be a positive integer")])
+def test_fit_generator_refuses_a_gradient_neighbour_count_that_is_not_one(image_folder, tmp_path, given, message):
+    result = CliRunner().invoke(main, ["fit-generator", "--dataset", str(image_folder), "--gradient-neighbours", given,
+                                       "--no-progress", "--out", str(tmp_path / "gen")])
+    assert result.exit_code != 0 and message in result.output and not (tmp_path / "gen").exists()
 
 
 @pytest.mark.parametrize("mode", ["random", "exemplars", "cyclic"])

@@ -167,6 +167,7 @@ def test_the_default_re_encodes_the_3_nearest_where_that_is_a_choice_and_is_igno
 @pytest.mark.parametrize("options, message", [
     (dict(gradient_neighbours=0), "must be a positive integer"),
     (dict(gradient_neighbours=2.5), "must be a positive integer"),
+    (dict(gradient_neighbours=True), "must be a positive integer"),
     (dict(cached_trunk=True, neighbour_gradient=False), "cached_trunk re-encodes"),
 ])
 def test_cheaper_neighbour_gradients_outside_their_recipe_are_refused(options, message):

@@ -237,6 +237,26 @@ def test_a_checkpoint_from_before_a_setting_names_the_flag_that_resumes_it(tiny_
     assert [r["epoch"] for r in records] == [2]
 
 
+@pytest.mark.parametrize("recorded, resumed_with", [
+    ({"gradient_neighbours": 10}, {"gradient_neighbours": None}),  # an explicit g = k was all k
+    ({"gradient_neighbours": None, "exemplar_search": "exact"}, {"exemplar_search": "exact"}),  # g is no choice there
+    ({"gradient_neighbours": None, "neighbour_gradient": False}, {"neighbour_gradient": False}),
+    ({"gradient_neighbours": 3, "model_config": ModelConfig(prior="gaussian", hidden_dim=32, latent_dim=4)},
+     {"gradient_neighbours": None, "model_config": ModelConfig(prior="gaussian", hidden_dim=32, latent_dim=4)}),
+])
+def test_a_checkpoint_recording_a_gradient_neighbour_setting_its_recipe_ignores_resumes(tiny_data, tmp_path, recorded,
+                                                                                        resumed_with):
+    train, val = tiny_data
+    written = {**recorded, "gradient_neighbours": None}
+    quiet_fit(train, val, tmp_path, epochs=1, **written)
+    path = tmp_path / CHECKPOINT_FILE
+    state = torch.load(path, weights_only=True)
+    state["identity"]["train_config"]["gradient_neighbours"] = recorded["gradient_neighbours"]  # as it was recorded
+    torch.save(state, path)
+    _, records = quiet_fit(train, val, tmp_path, epochs=2, **resumed_with)
+    assert [r["epoch"] for r in records] == [2]
+
+
 @pytest.mark.parametrize("options", [{"exemplar_search": "exact"}, {"model_config": ModelConfig(hidden_dim=32, latent_dim=4,
                                                                                                  prior="gaussian")}])
 def test_knn_query_is_no_part_of_a_run_that_does_not_search_neighbours(tiny_data, tmp_path, options):

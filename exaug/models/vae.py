@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -209,22 +210,21 @@ class ExemplarVAE(nn.Module):
         return torch.exp(0.5 * log_var)
 
     # ------------------------------------------------------------- exemplars
-    @torch.no_grad()
     def encode_means(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """μ(x) for many images, in batches, without gradient. ``images`` may be uint8 or float in [0, 1]."""
-        means = []
-        for start in range(0, images.shape[0], batch_size):
-            batch = as_unit_float(images[start:start + batch_size]).to(self.device)
-            means.append(self.encoder.mean_only(self.flatten(batch)))
-        return torch.cat(means) if means else torch.empty(0, self.config.latent_dim, device=self.device)
+        return self._in_batches(self.encoder.mean_only, images, batch_size, self.config.latent_dim)
 
-    @torch.no_grad()
     def encode_trunk(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """The encoder trunk's features for many images, in batches, without gradient: what μ(x) and log σ²(x)
         are read from. ``images`` may be uint8 or float in [0, 1]."""
-        features = [self.encoder.trunk(self.flatten(as_unit_float(images[start:start + batch_size]).to(self.device)))
-                    for start in range(0, images.shape[0], batch_size)]
-        return torch.cat(features) if features else torch.empty(0, self.config.hidden_dim, device=self.device)
+        return self._in_batches(self.encoder.trunk, images, batch_size, self.config.hidden_dim)
+
+    @torch.no_grad()
+    def _in_batches(self, encode: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int,
+                    width: int) -> torch.Tensor:
+        outputs = [encode(self.flatten(as_unit_float(images[start:start + batch_size]).to(self.device)))
+                   for start in range(0, images.shape[0], batch_size)]
+        return torch.cat(outputs) if outputs else torch.empty(0, width, device=self.device)
 
     def set_exemplars(self, images: torch.Tensor | None, labels: torch.Tensor | None = None,
                       means: torch.Tensor | None = None) -> None:
