@@ -43,6 +43,8 @@ from exaug.data import load_split
 from exaug.device import apply_threads
 from exaug.train import training_log
 
+from ablations import folder_name, spread  # the ablations' run folders and seed spread, the same here
+
 BASE_LEARNING_RATE = TrainConfig.learning_rate
 BASE_BATCH = TrainConfig.batch_size
 
@@ -62,10 +64,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
                   "learning_rate": BASE_LEARNING_RATE * math.sqrt(500 / BASE_BATCH)},
 }
 REFERENCE = "paper recipe"
-
-
-def folder_name(variant: str) -> str:
-    return "".join(character if character.isalnum() else "-" for character in variant).strip("-").lower()
 
 
 def variant_config(variant: str, epochs: int, warmup: int, seed: int, patience: int) -> TrainConfig:
@@ -217,9 +215,8 @@ def report(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|")
     for variant, row in summary["rows"].items():
         finals = row["final_val_elbo"]
-        spread = f" ± {np.std(finals, ddof=1):.2f}" if len(finals) > 1 else ""
         reached = ", ".join("not reached" if value is None else f"{value:.1f}" for value in row["minutes_to_threshold"])
-        print(f"| {variant} | {row['epochs']} | {np.mean(finals):.2f}{spread} | {row['seconds_per_epoch']:.2f} | "
+        print(f"| {variant} | {row['epochs']} | {np.mean(finals):.2f}{spread(finals)} | {row['seconds_per_epoch']:.2f} | "
               f"{reached} |")
     result = {"benchmark": "time_to_quality", "dataset": args.dataset, "train_images": args.train,
               "reference_epochs": args.epochs, "budget_minutes": args.epochs * seconds[REFERENCE] / 60,

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))  # as when run as scripts: a benchmark may import a sibling's helpers
 
 
 def load(name: str):
@@ -125,6 +127,23 @@ def test_minutes_to_reach_counts_whole_epochs_up_to_the_first_that_reaches_the_t
     time_to_quality = load("time_to_quality")
     assert time_to_quality.minutes_to_reach([-120.0, -101.0, -99.5, -99.0], -100.0, 30.0) == 1.5
     assert time_to_quality.minutes_to_reach([-120.0, -101.0], -100.0, 30.0) is None
+
+
+@pytest.mark.parametrize("stage, message", [
+    (["time", "--epochs", "1"], "at least 2: the first epoch is not timed"),
+    (["train", "--threads", "4"], "no timing of 'paper recipe' at 4 thread(s)"),
+    (["report", "--variants", "batch 250"], "include it in --variants"),
+    (["report"], "has 0 of its 30 epochs; run the train stage first"),
+])
+def test_time_to_quality_stops_with_what_to_run_when_a_stage_lacks_its_inputs(tmp_path, monkeypatch, stage, message):
+    time_to_quality = load("time_to_quality")
+    timings = tmp_path / "t.json"
+    seconds = {variant: {"1": 2.0, "2": 1.0} for variant in time_to_quality.VARIANTS}
+    timings.write_text(json.dumps({"dataset": "mnist", "train_images": 200, "seconds_per_epoch": seconds}))
+    paths = [] if stage[0] == "time" else ["--timings", str(timings), "--runs", str(tmp_path / "runs")]
+    monkeypatch.setattr(sys, "argv", ["time_to_quality.py", *stage, "--train", "200", *paths])
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        time_to_quality.main()
 
 
 def test_time_to_quality_refuses_timings_of_another_scale(tmp_path, monkeypatch):
