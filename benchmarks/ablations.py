@@ -30,7 +30,8 @@ import torch
 from torch.utils.data import Subset
 
 from exaug import ModelConfig, TrainConfig, fit_generator
-from exaug.atomic import atomic_path, atomic_write_text
+from exaug.atomic import atomic_write_text
+from exaug.figures import pyplot, save_png
 from exaug.data import load_split
 from exaug.device import apply_threads
 from exaug.train import training_log
@@ -64,12 +65,7 @@ def curves(out: Path) -> dict[str, list[float]]:
 
 def plot(study: str, results: dict[str, Any], path: Path) -> None:
     """Train (dashed) and validation ELBO of each variant's first seed, against the epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
+    figure, axes = pyplot().subplots(figsize=(6, 4), dpi=120)
     for index, (variant, by_seed) in enumerate(results["variants"].items()):
         first = by_seed[min(by_seed)]["curves"]
         colour = f"C{index}"
@@ -86,9 +82,7 @@ def plot(study: str, results: dict[str, Any], path: Path) -> None:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-    plt.close(figure)
+    save_png(figure, path)
 
 
 def spread(values: list[float]) -> str:

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from exaug import load_generator
-from exaug.atomic import atomic_path, atomic_write_text
+from exaug.atomic import atomic_write_text
+from exaug.figures import pyplot, save_png
 from exaug.bundle import read_bundle_config, trained_dataset
 from exaug.data import load_split
 from exaug.device import apply_threads
@@ -49,12 +50,7 @@ def tsne_of_latents(means: torch.Tensor, seed: int, perplexity: float = 30.0) ->
 
 
 def plot(panels: list[dict[str, Any]], labels: np.ndarray, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.2), dpi=120, squeeze=False)
+    figure, axes = pyplot().subplots(1, len(panels), figsize=(4 * len(panels), 4.2), dpi=120, squeeze=False)
     for axis, panel in zip(axes[0], panels):
         coordinates = np.asarray(panel["coordinates"])
         points = axis.scatter(coordinates[:, 0], coordinates[:, 1], c=labels, cmap="tab10", s=3, vmin=-0.5,
@@ -63,9 +59,7 @@ def plot(panels: list[dict[str, Any]], labels: np.ndarray, path: Path) -> None:
         axis.set_xticks([])
         axis.set_yticks([])
     figure.colorbar(points, ax=axes[0].tolist(), ticks=range(10), shrink=0.8, label="class")
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-    plt.close(figure)
+    save_png(figure, path)
 
 
 def parse_generator(text: str) -> tuple[str, str]:

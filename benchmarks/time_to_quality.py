@@ -38,7 +38,8 @@ import torch
 from torch.utils.data import Subset
 
 from exaug import TrainConfig, fit_generator
-from exaug.atomic import atomic_path, atomic_write_text
+from exaug.atomic import atomic_write_text
+from exaug.figures import pyplot, save_png
 from exaug.data import load_split
 from exaug.device import apply_threads
 from exaug.train import training_log
@@ -168,13 +169,8 @@ def summarise(curves: dict[str, dict[int, list[float]]], seconds: dict[str, floa
 
 def plot(curves: dict[str, dict[int, list[float]]], summary: dict[str, Any], path: Path, title: str) -> None:
     """Mean validation ELBO over seeds against training minutes at the report's thread count."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
     threads = summary["threads"]
-    figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
+    figure, axes = pyplot().subplots(figsize=(6, 4), dpi=120)
     later = []
     for index, (variant, by_seed) in enumerate(curves.items()):
         mean = np.mean(list(by_seed.values()), axis=0)
@@ -190,9 +186,7 @@ def plot(curves: dict[str, dict[int, list[float]]], summary: dict[str, Any], pat
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-    plt.close(figure)
+    save_png(figure, path)
 
 
 def report(args: argparse.Namespace) -> None:

@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from exaug.atomic import atomic_path
+from exaug.figures import pyplot, save_png
 
 from .config import ClassifierConfig
 
@@ -69,12 +69,7 @@ def summary_name(out: Path, seeds: range) -> str:
 def plot_lambda_sweeps(curves: dict[str, dict[float, float]], title: str, path: Path) -> None:
     """Validation error against λ (the paper's Figure 5), one line per label (Figure 5 in full: one per
     generator); a single sweep labelled "" gets no legend. Written atomically as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5, 3.5), dpi=120)
+    figure, axes = pyplot().subplots(figsize=(5, 3.5), dpi=120)
     for label, errors in curves.items():
         lams = sorted(errors)
         axes.plot(lams, [errors[lam] for lam in lams], marker="o", label=label or None)
@@ -85,6 +80,4 @@ def plot_lambda_sweeps(curves: dict[str, dict[float, float]], title: str, path: 
     if any(curves):
         axes.legend(fontsize=8)
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-    plt.close(figure)
+    save_png(figure, path)

@@ -15,8 +15,8 @@ PACKAGES = {"exaug": ROOT / "exaug", "exaug.classifiers": ROOT / "classifiers", 
 # Who may not import whom: each layer's modules never import a module of a later layer, and every module has
 # its place here (a new module must be given one).
 LAYERS = [
-    ("utilities", ["exaug.atomic", "exaug.device", "exaug.images", "exaug.run_lock", "exaug.checkpoint",
-                   "exaug.optim"]),
+    ("utilities", ["exaug.atomic", "exaug.figures", "exaug.device", "exaug.images", "exaug.run_lock",
+                   "exaug.checkpoint", "exaug.optim"]),
     ("data", ["exaug.data"]),
     ("models and priors", ["exaug.models", "exaug.priors", "exaug.config", "exaug.latent_cache"]),
     ("bundle format", ["exaug.bundle", "exaug.bundle_schema"]),

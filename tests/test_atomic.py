@@ -26,3 +26,14 @@ def test_written_files_get_the_umask_permissions_not_0600(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+
+
+def test_a_figure_is_saved_as_a_png_and_closed(tmp_path):
+    from exaug.figures import pyplot, save_png
+
+    figure, axes = pyplot().subplots()
+    axes.plot([0, 1], [1, 0])
+    save_png(figure, tmp_path / "figures" / "figure.png")
+    assert (tmp_path / "figures" / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not pyplot().fignum_exists(figure.number)
+    assert [path.name for path in (tmp_path / "figures").iterdir()] == ["figure.png"]  # no temporary left
