@@ -25,7 +25,7 @@ from .models import ExemplarVAE
 EVAL_SEED = 0
 ACTIVE_UNIT_THRESHOLD = 0.01
 DEFAULT_KS = tuple(range(3, 16))
-# The IWAE NLL may lie this many nats above the exact one (see ExemplarPrior.log_prob_near), for ~4× less time.
+# The IWAE NLL may lie this many nats above the exact one (see ExemplarPrior.log_prob_near), for ~5× less time.
 PRIOR_TOLERANCE = 1e-3
 
 

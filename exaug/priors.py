@@ -172,8 +172,9 @@ class VampPrior(nn.Module):
         return means[picks] + torch.exp(0.5 * log_vars[picks]) * noise
 
 
-# ExemplarPrior.log_prob_near: the share of rows scored inside one shared radius (the rest against every exemplar).
-SHARED_RADIUS_QUANTILE = 0.9
+# ExemplarPrior.log_prob_near: rows are sorted by the radius they need and scored in this many equal groups,
+# each against the exemplars inside its largest radius (more groups: fewer pairs, smaller matrix products).
+NEAR_ROW_GROUPS = 8
 
 
 class ExemplarPrior(nn.Module):
@@ -229,10 +230,11 @@ class ExemplarPrior(nn.Module):
         lies at least R − ||z − anchor|| from z, so together those add at most one component's density at
         that distance (their mixture weights sum to less than 1). A first pass over the ``first_candidates``
         nearest gives each row a lower bound on its sum; the exemplars inside the radius R at which the bound
-        on the rest falls below ``tolerance`` times that sum (log(1 + x) ≤ x) are added. The radius most rows
-        need serves them; the rows that need more are scored against every exemplar. Leaving mass out only
-        lowers the value, so an IWAE bound built on it moves down by at most ``tolerance``. ``ranking``:
-        :meth:`rank_exemplars` of the anchor, when several calls share it.
+        on the rest falls below ``tolerance`` times that sum (log(1 + x) ≤ x) are added. Rows are sorted by
+        the radius they need and scored in :data:`NEAR_ROW_GROUPS` groups, each against the exemplars inside
+        its group's largest radius. Leaving mass out only lowers the value, so an IWAE bound built on it moves
+        down by at most ``tolerance``. ``ranking``: :meth:`rank_exemplars` of the anchor, when several calls
+        share it.
         """
         if not tolerance > 0 or first_candidates < 1:
             raise ValueError(f"tolerance={tolerance} must be > 0 and first_candidates={first_candidates} >= 1")
@@ -255,16 +257,13 @@ class ExemplarPrior(nn.Module):
         log_norm = 0.5 * self.latent_dim * (LOG_2PI + self.log_var)
         slack = (-log_norm - near - math.log(tolerance)).clamp_min(0.0)
         radii = (z - anchor).norm(dim=-1) + torch.sqrt(2 * torch.exp(self.log_var) * slack)
-        radius = torch.quantile(radii, SHARED_RADIUS_QUANTILE)
-        inside = int(torch.searchsorted(distances, radius.reshape(1)).item())
-        if inside >= count:
-            return self.log_prob(z)
+        needed = torch.searchsorted(distances, radii)  # per row: how many of the nearest exemplars it needs
+        rest = means[order[first:]]  # the exemplars past the first pass, nearest first, so groups take slices
         result = near.clone()
-        wide = radii > radius
-        if inside > first:
-            result[~wide] = torch.logaddexp(near[~wide], score(z[~wide], means[order[first:inside]]))
-        if wide.any():
-            result[wide] = score(z[wide], means)
+        for group in needed.argsort().tensor_split(NEAR_ROW_GROUPS):
+            inside = int(needed[group].max()) if group.numel() else 0
+            if inside > first:
+                result[group] = torch.logaddexp(near[group], score(z[group], rest[: inside - first]))
         return result
 
     def sample(self, n: int, encoder: Encoder | None = None, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -153,7 +153,6 @@ def test_the_iwae_bound_with_the_near_prior_moves_by_less_than_its_tolerance(mon
     scored, real = [], priors.isotropic_mixture_log_prob
     monkeypatch.setattr(priors, "isotropic_mixture_log_prob",
                         lambda rows, centres, *rest: scored.append(rows.shape[0] * centres.shape[0]) or real(rows, centres, *rest))
-    monkeypatch.setattr(priors, "SHARED_RADIUS_QUANTILE", 0.9)
     fast = model.iwae(images, 400, chunk_size=100, generator=torch.Generator().manual_seed(1), prior_tolerance=1e-3)
     assert sum(scored) < 0.5 * 3 * 400 * 20_000  # far fewer sample-exemplar pairs than the exact sum
     assert ((exact - fast) >= -1e-5).all() and ((exact - fast) <= 1e-3 + 1e-5).all()
@@ -174,3 +173,22 @@ def test_the_prior_near_an_anchor_of_no_rows_is_empty_and_of_few_exemplars_is_ex
     assert prior.log_prob_near(torch.empty(0, 2), torch.zeros(2)).shape == (0,)
     z = torch.randn(5, 2)
     torch.testing.assert_close(prior.log_prob_near(z, torch.zeros(2)), prior.log_prob(z))  # 10 < first_candidates
+
+
+def test_rows_that_need_every_exemplar_do_not_make_the_rows_near_the_anchor_need_them(monkeypatch):
+    import exaug.priors as priors
+
+    torch.manual_seed(0)
+    prior = ExemplarPrior(latent_dim=6)
+    with torch.no_grad():
+        prior.log_var.fill_(math.log(0.5))
+    prior.set_exemplar_means(torch.randn(20_000, 6) * 3)
+    anchor = torch.randn(6)
+    z = torch.cat([anchor + 0.5 * torch.randn(240, 6), anchor + 40 * torch.randn(60, 6)])  # a fifth far out
+    full = prior.log_prob(z)
+    scored, real = [], priors.isotropic_mixture_log_prob
+    monkeypatch.setattr(priors, "isotropic_mixture_log_prob",
+                        lambda rows, centres, *rest: scored.append(rows.shape[0] * centres.shape[0]) or real(rows, centres, *rest))
+    near = prior.log_prob_near(z, anchor, 1e-3, first_candidates=64)
+    assert sum(scored) < 0.5 * z.shape[0] * 20_000  # one radius for all would score nearly every pair
+    assert (near <= full + 1e-5).all() and (full - near).max() <= 1e-3 + 1e-5
