@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -129,14 +130,15 @@ def main() -> None:
                                         subset=None, ks=(), progress=False)
             results["variants"][variant][seed] = {
                 "test_elbo": scores["test_elbo"], "iwae_nll": scores["iwae_nll"], "curves": curves(folder)}
-    print(f"| {args.study} | test ELBO | test NLL (IWAE, S = {args.samples}) | CPU seconds per epoch |")
+    print(f"| {args.study} | test ELBO | test NLL (IWAE, S = {args.samples}) | CPU s per epoch, median |")
     print("|---|---|---|---|")
     for variant, by_seed in results["variants"].items():
         elbo = [run["test_elbo"] for run in by_seed.values()]
         nll = [run["iwae_nll"] for run in by_seed.values()]
-        seconds = [float(np.mean(run["curves"]["seconds"])) for run in by_seed.values()]
-        print(f"| {variant} | {np.mean(elbo):.2f}{spread(elbo)} | {np.mean(nll):.2f}{spread(nll)} | "
-              f"{np.mean(seconds):.1f} |")
+        # The median over every epoch of every seed: an epoch that spans a pause of the study (SIGSTOP while
+        # something else is timed) would pull a mean far up.
+        seconds = statistics.median(second for run in by_seed.values() for second in run["curves"]["seconds"])
+        print(f"| {variant} | {np.mean(elbo):.2f}{spread(elbo)} | {np.mean(nll):.2f}{spread(nll)} | {seconds:.1f} |")
     atomic_write_text(out, json.dumps(results, indent=1) + "\n")
     plot(args.study, results, figure)
     print(f"wrote {out} and {figure}")
