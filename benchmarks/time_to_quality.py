@@ -14,12 +14,17 @@ that neither depends on what else the machine is doing:
 - ``report`` charges each epoch of a curve the variant's timed seconds. It reports every variant's
   validation ELBO at the end of the shared time, its seconds per epoch, and the minutes it needs to reach
   the quality the paper's recipe reaches at the end, and plots the frontier.
+- ``reach`` does the same for any finished or running generator folders (``exaug fit-generator --out``),
+  one per variant, against a fixed target: the epochs and minutes each needs to reach it, where each stands
+  at a wall-clock budget and at equal time, and a plot.
 
 Everything is chosen on validation: the test split is never read.
 
     python benchmarks/time_to_quality.py time --train 10000 --threads 1 2
     python benchmarks/time_to_quality.py train --train 10000 --epochs 30 --warmup 10 --threads 2 --seeds 0 1 2
     python benchmarks/time_to_quality.py report --train 10000 --epochs 30 --threads 2
+    python benchmarks/time_to_quality.py reach --train 50000 --timings T.json --run "paper recipe=runs/a" \
+        --run "gradient on 3 nearest=runs/b" --target -87.6 --budget-minutes 90
 """
 
 from __future__ import annotations
@@ -144,12 +149,15 @@ def time_variants(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def epoch_reaching(val_elbo: list[float], threshold: float) -> int | None:
+    """The first epoch (from 1) whose validation ELBO reaches ``threshold`` (None: never)."""
+    return next((epoch for epoch, elbo in enumerate(val_elbo, start=1) if elbo >= threshold), None)
+
+
 def minutes_to_reach(val_elbo: list[float], threshold: float, epoch_seconds: float) -> float | None:
     """Training minutes until the first epoch whose validation ELBO reaches ``threshold`` (None: never)."""
-    for epoch, elbo in enumerate(val_elbo, start=1):
-        if elbo >= threshold:
-            return epoch * epoch_seconds / 60
-    return None
+    epoch = epoch_reaching(val_elbo, threshold)
+    return None if epoch is None else epoch * epoch_seconds / 60
 
 
 def summarise(curves: dict[str, dict[int, list[float]]], seconds: dict[str, float], threads: int) -> dict[str, Any]:
@@ -224,16 +232,119 @@ def report(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} and {args.plot}")
 
 
+def reach_folders(pairs: list[str], dataset: str, train_images: int) -> dict[str, Path]:
+    """``VARIANT=FOLDER`` pairs → folders, each checked to be a generator of that variant on that data."""
+    folders = {}
+    for pair in pairs:
+        variant, _, folder = pair.partition("=")
+        if variant not in VARIANTS or not folder:
+            raise SystemExit(f"--run {pair!r}: expected VARIANT=FOLDER with VARIANT one of {', '.join(VARIANTS)}")
+        config_path = Path(folder) / "config.json"
+        if not config_path.is_file():
+            raise SystemExit(f"--run {pair!r}: {config_path} does not exist; start the run with exaug fit-generator")
+        config = json.loads(config_path.read_text())
+        training = config["training"]
+        recorded_dataset = training.get("extra", {}).get("dataset", dataset)  # the CLI records it, the API may not
+        if (recorded_dataset, config.get("exemplar_count")) != (dataset, train_images):
+            raise SystemExit(f"--run {pair!r}: {folder} trains on {config.get('exemplar_count')} {recorded_dataset} "
+                             f"images, not {train_images} {dataset}: pass the matching --dataset and --train")
+        departures = {field: training.get(field) for field, value in VARIANTS[variant].items()
+                      if training.get(field) != value}
+        if departures:
+            raise SystemExit(f"--run {pair!r}: {folder} is not that variant ({departures} against "
+                             f"{VARIANTS[variant]})")
+        folders[variant] = Path(folder)
+    return folders
+
+
+def reach_summary(curves: dict[str, list[float]], seconds: dict[str, float], target: float,
+                  budget_minutes: float) -> dict[str, Any]:
+    """Per run: when it reaches ``target`` and where it stands after ``budget_minutes``; and every run's
+    validation ELBO at the longest time all of them have trained (equal time)."""
+    equal_minutes = min(len(curve) * seconds[variant] / 60 for variant, curve in curves.items())
+    rows = {}
+    for variant, curve in curves.items():
+        epoch_seconds = seconds[variant]
+        budget_epochs = math.floor(budget_minutes * 60 / epoch_seconds + 1e-9)
+        equal_epochs = math.floor(equal_minutes * 60 / epoch_seconds + 1e-9)
+        rows[variant] = {
+            "epochs": len(curve), "seconds_per_epoch": epoch_seconds,
+            "best_val_elbo": max(curve), "best_epoch": curve.index(max(curve)) + 1,
+            "epochs_to_target": epoch_reaching(curve, target),
+            "minutes_to_target": minutes_to_reach(curve, target, epoch_seconds),
+            "epochs_in_budget": budget_epochs,
+            "val_elbo_at_budget": curve[budget_epochs - 1] if 0 < budget_epochs <= len(curve) else None,
+            "equal_time_epochs": equal_epochs,
+            "val_elbo_at_equal_time": curve[equal_epochs - 1] if equal_epochs > 0 else None,
+        }
+    return {"target_val_elbo": target, "budget_minutes": budget_minutes, "equal_minutes": equal_minutes, "rows": rows}
+
+
+def plot_reach(curves: dict[str, list[float]], summary: dict[str, Any], path: Path, title: str) -> None:
+    """Validation ELBO against training minutes for each run, with the target and the budget marked."""
+    figure, axes = pyplot().subplots(figsize=(6, 4), dpi=120)
+    later = [summary["target_val_elbo"]]
+    for index, (variant, curve) in enumerate(curves.items()):
+        minutes = np.arange(1, len(curve) + 1) * summary["rows"][variant]["seconds_per_epoch"] / 60
+        axes.plot(minutes, curve, color=f"C{index}", label=variant)
+        later.extend(curve[len(curve) // 4:])
+    axes.axhline(summary["target_val_elbo"], color="grey", linestyle=":", linewidth=1,
+                 label=f"target ({summary['target_val_elbo']:.2f})")
+    axes.axvline(summary["budget_minutes"], color="grey", linestyle="--", linewidth=1,
+                 label=f"budget ({summary['budget_minutes']:.0f} min)")
+    axes.set_ylim(min(later) - 1, max(later) + 0.5)  # the warm-up lies far below: show where the runs differ
+    axes.set_xlabel(f"training minutes, {summary['threads']} thread(s) (timed seconds per epoch × epochs)")
+    axes.set_ylabel("validation ELBO (nats)")
+    axes.set_title(title, fontsize=8)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    save_png(figure, path)
+
+
+def reach(args: argparse.Namespace) -> None:
+    folders = reach_folders(args.run, args.dataset, args.train)
+    seconds = timed_seconds(args.timings, args.dataset, args.train, list(folders), args.threads)
+    curves = {}
+    for variant, folder in folders.items():
+        curves[variant] = [record["val_elbo"] for record in training_log(folder)]
+        if not curves[variant]:
+            raise SystemExit(f"{folder} has no finished epoch yet; let exaug fit-generator run first")
+    summary = {"threads": args.threads, **reach_summary(curves, seconds, args.target, args.budget_minutes)}
+    print(f"| variant | epochs run | best validation ELBO (epoch) | s/epoch | epochs, minutes to {args.target:.2f} | "
+          f"validation ELBO after {args.budget_minutes:.0f} min | after {summary['equal_minutes']:.1f} min (equal "
+          f"time) |  ({args.threads} thread(s))")
+    print("|---|---|---|---|---|---|---|")
+    for variant, row in summary["rows"].items():
+        reached = ("not reached" if row["minutes_to_target"] is None
+                   else f"{row['epochs_to_target']}, {row['minutes_to_target']:.1f}")
+        at_budget = ("not trained that long" if row["val_elbo_at_budget"] is None
+                     else f"{row['val_elbo_at_budget']:.2f} (epoch {row['epochs_in_budget']})")
+        print(f"| {variant} | {row['epochs']} | {row['best_val_elbo']:.2f} ({row['best_epoch']}) | "
+              f"{row['seconds_per_epoch']:.2f} | {reached} | {at_budget} | "
+              f"{row['val_elbo_at_equal_time']:.2f} (epoch {row['equal_time_epochs']}) |")
+    result = {"benchmark": "time_to_quality.reach", "dataset": args.dataset, "train_images": args.train,
+              "timings": str(args.timings), "folders": {variant: str(folder) for variant, folder in folders.items()},
+              **summary, "curves": curves}
+    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    plot_reach(curves, summary, args.plot,
+               f"{args.dataset}, {args.train} images; each epoch charged its variant's timed seconds")
+    print(f"wrote {args.out} and {args.plot}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     stages = parser.add_subparsers(dest="stage", required=True)
     results = Path("benchmarks/results/time_to_quality")
     for name, help_text in (("train", "train every variant and seed (resumable)"),
                             ("time", "time each variant's epoch, side by side (machine otherwise idle)"),
-                            ("report", "combine curves and timings into the table, JSON and plot")):
+                            ("report", "combine curves and timings into the table, JSON and plot"),
+                            ("reach", "minutes to a target for generator folders, one per variant")):
         stage = stages.add_parser(name, help=help_text)
         stage.add_argument("--dataset", default="mnist")
         stage.add_argument("--train", type=int, default=10_000, help="the first N training images")
+        if name == "reach":
+            continue
         stage.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
         if name != "report":
             stage.add_argument("--warmup", type=int, default=10, help="KL warm-up epochs")
@@ -251,8 +362,17 @@ def main() -> None:
     stages.choices["time"].add_argument("--out", type=Path, default=results / "timings.json")
     stages.choices["report"].add_argument("--out", type=Path, default=results / "frontier.json")
     stages.choices["report"].add_argument("--plot", type=Path, default=Path("docs/figures/time-to-quality.png"))
+    reach_stage = stages.choices["reach"]
+    reach_stage.add_argument("--run", action="append", required=True, metavar="VARIANT=FOLDER",
+                             help="a generator folder and the variant it trains; repeat for each run")
+    reach_stage.add_argument("--timings", type=Path, required=True, help="a time stage's JSON at this scale")
+    reach_stage.add_argument("--threads", type=int, default=2, help="the thread count whose timings set the time axis")
+    reach_stage.add_argument("--target", type=float, required=True, help="the validation ELBO to reach")
+    reach_stage.add_argument("--budget-minutes", type=float, default=90.0)
+    reach_stage.add_argument("--out", type=Path, default=results / "reach.json")
+    reach_stage.add_argument("--plot", type=Path, default=Path("docs/figures/time-to-quality-reach.png"))
     args = parser.parse_args()
-    {"train": train, "time": time_variants, "report": report}[args.stage](args)
+    {"train": train, "time": time_variants, "report": report, "reach": reach}[args.stage](args)
 
 
 if __name__ == "__main__":

@@ -155,6 +155,60 @@ def test_time_to_quality_refuses_timings_of_another_scale(tmp_path, monkeypatch)
         time_to_quality.main()
 
 
+def test_reach_charges_each_generator_folder_its_variants_timed_seconds_against_a_fixed_target(tmp_path,
+                                                                                                 monkeypatch):
+    from torch.utils.data import Subset
+
+    from exaug import TrainConfig, fit_generator
+    from exaug.data import load_split
+    from exaug.train import training_log
+
+    time_to_quality = load("time_to_quality")
+    train, val = Subset(load_split("mnist", "train"), range(200)), load_split("mnist", "val")
+    folders = {"paper recipe": tmp_path / "all", "gradient on 3 nearest": tmp_path / "three"}
+    for (variant, folder), epochs in zip(folders.items(), (2, 4)):
+        fit_generator(train, val, TrainConfig(epochs=epochs, warmup_epochs=1, device="cpu", extra={"dataset": "mnist"},
+                                              **time_to_quality.VARIANTS[variant]), folder, progress=False)
+    timings, out, figure = tmp_path / "t.json", tmp_path / "reach.json", tmp_path / "reach.png"
+    seconds = {"paper recipe": {"2": 60.0}, "gradient on 3 nearest": {"2": 40.0}}
+    timings.write_text(json.dumps({"dataset": "mnist", "train_images": 200, "seconds_per_epoch": seconds}))
+    curves = {variant: [record["val_elbo"] for record in training_log(folder)] for variant, folder in folders.items()}
+    target = max(curves["gradient on 3 nearest"])
+    monkeypatch.setattr(sys, "argv", ["time_to_quality.py", "reach", "--train", "200", "--timings", str(timings),
+                                      *[f"--run={variant}={folder}" for variant, folder in folders.items()],
+                                      "--target", str(target), "--budget-minutes", "2", "--out", str(out),
+                                      "--plot", str(figure)])
+    time_to_quality.main()
+    result = json.loads(out.read_text())
+    assert result["equal_minutes"] == 2.0  # the recipe's 2 epochs of 60 s; 3 nearest fits 3 of its 40 s epochs
+    three = result["rows"]["gradient on 3 nearest"]
+    assert three["epochs_to_target"] == curves["gradient on 3 nearest"].index(target) + 1
+    assert three["minutes_to_target"] == three["epochs_to_target"] * 40 / 60
+    assert three["equal_time_epochs"] == 3 and three["val_elbo_at_equal_time"] == curves["gradient on 3 nearest"][2]
+    assert three["val_elbo_at_budget"] == curves["gradient on 3 nearest"][2]
+    assert result["rows"]["paper recipe"]["val_elbo_at_budget"] == curves["paper recipe"][1]
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("run, exemplars, message", [
+    ("paper recipe=FOLDER", 200, "is not that variant"),
+    ("gradient on 3 nearest=FOLDER", 50_000, "trains on 50000 mnist images, not 200 mnist"),
+    ("no such variant=FOLDER", 200, "expected VARIANT=FOLDER"),
+    ("paper recipe=MISSING", 200, "start the run with exaug fit-generator"),
+])
+def test_reach_refuses_a_run_it_cannot_charge_to_the_named_variant(tmp_path, monkeypatch, run, exemplars, message):
+    time_to_quality = load("time_to_quality")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"exemplar_count": exemplars,
+                                                    "training": {"gradient_neighbours": 3}}))
+    run = run.replace("FOLDER", str(folder)).replace("MISSING", str(tmp_path / "missing"))
+    monkeypatch.setattr(sys, "argv", ["time_to_quality.py", "reach", "--train", "200", "--timings",
+                                      str(tmp_path / "t.json"), "--run", run, "--target", "-90"])
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        time_to_quality.main()
+
+
 def test_the_generator_speed_benchmark_times_each_variant_against_the_gaussian_prior(tmp_path, monkeypatch):
     generator_speed = load("generator_speed")
     out = tmp_path / "speed.json"
