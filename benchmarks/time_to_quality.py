@@ -175,6 +175,17 @@ def summarise(curves: dict[str, dict[int, list[float]]], seconds: dict[str, floa
     return {"threshold_val_elbo": threshold, "threads": threads, "rows": rows}
 
 
+def finish_minutes_plot(figure: Any, axes: Any, threads: int, ylabel: str, title: str, path: Path) -> None:
+    """Label a plot of validation ELBO against timed training minutes and write it to ``path``."""
+    axes.set_xlabel(f"training minutes, {threads} thread(s) (timed seconds per epoch × epochs)")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title, fontsize=8)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    save_png(figure, path)
+
+
 def plot(curves: dict[str, dict[int, list[float]]], summary: dict[str, Any], path: Path, title: str) -> None:
     """Mean validation ELBO over seeds against training minutes at the report's thread count."""
     threads = summary["threads"]
@@ -188,13 +199,7 @@ def plot(curves: dict[str, dict[int, list[float]]], summary: dict[str, Any], pat
     axes.axhline(summary["threshold_val_elbo"], color="grey", linestyle=":", linewidth=1,
                  label=f"{REFERENCE}, final ({summary['threshold_val_elbo']:.2f})")
     axes.set_ylim(min(later) - 1, max(later) + 1)  # the warm-up epochs lie far below: show where they differ
-    axes.set_xlabel(f"training minutes, {threads} thread(s) (timed seconds per epoch × epochs)")
-    axes.set_ylabel("validation ELBO (nats), mean over seeds")
-    axes.set_title(title, fontsize=8)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.tight_layout()
-    save_png(figure, path)
+    finish_minutes_plot(figure, axes, threads, "validation ELBO (nats), mean over seeds", title, path)
 
 
 def report(args: argparse.Namespace) -> None:
@@ -293,13 +298,7 @@ def plot_reach(curves: dict[str, list[float]], summary: dict[str, Any], path: Pa
     axes.axvline(summary["budget_minutes"], color="grey", linestyle="--", linewidth=1,
                  label=f"budget ({summary['budget_minutes']:.0f} min)")
     axes.set_ylim(min(later) - 1, max(later) + 0.5)  # the warm-up lies far below: show where the runs differ
-    axes.set_xlabel(f"training minutes, {summary['threads']} thread(s) (timed seconds per epoch × epochs)")
-    axes.set_ylabel("validation ELBO (nats)")
-    axes.set_title(title, fontsize=8)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.tight_layout()
-    save_png(figure, path)
+    finish_minutes_plot(figure, axes, summary["threads"], "validation ELBO (nats)", title, path)
 
 
 def reach(args: argparse.Namespace) -> None:

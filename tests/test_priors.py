@@ -119,21 +119,33 @@ def test_masked_logsumexp_matches_torch_and_ignores_masked_entries():
     assert (logits.grad[~mask] == 0).all()
 
 
-@pytest.mark.parametrize("tolerance", [1e-2, 1e-3])
-def test_the_prior_near_an_anchor_scores_far_fewer_pairs_and_stays_within_its_tolerance(tolerance, monkeypatch):
-    import exaug.priors as priors
-
+def spread_exemplar_prior() -> ExemplarPrior:
+    """20,000 exemplars spread far wider than the kernel, so most are far from any one point."""
     torch.manual_seed(0)
     prior = ExemplarPrior(latent_dim=6)
     with torch.no_grad():
         prior.log_var.fill_(math.log(0.5))
     prior.set_exemplar_means(torch.randn(20_000, 6) * 3)
-    anchor = torch.randn(6)
-    z = anchor + 0.8 * torch.randn(300, 6)
-    full = prior.log_prob(z)
+    return prior
+
+
+def count_scored_pairs(monkeypatch) -> list[int]:
+    """The row × exemplar pairs of every mixture sum the prior computes from now on, one entry per call."""
+    import exaug.priors as priors
+
     scored, real = [], priors.isotropic_mixture_log_prob
     monkeypatch.setattr(priors, "isotropic_mixture_log_prob",
                         lambda rows, centres, *rest: scored.append(rows.shape[0] * centres.shape[0]) or real(rows, centres, *rest))
+    return scored
+
+
+@pytest.mark.parametrize("tolerance", [1e-2, 1e-3])
+def test_the_prior_near_an_anchor_scores_far_fewer_pairs_and_stays_within_its_tolerance(tolerance, monkeypatch):
+    prior = spread_exemplar_prior()
+    anchor = torch.randn(6)
+    z = anchor + 0.8 * torch.randn(300, 6)
+    full = prior.log_prob(z)
+    scored = count_scored_pairs(monkeypatch)
     near = prior.log_prob_near(z, anchor, tolerance, first_candidates=64)
     assert sum(scored) < 0.5 * z.shape[0] * 20_000
     assert (near <= full + 1e-5).all() and (full - near).max() <= tolerance + 1e-5
@@ -176,19 +188,11 @@ def test_the_prior_near_an_anchor_of_no_rows_is_empty_and_of_few_exemplars_is_ex
 
 
 def test_rows_that_need_every_exemplar_do_not_make_the_rows_near_the_anchor_need_them(monkeypatch):
-    import exaug.priors as priors
-
-    torch.manual_seed(0)
-    prior = ExemplarPrior(latent_dim=6)
-    with torch.no_grad():
-        prior.log_var.fill_(math.log(0.5))
-    prior.set_exemplar_means(torch.randn(20_000, 6) * 3)
+    prior = spread_exemplar_prior()
     anchor = torch.randn(6)
     z = torch.cat([anchor + 0.5 * torch.randn(240, 6), anchor + 40 * torch.randn(60, 6)])  # a fifth far out
     full = prior.log_prob(z)
-    scored, real = [], priors.isotropic_mixture_log_prob
-    monkeypatch.setattr(priors, "isotropic_mixture_log_prob",
-                        lambda rows, centres, *rest: scored.append(rows.shape[0] * centres.shape[0]) or real(rows, centres, *rest))
+    scored = count_scored_pairs(monkeypatch)
     near = prior.log_prob_near(z, anchor, 1e-3, first_candidates=64)
     assert sum(scored) < 0.5 * z.shape[0] * 20_000  # one radius for all would score nearly every pair
     assert (near <= full + 1e-5).all() and (full - near).max() <= 1e-3 + 1e-5
