@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from exaug.atomic import atomic_write_text
 from exaug.bundle import read_bundle_config, trained_dataset
 from exaug.pretrained import load_generator
 from exaug.checkpoint import IDENTITY_KEY
@@ -32,6 +33,9 @@ from exaug.twins import twins_around
 
 def load_real_only_classifier(run: Path, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
     """The model saved in a fit-classifier seed folder, which must have been trained without a generator."""
+    if not (run / CHECKPOINT_FILE).is_file():
+        raise SystemExit(f"{run / CHECKPOINT_FILE} does not exist; pass a seedN folder that "
+                         f"exaug fit-classifier --generator none has written")
     state = torch.load(run / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
     identity = state[IDENTITY_KEY]
     if identity["generator"] is not None:
@@ -88,8 +92,7 @@ def main() -> None:
               "classifier": str(args.classifier), "count": args.count, "kernel_sigma": sigma,
               "disagreement_percent": results}
     out = args.out or Path(f"benchmarks/results/twin_label_agreement_{dataset}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -209,6 +209,14 @@ def test_reach_refuses_a_run_it_cannot_charge_to_the_named_variant(tmp_path, mon
         time_to_quality.main()
 
 
+def test_twin_label_agreement_names_the_classifier_run_it_needs_when_the_folder_has_none(tmp_path, monkeypatch):
+    twin_label_agreement = load("twin_label_agreement")
+    monkeypatch.setattr(sys, "argv", ["twin_label_agreement.py", "--generator", "mnist",
+                                      "--classifier", str(tmp_path / "seed0"), "--threads", "1"])
+    with pytest.raises(SystemExit, match="exaug fit-classifier --generator none"):
+        twin_label_agreement.main()
+
+
 def test_the_generator_speed_benchmark_times_each_variant_against_the_gaussian_prior(tmp_path, monkeypatch):
     generator_speed = load("generator_speed")
     out = tmp_path / "speed.json"
