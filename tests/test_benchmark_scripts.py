@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -215,6 +216,38 @@ def test_twin_label_agreement_names_the_classifier_run_it_needs_when_the_folder_
                                       "--classifier", str(tmp_path / "seed0"), "--threads", "1"])
     with pytest.raises(SystemExit, match="exaug fit-classifier --generator none"):
         twin_label_agreement.main()
+
+
+def test_nearest_other_distances_skip_each_row_itself():
+    latent_geometry = load("latent_geometry")
+    torch.manual_seed(0)
+    means = torch.randn(700, 5)
+    brute = torch.cdist(means[:650], means) + torch.eye(650, 700) * 1e9
+    torch.testing.assert_close(latent_geometry.nearest_other_distances(650, means, rows_per_chunk=200),
+                               brute.min(dim=1).values, rtol=1e-4, atol=1e-4)
+
+
+def test_latent_geometry_sees_the_clamp_but_not_a_uniform_rescaling_of_the_space():
+    from exaug import ModelConfig
+    from exaug.models import ExemplarVAE
+    from exaug.models.vae import LOG_VAR_MAX
+
+    latent_geometry = load("latent_geometry")
+    torch.manual_seed(0)
+    model = ExemplarVAE(ModelConfig(input_shape=(1, 6, 6), hidden_dim=16, latent_dim=3)).eval()
+    images = torch.bernoulli(torch.rand(50, 1, 6, 6))
+    means = torch.randn(400, 3)
+    model.set_exemplars(None, means=means)
+    before = latent_geometry.latent_geometry(model, images, exemplars=100)
+    model.set_exemplars(None, means=means * 8)  # the whole space 8× wider, the kernel with it
+    with torch.no_grad():
+        model.prior.log_var.add_(2 * math.log(8))
+        model.encoder.log_var.bias.fill_(LOG_VAR_MAX + 5)
+        model.encoder.log_var.weight.zero_()
+    after = latent_geometry.latent_geometry(model, images, exemplars=100)
+    assert after["twin_offset_to_spacing"] == pytest.approx(before["twin_offset_to_spacing"], rel=1e-4)
+    assert after["nearest_exemplar_distance"] == pytest.approx(8 * before["nearest_exemplar_distance"], rel=1e-4)
+    assert before["posterior_log_var_at_clamp_share"] < 1.0 and after["posterior_log_var_at_clamp_share"] == 1.0
 
 
 def test_the_generator_speed_benchmark_times_each_variant_against_the_gaussian_prior(tmp_path, monkeypatch):
