@@ -319,9 +319,10 @@ def reach(args: argparse.Namespace) -> None:
                    else f"{row['epochs_to_target']}, {row['minutes_to_target']:.1f}")
         at_budget = ("not trained that long" if row["val_elbo_at_budget"] is None
                      else f"{row['val_elbo_at_budget']:.2f} (epoch {row['epochs_in_budget']})")
+        at_equal_time = ("not one whole epoch" if row["val_elbo_at_equal_time"] is None
+                         else f"{row['val_elbo_at_equal_time']:.2f} (epoch {row['equal_time_epochs']})")
         print(f"| {variant} | {row['epochs']} | {row['best_val_elbo']:.2f} ({row['best_epoch']}) | "
-              f"{row['seconds_per_epoch']:.2f} | {reached} | {at_budget} | "
-              f"{row['val_elbo_at_equal_time']:.2f} (epoch {row['equal_time_epochs']}) |")
+              f"{row['seconds_per_epoch']:.2f} | {reached} | {at_budget} | {at_equal_time} |")
     result = {"benchmark": "time_to_quality.reach", "dataset": args.dataset, "train_images": args.train,
               "timings": str(args.timings), "folders": {variant: str(folder) for variant, folder in folders.items()},
               **summary, "curves": curves}

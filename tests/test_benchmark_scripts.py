@@ -191,6 +191,16 @@ def test_reach_charges_each_generator_folder_its_variants_timed_seconds_against_
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_reach_leaves_a_run_too_slow_for_one_epoch_of_the_equal_time_without_a_value():
+    time_to_quality = load("time_to_quality")
+    summary = time_to_quality.reach_summary({"paper recipe": [-100.0], "gradient on 3 nearest": [-99.0]},
+                                            {"paper recipe": 16.0, "gradient on 3 nearest": 10.0}, -99.5, 90.0)
+    assert summary["equal_minutes"] == 10.0 / 60
+    assert summary["rows"]["paper recipe"]["val_elbo_at_equal_time"] is None
+    assert summary["rows"]["gradient on 3 nearest"]["epochs_to_target"] == 1
+    assert summary["rows"]["paper recipe"]["val_elbo_at_budget"] is None  # 90 minutes are 337 of its epochs
+
+
 @pytest.mark.parametrize("run, exemplars, message", [
     ("paper recipe=FOLDER", 200, "is not that variant"),
     ("gradient on 3 nearest=FOLDER", 50_000, "trains on 50000 mnist images, not 200 mnist"),
