@@ -258,7 +258,8 @@ class ExemplarPrior(nn.Module):
         slack = (-log_norm - near - math.log(tolerance)).clamp_min(0.0)
         radii = (z - anchor).norm(dim=-1) + torch.sqrt(2 * torch.exp(self.log_var) * slack)
         needed = torch.searchsorted(distances, radii)  # per row: how many of the nearest exemplars it needs
-        rest = means[order[first:]]  # the exemplars past the first pass, nearest first, so groups take slices
+        # The exemplars past the first pass that any row needs, nearest first, so each group takes a slice.
+        rest = means[order[first:int(needed.max())]]
         result = near.clone()
         for group in needed.argsort().tensor_split(NEAR_ROW_GROUPS):
             inside = int(needed[group].max()) if group.numel() else 0
