@@ -24,7 +24,6 @@ from typing import Any
 import torch
 
 from exaug.atomic import atomic_write_text
-from exaug.bundle import read_bundle_config, trained_dataset
 from exaug.data import load_split
 from exaug.device import apply_threads
 from exaug.evaluate import binarize_once
@@ -32,6 +31,8 @@ from exaug.models import ExemplarVAE
 from exaug.models.vae import LOG_VAR_MAX
 from exaug.pretrained import load_generator
 from exaug.priors import squared_distances
+
+from twin_label_agreement import recorded_dataset  # the same check of what the generator trained on
 
 # A log-variance this close to LOG_VAR_MAX counts as resting on the clamp (hardtanh returns the bound itself).
 CLAMP_MARGIN = 1e-4
@@ -81,9 +82,7 @@ def main() -> None:
 
     results = {}
     for name in args.generators:
-        dataset = trained_dataset(read_bundle_config(name))
-        if dataset is None:
-            raise SystemExit(f"{name} does not record its training dataset; re-export it with exaug export --dataset")
+        dataset = recorded_dataset(name)
         model = load_generator(name).eval()
         if model.config.prior != "exemplar":
             raise SystemExit(f"{name} has a {model.config.prior} prior: this measures exemplar-prior generators only")

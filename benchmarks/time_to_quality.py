@@ -44,6 +44,7 @@ from torch.utils.data import Subset
 
 from exaug import TrainConfig, fit_generator
 from exaug.atomic import atomic_write_text
+from exaug.bundle import trained_dataset
 from exaug.figures import pyplot, save_png
 from exaug.data import load_split
 from exaug.device import apply_threads
@@ -249,7 +250,7 @@ def reach_folders(pairs: list[str], dataset: str, train_images: int) -> dict[str
             raise SystemExit(f"--run {pair!r}: {config_path} does not exist; start the run with exaug fit-generator")
         config = json.loads(config_path.read_text())
         training = config["training"]
-        recorded_dataset = training.get("extra", {}).get("dataset", dataset)  # the CLI records it, the API may not
+        recorded_dataset = trained_dataset(config) or dataset  # the CLI records it, the API may not
         if (recorded_dataset, config.get("exemplar_count")) != (dataset, train_images):
             raise SystemExit(f"--run {pair!r}: {folder} trains on {config.get('exemplar_count')} {recorded_dataset} "
                              f"images, not {train_images} {dataset}: pass the matching --dataset and --train")

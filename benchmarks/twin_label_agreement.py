@@ -31,6 +31,14 @@ from exaug.data import load_split
 from exaug.twins import twins_around
 
 
+def recorded_dataset(generator: str) -> str:
+    """The dataset a generator (bundled name or folder) was trained on, which its exemplars come from."""
+    dataset = trained_dataset(read_bundle_config(generator))
+    if dataset is None:
+        raise SystemExit(f"{generator} does not record its training dataset; re-export it with exaug export --dataset")
+    return dataset
+
+
 def load_real_only_classifier(run: Path, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
     """The model saved in a fit-classifier seed folder, which must have been trained without a generator."""
     if not (run / CHECKPOINT_FILE).is_file():
@@ -66,9 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     apply_threads(args.threads)
 
-    dataset = trained_dataset(read_bundle_config(args.generator))
-    if dataset is None:
-        raise SystemExit(f"{args.generator} does not record its training dataset; re-export it with exaug export --dataset")
+    dataset = recorded_dataset(args.generator)
     generator = load_generator(args.generator).eval()
     exemplars = load_split(dataset, "train")
     images = exemplars.images[: args.count].float() / 255
