@@ -27,8 +27,8 @@ from exaug.atomic import atomic_write_text
 from exaug.data import load_split
 from exaug.device import apply_threads
 from exaug.evaluate import binarize_once
-from exaug.models import ExemplarVAE
-from exaug.models.vae import LOG_VAR_MAX
+from exaug.models import ExemplarGenerator
+from exaug.models.base import LOG_VAR_MAX
 from exaug.pretrained import load_generator
 from exaug.priors import squared_distances
 
@@ -50,7 +50,7 @@ def nearest_other_distances(queries: int, means: torch.Tensor, rows_per_chunk: i
 
 
 @torch.no_grad()
-def latent_geometry(model: ExemplarVAE, images: torch.Tensor, exemplars: int) -> dict[str, Any]:
+def latent_geometry(model: ExemplarGenerator, images: torch.Tensor, exemplars: int) -> dict[str, Any]:
     """The kernel against the exemplar spacing (over the first ``exemplars``) and the posterior log-variances
     of ``images`` (binary)."""
     means = model.exemplar_means

@@ -25,7 +25,7 @@ from exaug.data import dataset_labels, describe_labels
 from exaug.device import resolve_device
 from exaug.epochs import EpochCallback, EpochLog, EpochTrainer
 from exaug.mixed import MixedBatchLoader, mixed_loss
-from exaug.models import ExemplarVAE
+from exaug.models import ExemplarGenerator
 
 from .config import ClassifierConfig
 from .factory import create_classifier
@@ -39,7 +39,7 @@ EXECUTION_SETTINGS = ("workers", "device")
 
 
 def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | None = None,
-                   generator: ExemplarVAE | str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+                   generator: ExemplarGenerator | str | os.PathLike | None = None, out: str | os.PathLike | None = None,
                    progress: bool = True, log: EpochLog | None = None,
                    callbacks: Iterable[EpochCallback] = ()) -> dict[str, Any]:
     """Train a classifier on ``train`` and report its error on ``test`` after every epoch.
@@ -48,7 +48,7 @@ def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | Non
         train: dataset of ``(image, label)``; images float in [0, 1] (C×H×W).
         test: dataset the error is measured on (the test set, or validation when tuning).
         config: the recipe (defaults to the paper's, λ = 0.4).
-        generator: an ExemplarVAE, bundle directory or bundled name for augmentation; None for LS alone.
+        generator: an ExemplarGenerator, bundle directory or bundled name for augmentation; None for LS alone.
         out: directory for ``checkpoint.pt`` (resumed when present) and ``result.json``; None keeps nothing.
             A checkpoint resumes only with the same recipe (workers and device may change, within the device
             kind the run's random streams were saved on), the same generator (by file hashes, or by weights for
@@ -81,7 +81,7 @@ class ClassifierTrainer(EpochTrainer):
     """One classifier run: the model, SGD with its linear decay, the shuffling and twin-noise streams, the history."""
 
     def __init__(self, train: Dataset, test: Dataset, config: ClassifierConfig,
-                 generator: ExemplarVAE | str | os.PathLike | None, identity: dict[str, Any],
+                 generator: ExemplarGenerator | str | os.PathLike | None, identity: dict[str, Any],
                  task: tuple[tuple[int, ...], int], out: Path | None) -> None:
         super().__init__(out, config.epochs)
         self.config, self.generator_source, self._identity = config, generator, identity
@@ -158,7 +158,7 @@ class ClassifierTrainer(EpochTrainer):
         generator = self.generator_source
         return {"test_error": self.history[-1]["test_error"], "epochs": self.config.epochs,
                 "config": self.config.to_dict(),
-                "generator": None if generator is None else str(generator) if not isinstance(generator, ExemplarVAE)
+                "generator": None if generator is None else str(generator) if not isinstance(generator, ExemplarGenerator)
                 else "in-memory", "generator_identity": self._identity["generator"], "train_size": self.train_size,
                 "test_size": self.test_size, "history": self.history}
 
@@ -217,12 +217,12 @@ def _skip_worker_seeds(worker_seeds: torch.Generator, epochs: int) -> None:
         torch.empty((), dtype=torch.int64).random_(generator=worker_seeds)
 
 
-def _describe_generator(generator: ExemplarVAE | str | os.PathLike | None) -> Any:
+def _describe_generator(generator: ExemplarGenerator | str | os.PathLike | None) -> Any:
     """What a resumed run must match: the bundle's file hashes, however it is named (a rebuilt bundle is another
     generator), or for a generator object the sha256 of its weights."""
     if generator is None:
         return None
-    if isinstance(generator, ExemplarVAE):
+    if isinstance(generator, ExemplarGenerator):
         digest = hashlib.sha256()
         for name, tensor in generator.state_dict().items():
             digest.update(name.encode())

@@ -10,7 +10,7 @@ import torch
 from click.core import ParameterSource
 
 from exaug import data
-from exaug.config import EXEMPLAR_SEARCHES, KNN_QUERIES, PRIORS, ModelConfig, TrainConfig
+from exaug.config import ARCHITECTURES, EXEMPLAR_SEARCHES, KNN_QUERIES, PRIORS, ModelConfig, TrainConfig
 from exaug.device import apply_threads
 from exaug.pretrained import load_generator
 from exaug.sampling import SAMPLE_MODES
@@ -32,6 +32,9 @@ def gradient_neighbours_choice(value: str) -> int | None:
 @click.command("fit-generator")
 @click.option("--dataset", required=True, callback=lambda _c, _p, v: dataset_choice(v),
               help="mnist, fashion-mnist, or a folder in ImageFolder layout (10% held out for validation).")
+@click.option("--arch", "architecture", type=click.Choice(ARCHITECTURES), default=ModelConfig.architecture,
+              show_default=True, help="The MLP VAE (appendix D(a)), the two-level HVAE (D(b)) or the convolutional "
+                                      "ConvHVAE (D(c)); the prior is on the top latent of the hierarchical ones.")
 @click.option("--prior", type=click.Choice(PRIORS), default="exemplar", show_default=True)
 @click.option("--search", "exemplar_search", type=click.Choice(EXEMPLAR_SEARCHES), default=TrainConfig.exemplar_search,
               show_default=True,
@@ -88,10 +91,11 @@ def gradient_neighbours_choice(value: str) -> int | None:
 @root_option
 @threads_option
 @click.pass_context
-def fit_generator_command(context: click.Context, dataset: str, prior: str, latent_dim: int, hidden_dim: int,
+def fit_generator_command(context: click.Context, dataset: str, architecture: str, prior: str, latent_dim: int,
+                          hidden_dim: int,
                           num_pseudo_inputs: int, channels: str | None, out: Path, progress: bool, root: Path | None,
                           threads: int | None, **train_options: object) -> None:
-    """Train an Exemplar VAE (or a Gaussian / VampPrior baseline) and write its bundle to OUT.
+    """Train an Exemplar VAE of any architecture (or a Gaussian / VampPrior baseline) and write its bundle to OUT.
 
     Prints one JSON line per epoch; the bundle keeps the model with the best validation ELBO.
     """
@@ -100,15 +104,15 @@ def fit_generator_command(context: click.Context, dataset: str, prior: str, late
     if train_options["epochs"] is None:
         train_options["epochs"] = TrainConfig.epochs if so_far is None else so_far.epoch_budget
     config = TrainConfig(**train_options, extra={"dataset": dataset})
-    architecture = {"prior": prior, "latent_dim": latent_dim, "hidden_dim": hidden_dim,
-                    "num_pseudo_inputs": num_pseudo_inputs}
+    settings = {"architecture": architecture, "prior": prior, "latent_dim": latent_dim, "hidden_dim": hidden_dim,
+                "num_pseudo_inputs": num_pseudo_inputs}
     if config.init_from is not None:  # the bundle's architecture, but for the options typed on the command line
         from exaug.bundle import read_bundle_config
 
-        bundle_model = read_bundle_config(config.init_from)["model"]
-        architecture = {name: value if context.get_parameter_source(name) is not ParameterSource.DEFAULT
-                        else bundle_model[name] for name, value in architecture.items()}
-    model_config = ModelConfig(**architecture)
+        bundle_model = ModelConfig.from_dict(read_bundle_config(config.init_from)["model"]).to_dict()
+        settings = {name: value if context.get_parameter_source(name) is not ParameterSource.DEFAULT
+                    else bundle_model[name] for name, value in settings.items()}
+    model_config = ModelConfig(**settings)
     channel_count = None if channels is None else int(channels)
     train = open_dataset(dataset, "train", root, channel_count)
     val = open_dataset(dataset, "val", root, channel_count)

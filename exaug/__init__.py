@@ -12,13 +12,14 @@ from .config import ModelConfig, TrainConfig
 from .mixed import MixedBatch, MixedBatchLoader, mixed_loss
 from .run_lock import RunDirectoryBusy
 from .train import RunProgress, fit_generator, run_progress
-from .models import ExemplarVAE
+from .models import ExemplarGenerator, ExemplarVAE
 from .pretrained import load_generator
 
 __all__ = [
     "BundleError",
     "ExemplarAugment",
     "ExemplarCollate",
+    "ExemplarGenerator",
     "ExemplarVAE",
     "MixedBatch",
     "MixedBatchLoader",

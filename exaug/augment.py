@@ -27,7 +27,7 @@ from torchvision.transforms.v2 import functional as F
 from .pretrained import load_generator
 from .images import check_images
 from .twins import check_noise_scale, twins_of
-from .models import ExemplarVAE
+from .models import ExemplarGenerator
 
 _PIL_MODES = {1: "L", 3: "RGB"}
 # The drop-in default, picked on validation in docs/dropin.md (the stock PyTorch MNIST CNN on 10K images,
@@ -46,7 +46,7 @@ class ExemplarAugment(v2.Transform):
     batch comes back unchanged.
 
     Args:
-        generator: a trained :class:`~exaug.ExemplarVAE`.
+        generator: a trained generator of any architecture (:class:`~exaug.ExemplarGenerator`).
         p: probability that a sample is replaced (0 returns every input unchanged). The default, 0.25, is the
             recommended drop-in setting, picked on validation with the stock PyTorch MNIST CNN on 10K images:
             averaged over 1 and 10 epochs of training, it cut the error relative to no augmentation the most of
@@ -85,7 +85,7 @@ class ExemplarAugment(v2.Transform):
     # Images only: masks, boxes and other tv_tensors pass through untouched.
     _transformed_types = (tv_tensors.Image, tv_tensors.Video, PIL.Image.Image, lambda x: type(x) is torch.Tensor)
 
-    def __init__(self, generator: ExemplarVAE, p: float = DROP_IN_P, noise_scale: float = 1.0,
+    def __init__(self, generator: ExemplarGenerator, p: float = DROP_IN_P, noise_scale: float = 1.0,
                  rng: torch.Generator | None = None) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
@@ -102,7 +102,7 @@ class ExemplarAugment(v2.Transform):
         # from a process that uses CUDA must never touch CUDA. Copies for other devices serve their batches.
         on_cpu = slim.device.type == "cpu"
         self.generator = slim if on_cpu else copy.deepcopy(slim).cpu()
-        self._on_device: dict[torch.device, ExemplarVAE] = {} if on_cpu else {slim.device: slim}
+        self._on_device: dict[torch.device, ExemplarGenerator] = {} if on_cpu else {slim.device: slim}
 
     def _apply(self, fn: Any, recurse: bool = True) -> "ExemplarAugment":
         """``.to()``, ``.cuda()``, ``.double()`` leave the generator alone: it stays on the CPU for DataLoader
@@ -115,7 +115,7 @@ class ExemplarAugment(v2.Transform):
         state["_on_device"] = {}
         return state
 
-    def _generator_on(self, device: torch.device) -> ExemplarVAE:
+    def _generator_on(self, device: torch.device) -> ExemplarGenerator:
         """The generator on ``device``: the transform's own, or a copy kept for that device (never moved in place)."""
         if self.generator.device == device:
             return self.generator
@@ -149,7 +149,7 @@ class ExemplarAugment(v2.Transform):
         """
         if not check_images(images, self.input_shape):
             raise ValueError(f"twins() takes a batch B×C×H×W, got one image of shape {tuple(images.shape)}")
-        noise = torch.randn(images.shape[0], self.generator.config.latent_dim, generator=self.stream())
+        noise = torch.randn(images.shape[0], self.generator.twin_noise_dim, generator=self.stream())
         return twins_of(self._generator_on(images.device), images, noise * self.noise_scale)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
@@ -159,7 +159,7 @@ class ExemplarAugment(v2.Transform):
         for inpt in flat_inputs:
             count = _image_count(inpt)
             draws.append((torch.rand(count, generator=stream) < self.p,
-                          torch.randn(count, self.generator.config.latent_dim, generator=stream) * self.noise_scale))
+                          torch.randn(count, self.generator.twin_noise_dim, generator=stream) * self.noise_scale))
         return {"draws": dict(zip(map(id, flat_inputs), draws))}
 
     def stream(self) -> torch.Generator | None:

@@ -29,14 +29,14 @@ from .checkpoint import CHECKPOINT_FILE
 from .bundle_schema import (CONFIG_FILE, EXEMPLARS_FILE, FLOAT_DTYPES, FORMAT_NAME, FORMAT_VERSION, MODEL_FILE,
                             BundleError, checked_bundle_config, model_config, safetensors_header)
 from .config import ModelConfig, TrainConfig
-from .models import ExemplarVAE
+from .models import ExemplarGenerator, build_generator
 
 
 # Where a bundle saved without its exemplar images gets them: called with the bundle's config.json.
 ExemplarImageSource = Callable[[dict[str, Any]], "torch.Tensor | None"]
 
 
-def save_generator(model: ExemplarVAE, directory: str | os.PathLike, train_config: TrainConfig | None = None,
+def save_generator(model: ExemplarGenerator, directory: str | os.PathLike, train_config: TrainConfig | None = None,
                 data_checksum: str | None = None, include_images: bool = True) -> Path:
     """Write ``model`` (weights and exemplar set) as a bundle directory and return its path.
 
@@ -136,7 +136,7 @@ def _read_weights(directory: Path, config: dict[str, Any], architecture: ModelCo
     path = directory / MODEL_FILE
     content = _checked_bytes(directory, MODEL_FILE, config)
     with torch.device("meta"):  # the architecture's shapes, without allocating its weights
-        expected = {name: tuple(tensor.shape) for name, tensor in ExemplarVAE(architecture).state_dict().items()}
+        expected = {name: tuple(tensor.shape) for name, tensor in build_generator(architecture).state_dict().items()}
     declared = safetensors_header(content, path)
     problems = [f"missing {name}" for name in expected if name not in declared]
     problems += [f"unexpected {name}" for name in declared if name not in expected]
@@ -151,8 +151,8 @@ def _read_weights(directory: Path, config: dict[str, Any], architecture: ModelCo
 
 
 def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu",
-                exemplar_images: ExemplarImageSource | None = None) -> ExemplarVAE:
-    """Rebuild the ExemplarVAE saved in ``directory``, checking every file on the way.
+                exemplar_images: ExemplarImageSource | None = None) -> ExemplarGenerator:
+    """Rebuild the ExemplarGenerator saved in ``directory``, checking every file on the way.
 
     A bundle saved without its exemplar images asks ``exemplar_images`` for them with its config; without
     a source, or when the source returns None, the generator keeps means and labels only."""
@@ -162,7 +162,7 @@ def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu"
     weights = _read_weights(directory, config, architecture)
     exemplars = _read_exemplars(directory, config, architecture)
     with torch.random.fork_rng(devices=[]):  # the init is overwritten: leave the caller's random stream alone
-        model = ExemplarVAE(architecture)
+        model = build_generator(architecture)
     model.load_state_dict(weights)
     images = exemplars.get("images")
     if images is None and exemplar_images is not None:

@@ -14,7 +14,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from .config import PRIORS, ModelConfig
+from .config import ARCHITECTURES, PRIORS, ModelConfig
 
 FORMAT_NAME = "exaug.exemplar-vae"
 FORMAT_VERSION = 1
@@ -76,6 +76,10 @@ def model_config(config: dict[str, Any], path: Path) -> ModelConfig:
     for key in ("latent_dim", "hidden_dim", "num_pseudo_inputs"):
         if key in values and (not _is_int(values[key]) or values[key] < 1):
             raise BundleError(f"{path}: 'model.{key}' is {values[key]!r}; it must be a positive integer")
+    architecture = values.get("architecture", "vae")  # bundles from before the field are the MLP VAE
+    if architecture not in ARCHITECTURES:
+        raise BundleError(f"{path}: 'model.architecture' is {architecture!r}, which this exaug does not know; the "
+                          f"known architectures are {ARCHITECTURES} (a bundle from a newer exaug: upgrade exaug)")
     if values.get("prior") not in PRIORS:
         raise BundleError(f"{path}: 'model.prior' is {values.get('prior')!r}; it must be one of {PRIORS}")
     try:

@@ -14,22 +14,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PRIORS = ("gaussian", "vamp", "exemplar")
+# Generator architectures (exaug.models.build_generator builds each): the MLP VAE of appendix D(a), and the
+# two-level hierarchical VAEs of D(b) (gated dense layers) and D(c) (gated convolutions).
+ARCHITECTURES = ("vae", "hvae", "convhvae")
 EXEMPLAR_SEARCHES = ("exact", "knn")
 KNN_QUERIES = ("posterior", "cache")
 
 
 @dataclass
 class ModelConfig:
-    """Architecture of appendix D(a): gated MLP encoder and decoder, Bernoulli likelihood."""
+    """A generator's architecture (appendix D): enough to rebuild its weights. Bernoulli likelihood throughout.
 
+    A bundle's config.json records these fields; one written before ``architecture`` existed is the MLP VAE.
+    """
+
+    architecture: str = "vae"  # one of ARCHITECTURES
     input_shape: tuple[int, ...] = (1, 28, 28)  # C×H×W of the data, flattened inside the model
-    latent_dim: int = 40  # d_z; the paper uses 40 throughout
-    hidden_dim: int = 300  # width of both gated hidden layers, encoder and decoder
+    latent_dim: int = 40  # d_z of each stochastic layer (z, or z1 and z2); the paper uses 40 throughout
+    hidden_dim: int = 300  # width of the gated dense layers, encoder and decoder
     prior: str = "exemplar"  # one of PRIORS
     num_pseudo_inputs: int = 500  # K of the VampPrior (ignored by the other priors)
 
     def __post_init__(self) -> None:
         self.input_shape = tuple(int(s) for s in self.input_shape)
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture={self.architecture!r} is not known; expected one of {ARCHITECTURES}")
         if self.prior not in PRIORS:
             raise ValueError(f"prior={self.prior!r} is not known; expected one of {PRIORS}")
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:

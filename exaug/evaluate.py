@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .images import as_unit_float
 from .latent_cache import LatentCache
-from .models import ExemplarVAE
+from .models import ExemplarGenerator
 
 EVAL_SEED = 0
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -36,7 +36,7 @@ def binarize_once(images: torch.Tensor, seed: int = EVAL_SEED) -> torch.Tensor:
 
 
 @torch.no_grad()
-def elbo_parts(model: ExemplarVAE, images: torch.Tensor, batch_size: int = 500, seed: int = EVAL_SEED) -> dict[str, float]:
+def elbo_parts(model: ExemplarGenerator, images: torch.Tensor, batch_size: int = 500, seed: int = EVAL_SEED) -> dict[str, float]:
     """Mean one-sample ELBO, reconstruction log p(x|z) and KL over binary ``images``."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
     reconstruction = kl = 0.0
@@ -49,11 +49,11 @@ def elbo_parts(model: ExemplarVAE, images: torch.Tensor, batch_size: int = 500, 
 
 
 @torch.no_grad()
-def iwae_log_likelihood(model: ExemplarVAE, images: torch.Tensor, num_samples: int = 5000, chunk_size: int = 500,
+def iwae_log_likelihood(model: ExemplarGenerator, images: torch.Tensor, num_samples: int = 5000, chunk_size: int = 500,
                         seed: int = EVAL_SEED, progress: bool = False,
                         prior_tolerance: float | None = PRIOR_TOLERANCE) -> torch.Tensor:
     """IWAE bound on log p(x) for each binary image (a tensor of per-image values); ``prior_tolerance`` as in
-    :meth:`ExemplarVAE.iwae` (None: every sample against every exemplar)."""
+    :meth:`ExemplarGenerator.iwae` (None: every sample against every exemplar)."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
     values = [model.iwae(image.unsqueeze(0).to(model.device), num_samples, chunk_size, generator, prior_tolerance)
               for image in tqdm(images, desc="IWAE", disable=not progress, file=sys.stderr)]
@@ -87,7 +87,7 @@ def knn_errors(train_means: torch.Tensor, train_labels: torch.Tensor, query_mean
     return errors
 
 
-def evaluate_generator(model: ExemplarVAE, test_images: torch.Tensor, test_labels: torch.Tensor | None = None,
+def evaluate_generator(model: ExemplarGenerator, test_images: torch.Tensor, test_labels: torch.Tensor | None = None,
                        val_images: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
                        num_samples: int = 5000, subset: int | None = 1000, ks: Sequence[int] = DEFAULT_KS,
                        progress: bool = True, prior_tolerance: float | None = PRIOR_TOLERANCE) -> dict[str, Any]:

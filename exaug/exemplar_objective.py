@@ -10,11 +10,12 @@ explain it), and either every exemplar of π ("exact") or only the k members of 
 to μ(x_i) in the latent cache ("knn", a lower bound by eq. 15).
 
 The exemplar means come from the latent cache, or — with ``neighbour_gradient`` — are
-re-encoded from the grey exemplar images with gradient, as Algorithm 1 does, and written
-back to the cache. ``gradient_neighbours`` = g < k (the default is 3) re-encodes only each
+re-encoded from the grey exemplar images with gradient (the generator's ``exemplar_mean``, the mean of its
+prior latent), as Algorithm 1 does, and written back to the cache. ``gradient_neighbours`` = g < k (the default is 3) re-encodes only each
 row's g nearest neighbours; the others keep their cached means. With ``trunk_features`` (``cached_trunk``) the
 neighbours are re-encoded from the encoder-trunk features of the last end of epoch: the gradient
 reaches the μ head only, at about the cost of the cache alone.
+Any architecture works: the prior term sees only the generator's exemplar re-encoding.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 from .config import TrainConfig
 from .latent_cache import LatentCache
 from .priors import ExemplarPrior, isotropic_mixture_log_prob
-from .models.vae import Encoder
+from .models import ExemplarGenerator
 
 
 class LeaveOneOutExemplarPrior:
@@ -34,20 +35,20 @@ class LeaveOneOutExemplarPrior:
 
     Args:
         prior: the model's exemplar prior (owns the learned log σ²).
-        encoder: the model's encoder, for re-encoding exemplars with gradient.
-        exemplars: N×D flattened grey exemplar images on the training device.
+        model: the generator, for re-encoding exemplars with gradient (``exemplar_mean``, ``mean_from_features``).
+        exemplars: N×C×H×W grey exemplar images in [0, 1] on the training device.
         cache: latent cache of the N exemplar means.
         config: the training recipe (search mode, k, subsampling fraction, gradient switch).
         generator: random stream for drawing exemplar subsets.
-        trunk_features: N×H encoder-trunk features of the exemplars, required with ``config.cached_trunk``.
+        trunk_features: the exemplars' ``exemplar_features`` (N×H), required with ``config.cached_trunk``.
     """
 
-    def __init__(self, prior: ExemplarPrior, encoder: Encoder, exemplars: torch.Tensor, cache: LatentCache,
+    def __init__(self, prior: ExemplarPrior, model: ExemplarGenerator, exemplars: torch.Tensor, cache: LatentCache,
                  config: TrainConfig, generator: torch.Generator, trunk_features: torch.Tensor | None = None) -> None:
         if exemplars.shape[0] < 2:
             raise ValueError("leave-one-out needs at least 2 exemplars")
         self.prior = prior
-        self.encoder = encoder
+        self.model = model
         self.exemplars = exemplars
         self.cache = cache
         self.search = config.exemplar_search
@@ -129,12 +130,12 @@ class LeaveOneOutExemplarPrior:
         if self.trunk_features is not None:
             # The gradient reaches the μ head, not the trunk. Unlike a re-encoding from the images these centres
             # are not written back: read from epoch-old features, they would make the cache staler, not fresher.
-            return self.encoder.mean(self.trunk_features[members])
+            return self.model.mean_from_features(self.trunk_features[members])
         if fresh is None:
-            centres = self.encoder.mean_only(self.exemplars[members])
+            centres = self.model.exemplar_mean(self.exemplars[members])
             self.cache.update(members.to(cache_device), centres)
             return centres
-        encoded = self.encoder.mean_only(self.exemplars[members[fresh]])
+        encoded = self.model.exemplar_mean(self.exemplars[members[fresh]])
         self.cache.update(members[fresh].to(cache_device), encoded)
         cached = self.cache.values[members.to(cache_device)].to(encoded.device, encoded.dtype)
         return cached.index_put((fresh.nonzero(as_tuple=True)[0],), encoded)

@@ -21,7 +21,7 @@ from .pretrained import load_generator
 from .device import resolve_device
 from .images import as_uint8, as_unit_float, check_images
 from .twins import check_noise_scale, twins_around
-from .models import ExemplarVAE
+from .models import ExemplarGenerator
 
 
 class MixedBatch(NamedTuple):
@@ -70,7 +70,7 @@ class MixedBatchLoader:
 
     Args:
         loader: any iterable of ``(images, labels)`` batches, usually a DataLoader.
-        generator: an ExemplarVAE, a bundle directory, or a bundled name. An ExemplarVAE
+        generator: a generator of any architecture, a bundle directory, or a bundled name. A generator object
             passed in is used as it is: moved to ``device``, put in eval mode and frozen.
         device: where batches and generation go (default: the generator's device).
         seed: seeds this loader's own random stream, for reproducible synthetic batches.
@@ -80,11 +80,11 @@ class MixedBatchLoader:
             default, is the paper's sampler.
     """
 
-    def __init__(self, loader: DataLoader | Any, generator: ExemplarVAE | str | os.PathLike,
+    def __init__(self, loader: DataLoader | Any, generator: ExemplarGenerator | str | os.PathLike,
                  device: str | torch.device | None = None, seed: int | None = None, noise_scale: float = 1.0) -> None:
         self.loader = loader
         self.noise_scale = check_noise_scale(noise_scale)
-        self.generator = generator if isinstance(generator, ExemplarVAE) else load_generator(generator)
+        self.generator = generator if isinstance(generator, ExemplarGenerator) else load_generator(generator)
         if device is not None:
             self.generator.to(resolve_device(device))
         self.generator.eval().requires_grad_(False)
@@ -134,7 +134,8 @@ class MixedBatchLoader:
             raise ValueError(f"MixedBatchLoader needs a batch B×C×H×W, got one image of shape {tuple(grid.shape)}")
         unit = as_unit_float(grid).to(self.generator.dtype)
         mu, log_var = self._means(grid, unit)
-        noise = torch.randn(mu.shape, generator=self.random, device=self.device, dtype=mu.dtype) * self.noise_scale
+        noise = torch.randn(mu.shape[0], self.generator.twin_noise_dim, generator=self.random, device=self.device,
+                            dtype=mu.dtype) * self.noise_scale
         return twins_around(self.generator, mu, log_var, noise, like=images).reshape(images.shape)
 
     def _means(self, grid: torch.Tensor, unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -15,11 +15,11 @@ import torch
 from .bundle import load_bundle, resolve_bundle, trained_dataset
 from .data import DATASETS, data_checksum, load_split
 from .device import resolve_device
-from .models import ExemplarVAE
+from .models import ExemplarGenerator
 
 
 def load_generator(path_or_name: str | os.PathLike, device: str | torch.device = "cpu",
-                   data_root: str | os.PathLike | None = None) -> ExemplarVAE:
+                   data_root: str | os.PathLike | None = None) -> ExemplarGenerator:
     """Load a generator from a bundle directory or a bundled name ("mnist", "fashion-mnist"); never unpickles.
 
     ``data_root`` is where a bundle saved without its exemplar images finds its training split to re-attach

@@ -5,15 +5,15 @@ Every prior is an ``nn.Module`` with
 * ``log_prob(z, encoder)`` — log p(z) per row of ``z`` (B×d), and
 * ``sample(n, encoder, generator)`` — n latent codes.
 
-``encoder`` maps flattened images to ``(mu, log_var)``; the VampPrior needs it to place
-its components, the others ignore it. The log-densities are pure functions at the top
+``encoder`` maps images to the posterior ``(mu, log_var)`` of the latent the prior is on (the generator's
+``encode``); the VampPrior needs it to place its components, the others ignore it. The log-densities are pure functions at the top
 of the module so tests can check them against brute force.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -125,13 +125,15 @@ class GaussianPrior(nn.Module):
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
         self.latent_dim = latent_dim
+        # Holds no value: it follows .to(), so samples come out on the model's device and dtype.
+        self.register_buffer("placement", torch.empty(0), persistent=False)
 
     def log_prob(self, z: torch.Tensor, encoder: Encoder | None = None) -> torch.Tensor:
         return log_standard_normal(z)
 
     def sample(self, n: int, encoder: Encoder | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        weight = next(iter(encoder.parameters())) if isinstance(encoder, nn.Module) else torch.empty(0)
-        return torch.randn(n, self.latent_dim, generator=generator, device=weight.device, dtype=weight.dtype)
+        return torch.randn(n, self.latent_dim, generator=generator, device=self.placement.device,
+                           dtype=self.placement.dtype)
 
 
 class VampPrior(nn.Module):
@@ -139,14 +141,16 @@ class VampPrior(nn.Module):
 
     Args:
         latent_dim: d_z (kept for the interface; the components come from the encoder).
-        input_dim: flattened size of one image.
+        input_shape: C×H×W of one image; the pseudo-inputs are stored flattened (K×C·H·W) and handed to the
+            encoder as images.
         num_pseudo_inputs: K.
     """
 
-    def __init__(self, latent_dim: int, input_dim: int, num_pseudo_inputs: int) -> None:
+    def __init__(self, latent_dim: int, input_shape: Sequence[int], num_pseudo_inputs: int) -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        self.pseudo_inputs = nn.Parameter(torch.empty(num_pseudo_inputs, input_dim))
+        self.input_shape = tuple(input_shape)
+        self.pseudo_inputs = nn.Parameter(torch.empty(num_pseudo_inputs, math.prod(self.input_shape)))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -154,8 +158,8 @@ class VampPrior(nn.Module):
         nn.init.normal_(self.pseudo_inputs, mean=0.05, std=0.01)
 
     def pseudo_images(self) -> torch.Tensor:
-        """Pseudo-inputs clipped to the data range [0, 1] (hardtanh), as the encoder sees them."""
-        return F.hardtanh(self.pseudo_inputs, 0.0, 1.0)
+        """Pseudo-inputs clipped to the data range [0, 1] (hardtanh), as K×C×H×W images for the encoder."""
+        return F.hardtanh(self.pseudo_inputs, 0.0, 1.0).reshape(-1, *self.input_shape)
 
     def log_prob(self, z: torch.Tensor, encoder: Encoder | None = None) -> torch.Tensor:
         if encoder is None:
@@ -278,12 +282,13 @@ class ExemplarPrior(nn.Module):
         return centres + torch.exp(0.5 * self.log_var) * noise
 
 
-def build_prior(name: str, latent_dim: int, input_dim: int, num_pseudo_inputs: int) -> nn.Module:
-    """The prior module named ``name`` ("gaussian", "vamp" or "exemplar")."""
+def build_prior(name: str, latent_dim: int, input_shape: Sequence[int], num_pseudo_inputs: int) -> nn.Module:
+    """The prior module named ``name`` ("gaussian", "vamp" or "exemplar") over a ``latent_dim`` latent of a
+    generator of ``input_shape`` (C×H×W) images."""
     if name == "gaussian":
         return GaussianPrior(latent_dim)
     if name == "vamp":
-        return VampPrior(latent_dim, input_dim, num_pseudo_inputs)
+        return VampPrior(latent_dim, input_shape, num_pseudo_inputs)
     if name == "exemplar":
         return ExemplarPrior(latent_dim)
     raise ValueError(f"prior={name!r} is not known; expected 'gaussian', 'vamp' or 'exemplar'")

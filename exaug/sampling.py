@@ -6,20 +6,20 @@ import torch
 from torchvision.utils import make_grid
 
 from .images import as_unit_float
-from .models import ExemplarVAE
+from .models import ExemplarGenerator
 
 SAMPLE_MODES = ("random", "exemplars", "cyclic")
 
 
 @torch.no_grad()
-def random_grid(model: ExemplarVAE, count: int = 100, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_grid(model: ExemplarGenerator, count: int = 100, generator: torch.Generator | None = None) -> torch.Tensor:
     """``count`` unconditional samples from the prior, as one image grid."""
     images = model.sample(count, generator)
     return make_grid(images.cpu(), nrow=_side(count), padding=2, pad_value=1.0)
 
 
 @torch.no_grad()
-def exemplar_plates(model: ExemplarVAE, exemplars: torch.Tensor, per_plate: int = 11,
+def exemplar_plates(model: ExemplarGenerator, exemplars: torch.Tensor, per_plate: int = 11,
                     generator: torch.Generator | None = None) -> torch.Tensor:
     """One row per exemplar: the exemplar itself (framed in red), then ``per_plate`` samples generated from it."""
     exemplars = as_unit_float(exemplars).to(model.device)
@@ -31,7 +31,7 @@ def exemplar_plates(model: ExemplarVAE, exemplars: torch.Tensor, per_plate: int 
 
 
 @torch.no_grad()
-def cyclic_generation(model: ExemplarVAE, starts: torch.Tensor, steps: int = 11,
+def cyclic_generation(model: ExemplarGenerator, starts: torch.Tensor, steps: int = 11,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """One row per start image (framed in red): each sample becomes the exemplar of the next (left to right)."""
     current = as_unit_float(starts).to(model.device)

@@ -1,4 +1,4 @@
-"""fit_generator: the resumable training loop of an ExemplarVAE (paper §5, appendix D.2).
+"""fit_generator: the resumable training loop of a generator of any architecture (paper §5, appendix D.2).
 
 One epoch: shuffle, dynamically binarise each batch (exemplars stay grey), one-sample
 ELBO with linear KL warm-up, gradient-normalised Adam. After each epoch the exemplar
@@ -37,16 +37,17 @@ from .evaluate import binarize_once, elbo_parts
 from .exemplar_objective import LeaveOneOutExemplarPrior
 from .latent_cache import LatentCache
 from .optim import NormalizedAdam
-from .priors import ExemplarPrior, log_normal_diag
+from .priors import ExemplarPrior
 from .images import as_uint8
-from .models import ExemplarVAE, reparameterize
+from .models import ExemplarGenerator, build_generator
 
 LOG_FILE = "train_log.jsonl"
 # Written before any other file of a fresh run: the files beside it are that run's (see GeneratorTrainer.start).
 RUN_MARKER = ".exaug-generator-run"
 RUN_FILES = (CONFIG_FILE, MODEL_FILE, EXEMPLARS_FILE, LOG_FILE)
 # Recipe fields newer than some checkpoints, with the value those checkpoints were trained under.
-SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"train_config": TRAIN_SETTINGS_ADDED_SINCE_FIRST_RELEASE}
+SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"train_config": TRAIN_SETTINGS_ADDED_SINCE_FIRST_RELEASE,
+                                      "model_config": {"architecture": "vae"}}
 
 
 def stack_dataset(dataset: Dataset, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -115,8 +116,9 @@ def fit_generator(
     progress: bool = True,
     log: EpochLog | None = None,
     callbacks: Iterable[EpochCallback] = (),
-) -> ExemplarVAE:
-    """Train an ExemplarVAE on ``train`` and write it to the bundle directory ``out``.
+) -> ExemplarGenerator:
+    """Train a generator (``model_config.architecture``, the MLP VAE by default) on ``train`` and write it to the
+    bundle directory ``out``.
 
     Args:
         train: dataset of images in [0, 1] (any C×H×W), optionally with labels; it becomes
@@ -171,7 +173,7 @@ def _warm_start_settings(config: TrainConfig, model_config: ModelConfig | None,
     if model_config is not None:
         asked = dataclasses.replace(model_config, input_shape=input_shape)
         clashes = [f"{name} {getattr(source, name)!r} (asked for {getattr(asked, name)!r})"
-                   for name in ("prior", "latent_dim", "hidden_dim", "num_pseudo_inputs")
+                   for name in ("architecture", "prior", "latent_dim", "hidden_dim", "num_pseudo_inputs")
                    if getattr(source, name) != getattr(asked, name)]
         if clashes:
             raise ValueError(f"init_from={config.init_from!r} has {', '.join(clashes)}; a warm start keeps the "
@@ -244,15 +246,14 @@ class GeneratorTrainer(EpochTrainer):
         self.data_checksum = data_checksum(ImageTensorDataset(self.train_u8, train_labels))
         self.val_checksum = None if val_images is None else data_checksum(ImageTensorDataset(as_uint8(val_images)))
         torch.manual_seed(config.seed)
-        self.model = ExemplarVAE(model_config).to(self.device)
+        self.model = build_generator(model_config).to(self.device)
         if config.init_from is not None:
             self.model.load_state_dict(load_weights(config.init_from))
         self.optimizer = NormalizedAdam(self.model.parameters(), lr=config.learning_rate, foreach=True)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
-        self.train_flat = self.model.flatten(train_images).to(self.device)
-        self.val_flat = None
-        if val_images is not None:
-            self.val_flat = binarize_once(self.model.flatten(val_images)).to(self.device)
+        # Images keep their C×H×W shape: each architecture takes them as its layers need.
+        self.train_images = train_images.to(device=self.device, dtype=self.model.dtype)
+        self.val_images = None if val_images is None else binarize_once(val_images).to(self.device)
         # Algorithm 1's latent cache, filled by one pass of the encoder; only the exemplar prior uses it.
         self.trunk_features: torch.Tensor | None = None  # with cached_trunk: the exemplars' encoder-trunk features
         self.cache = LatentCache(self.encode_exemplars()) if self.uses_exemplar_prior else None
@@ -273,34 +274,32 @@ class GeneratorTrainer(EpochTrainer):
     def _train_epoch(self, epoch: int, prior_term: LeaveOneOutExemplarPrior | None, progress: bool) -> dict[str, Any]:
         self.model.train()
         beta = kl_weight(epoch, self.config.warmup_epochs)
-        order = torch.randperm(self.train_flat.shape[0], generator=self.generator, device=self.generator.device)
+        order = torch.randperm(self.train_images.shape[0], generator=self.generator, device=self.generator.device)
         totals = torch.zeros(3, dtype=torch.float64)
         batches = tqdm(order.split(self.config.batch_size), desc=f"epoch {epoch}", leave=False,
                        disable=not progress, file=sys.stderr)
         for batch_indices in batches:
             totals += self.train_step(batch_indices.to(self.device), beta, prior_term) * len(batch_indices)
-        loss, reconstruction, kl = (totals / self.train_flat.shape[0]).tolist()
+        loss, reconstruction, kl = (totals / self.train_images.shape[0]).tolist()
         return {"beta": beta, "train_loss": loss, "train_reconstruction": reconstruction, "train_kl": kl}
 
     def train_step(self, batch_indices: torch.Tensor, beta: float,
                    prior_term: LeaveOneOutExemplarPrior | None) -> torch.Tensor:
         """One optimiser step on training exemplars ``batch_indices``; returns (loss, reconstruction, KL) means."""
-        x = torch.bernoulli(self.train_flat[batch_indices], generator=self.generator)
-        mu, log_var = self.model.encoder(x)
-        z = reparameterize(mu, log_var, self.generator)
-        reconstruction = self.model.log_likelihood(x, self.model.decoder(z))
-        if prior_term is None:
-            log_prior = self.model.log_prior(z)
-        else:
-            log_prior = prior_term(z, batch_indices, query=mu if self.config.knn_query == "posterior" else None)
-        kl = log_normal_diag(z, mu, log_var) - log_prior
-        loss = (beta * kl - reconstruction).mean()
+        x = torch.bernoulli(self.train_images[batch_indices], generator=self.generator)
+        log_prior = None
+        if prior_term is not None:
+            def log_prior(z: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+                return prior_term(z, batch_indices, query=mu if self.config.knn_query == "posterior" else None)
+        terms = self.model(x, log_prior=log_prior, generator=self.generator)
+        loss = (beta * terms.kl - terms.reconstruction).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         if self.cache is not None:
-            self.cache.update(batch_indices.to(self.cache.values.device), mu)
-        return torch.tensor([loss.item(), reconstruction.mean().item(), kl.mean().item()], dtype=torch.float64)
+            self.cache.update(batch_indices.to(self.cache.values.device), terms.posterior_mean)
+        return torch.tensor([loss.item(), terms.reconstruction.mean().item(), terms.kl.mean().item()],
+                            dtype=torch.float64)
 
     def _end_of_epoch(self, epoch: int) -> dict[str, Any]:
         """Refresh exemplar means, score validation, keep the best model (the caller checkpoints)."""
@@ -312,10 +311,10 @@ class GeneratorTrainer(EpochTrainer):
         record: dict[str, Any] = {}
         if isinstance(self.model.prior, ExemplarPrior):
             record["prior_log_var"] = self.model.prior.log_var.item()
-        if self.val_flat is not None:
+        if self.val_images is not None:
             # elbo_parts draws from its own fixed noise stream: every epoch is scored on the same ε,
             # and the training random stream is untouched.
-            record.update({f"val_{name}": value for name, value in elbo_parts(self.model, self.val_flat).items()})
+            record.update({f"val_{name}": value for name, value in elbo_parts(self.model, self.val_images).items()})
             self._refuse_divergence(epoch, "validation ELBO", record["val_elbo"])
             improved = record["val_elbo"] > self.best_elbo
         else:
@@ -342,9 +341,10 @@ class GeneratorTrainer(EpochTrainer):
         """The exemplars' latent means under the current encoder; with ``cached_trunk`` they are read from trunk
         features kept for the next epoch's neighbour gradient."""
         if not (self.config.cached_trunk and self.uses_exemplar_prior):
-            return self.model.encode_means(self.train_flat)
-        self.trunk_features = self.model.encode_trunk(self.train_flat)
-        return self.model.encoder.mean(self.trunk_features)
+            return self.model.encode_means(self.train_images)
+        self.trunk_features = self.model.encode_features(self.train_images)
+        with torch.no_grad():
+            return self.model.mean_from_features(self.trunk_features)
 
     @property
     def uses_exemplar_prior(self) -> bool:
@@ -354,10 +354,10 @@ class GeneratorTrainer(EpochTrainer):
         """The leave-one-out exemplar prior of eq. 13, or None when the model's own prior is used."""
         if self.cache is None:
             return None
-        return LeaveOneOutExemplarPrior(self.model.prior, self.model.encoder, self.train_flat, self.cache,
+        return LeaveOneOutExemplarPrior(self.model.prior, self.model, self.train_images, self.cache,
                                         self.config, self.generator, self.trunk_features)
 
-    def best_model(self) -> ExemplarVAE:
+    def best_model(self) -> ExemplarGenerator:
         """The model of the best epoch (by validation ELBO, else the last), in eval mode, with its exemplar set."""
         self.model.load_state_dict(self.best_state)
         self.model.set_exemplars(self.train_u8, self.train_labels, means=self.best_means)
@@ -366,7 +366,7 @@ class GeneratorTrainer(EpochTrainer):
     def stopped(self) -> bool:
         counted_from = self.config.warmup_epochs if self.config.patience_after_warmup else 0
         return stopped_early(self.epoch, self.best_epoch, self.config.patience, counted_from,
-                             has_validation=self.val_flat is not None)
+                             has_validation=self.val_images is not None)
 
     # ------------------------------------------------------- checkpointing
     def identity(self) -> dict[str, Any]:
@@ -425,7 +425,7 @@ class GeneratorTrainer(EpochTrainer):
         if self.cache is not None:
             self.cache.refresh(state["cache"])
             if self.config.cached_trunk:  # the checkpointed model's features, as the epoch's end computed them
-                self.trunk_features = self.model.encode_trunk(self.train_flat)
+                self.trunk_features = self.model.encode_features(self.train_images)
         self.epoch = state["epoch"]
         self.best_elbo, self.best_epoch = state["best_elbo"], state["best_epoch"]
         self.best_state, self.best_means = state["best_state"], state["best_means"]

@@ -4,8 +4,9 @@ A twin of an exemplar x is the paper's synthetic image (§5.4):
 
     z = μ(x) + s·σ·ε,   ε ~ N(0, I),   x̃ = sigmoid(decoder(z)) rounded to multiples of 1/255,
 
-with σ the exemplar prior's learned kernel scale (the posterior's for other priors) and s the caller's
-noise scale folded into ε. The twin keeps x's dtype (uint8 levels or floats in [0, 1]) and shape.
+with z the generator's prior latent, σ the exemplar prior's learned kernel scale (the posterior's for other
+priors) and s the caller's noise scale folded into ε. A hierarchical generator also draws z1 ~ p(z1 | z2)
+from the rest of ε (``twin_noise_dim`` draws in all), so the caller's stream covers both draws. The twin keeps x's dtype (uint8 levels or floats in [0, 1]) and shape.
 """
 
 from __future__ import annotations
@@ -15,31 +16,31 @@ import math
 import torch
 
 from .images import as_unit_float, in_format_of
-from .models import ExemplarVAE
+from .models import ExemplarGenerator
 
 
 @torch.no_grad()
-def twins_of(generator: ExemplarVAE, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def twins_of(generator: ExemplarGenerator, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """One twin per image of a checked batch B×C×H×W, in the batch's dtype.
 
     Args:
         generator: the Exemplar VAE, on the batch's device.
         images: uint8, or float in [0, 1].
-        noise: B×d standard-normal draws already multiplied by the noise scale.
+        noise: B×``generator.twin_noise_dim`` standard-normal draws already multiplied by the noise scale.
     """
     mu, log_var = generator.encode(as_unit_float(images).to(generator.dtype))
     return twins_around(generator, mu, log_var, noise, like=images)
 
 
 @torch.no_grad()
-def twins_around(generator: ExemplarVAE, mu: torch.Tensor, log_var: torch.Tensor | None, noise: torch.Tensor,
+def twins_around(generator: ExemplarGenerator, mu: torch.Tensor, log_var: torch.Tensor | None, noise: torch.Tensor,
                  like: torch.Tensor) -> torch.Tensor:
     """Twins decoded around latent means already at hand (e.g. an exemplar's cached mean), in ``like``'s dtype.
 
     Args:
         mu, log_var: B×d posterior parameters; ``log_var`` may be None for the exemplar prior, whose kernel σ
             is its own scalar.
-        noise: B×d standard-normal draws already multiplied by the noise scale.
+        noise: B×``generator.twin_noise_dim`` standard-normal draws already multiplied by the noise scale.
         like: the images the twins stand for (their dtype decides uint8 levels or floats in [0, 1]).
     """
     return in_format_of(generator.decode_around(mu, log_var, noise), like)

@@ -240,7 +240,7 @@ def test_nearest_other_distances_skip_each_row_itself():
 def test_latent_geometry_sees_the_clamp_but_not_a_uniform_rescaling_of_the_space():
     from exaug import ModelConfig
     from exaug.models import ExemplarVAE
-    from exaug.models.vae import LOG_VAR_MAX
+    from exaug.models.base import LOG_VAR_MAX
 
     latent_geometry = load("latent_geometry")
     torch.manual_seed(0)

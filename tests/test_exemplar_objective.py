@@ -17,14 +17,14 @@ def make_objective(search="exact", knn=3, fraction=0.5, neighbour_gradient=False
                    cached_trunk=False):
     torch.manual_seed(0)
     model = ExemplarVAE(ModelConfig(input_shape=(1, 3, 3), latent_dim=2, hidden_dim=8)).double()
-    exemplars = torch.rand(N, 9, dtype=torch.float64)
+    exemplars = torch.rand(N, 1, 3, 3, dtype=torch.float64)
     cache = LatentCache(model.encode_means(exemplars))
     config = TrainConfig(exemplar_search=search, knn=knn, exemplar_fraction=fraction,
                          neighbour_gradient=neighbour_gradient, gradient_neighbours=gradient_neighbours,
                          cached_trunk=cached_trunk)
     generator = torch.Generator().manual_seed(seed)
-    trunk = model.encode_trunk(exemplars) if cached_trunk else None
-    return LeaveOneOutExemplarPrior(model.prior, model.encoder, exemplars, cache, config, generator, trunk), model
+    trunk = model.encode_features(exemplars) if cached_trunk else None
+    return LeaveOneOutExemplarPrior(model.prior, model, exemplars, cache, config, generator, trunk), model
 
 
 def drawn_subset(objective, seed=7):
@@ -200,9 +200,9 @@ def test_a_cached_trunk_reads_the_features_it_was_given_not_the_current_encoder(
 
 def test_a_cached_trunk_without_features_is_refused():
     model = ExemplarVAE(ModelConfig(input_shape=(1, 3, 3), latent_dim=2, hidden_dim=8)).double()
-    exemplars = torch.rand(N, 9, dtype=torch.float64)
+    exemplars = torch.rand(N, 1, 3, 3, dtype=torch.float64)
     with pytest.raises(ValueError, match="needs the trunk features of every exemplar"):
-        LeaveOneOutExemplarPrior(model.prior, model.encoder, exemplars, LatentCache(model.encode_means(exemplars)),
+        LeaveOneOutExemplarPrior(model.prior, model, exemplars, LatentCache(model.encode_means(exemplars)),
                                  TrainConfig(cached_trunk=True), torch.Generator())
 
 

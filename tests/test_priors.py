@@ -99,7 +99,7 @@ def test_vamp_prior_is_the_mixture_of_pseudo_input_posteriors():
     torch.manual_seed(0)
     model = ExemplarVAE(ModelConfig(input_shape=(1, 4, 4), prior="vamp", num_pseudo_inputs=3, hidden_dim=8, latent_dim=2))
     z = torch.randn(5, 2)
-    means, log_vars = model.encoder(model.prior.pseudo_images())
+    means, log_vars = model.encode(model.prior.pseudo_images())
     per_component = torch.stack([log_normal_diag(z, means[k], log_vars[k]) for k in range(3)], dim=1)
     expected = torch.logsumexp(per_component, 1) - math.log(3)
     torch.testing.assert_close(model.log_prior(z), expected)

@@ -5,7 +5,7 @@ import torch
 
 from exaug.config import ModelConfig
 from exaug.models import ExemplarVAE
-from exaug.models.vae import LOG_VAR_MAX, LOG_VAR_MIN
+from exaug.models.base import LOG_VAR_MAX, LOG_VAR_MIN
 
 
 def model_for(shape, prior="exemplar"):
