@@ -12,8 +12,12 @@ ELBO, and the IWAE bound with S importance samples) and plots train against vali
 | prior | Figure 5's generators | Gaussian, VampPrior, exemplar |
 
 Every run is a resumable fit_generator folder under ``--runs``: a killed study picks up where it stopped.
+``--arch`` runs a study on another generator architecture (the prior study on the HVAE is Table 3's HVAE row);
+its runs, results and plot are named STUDY-ARCH.
 
     python benchmarks/ablations.py --study leave-one-out --train 10000 --epochs 40 --warmup 10 --seeds 0 1 2 \
+        --test-images 500 --samples 1000
+    python benchmarks/ablations.py --study prior --arch hvae --train 10000 --epochs 30 --warmup 10 --seeds 0 1 2 \
         --test-images 500 --samples 1000
 """
 
@@ -31,6 +35,7 @@ import torch
 from torch.utils.data import Subset
 
 from exaug import ModelConfig, TrainConfig, fit_generator
+from exaug.config import ARCHITECTURES
 from exaug.atomic import atomic_write_text
 from exaug.figures import pyplot, save_png
 from exaug.data import load_split
@@ -94,6 +99,9 @@ def spread(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", choices=sorted(STUDIES), required=True)
+    parser.add_argument("--arch", choices=ARCHITECTURES, default="vae", help="generator architecture")
+    parser.add_argument("--variants", nargs="+", default=None,
+                        help="run only these of the study's variants (default: all)")
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--train", type=int, default=10_000, help="the first N training images")
     parser.add_argument("--epochs", type=int, default=40)
@@ -107,24 +115,33 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=None, help="default: docs/figures/ablation-STUDY.png")
     args = parser.parse_args()
     apply_threads(args.threads)
-    out = args.out or Path("benchmarks/results/ablations") / f"{args.study}.json"
-    figure = args.plot or Path("docs/figures") / f"ablation-{args.study}.png"
+    name = args.study if args.arch == "vae" else f"{args.study}-{args.arch}"
+    out = args.out or Path("benchmarks/results/ablations") / f"{name}.json"
+    figure = args.plot or Path("docs/figures") / f"ablation-{name}.png"
+    variants = STUDIES[args.study]
+    unknown = sorted(set(args.variants or ()) - set(variants))
+    if unknown:
+        parser.error(f"--variants {unknown} are not variants of the {args.study} study; it has {sorted(variants)}")
+    if args.variants:
+        variants = {variant: options for variant, options in variants.items() if variant in args.variants}
 
     train = Subset(load_split(args.dataset, "train"), range(args.train))
     val = load_split(args.dataset, "val")
     test = load_split(args.dataset, "test")
-    results: dict[str, Any] = {"study": args.study, "dataset": args.dataset, "train_images": args.train,
+    results: dict[str, Any] = {"study": args.study, "architecture": args.arch, "dataset": args.dataset,
+                               "train_images": args.train,
                                "epochs": args.epochs, "warmup_epochs": args.warmup, "seeds": args.seeds,
                                "test_images": args.test_images, "iwae_samples": args.samples,
                                "threads": args.threads, "torch": torch.__version__, "machine": platform.machine(),
                                "variants": {}}
-    for variant, (train_options, model_options) in STUDIES[args.study].items():
+    for variant, (train_options, model_options) in variants.items():
         results["variants"][variant] = {}
         for seed in args.seeds:
-            folder = args.runs / args.study / folder_name(variant) / f"seed{seed}"
+            folder = args.runs / name / folder_name(variant) / f"seed{seed}"
             config = TrainConfig(epochs=args.epochs, warmup_epochs=args.warmup, patience=args.epochs, seed=seed,
                                  device="cpu", **{**PAPER_RECIPE, **train_options})
-            model = fit_generator(train, val, config, folder, model_config=ModelConfig(**model_options),
+            architecture = ModelConfig(architecture=args.arch, **model_options)
+            model = fit_generator(train, val, config, folder, model_config=architecture,
                                   progress=False, log=lambda record: None)
             scores = evaluate_generator(model, test.images[: args.test_images], num_samples=args.samples,
                                         subset=None, ks=(), progress=False)

@@ -1,12 +1,16 @@
-"""Seconds per training epoch of the Gaussian, exact-exemplar and kNN-exemplar generators, side by side.
+"""Seconds per training epoch of the Gaussian, exact-exemplar and kNN-exemplar generators, side by side, for each
+generator architecture (the MLP VAE, the HVAE, the ConvHVAE).
 
 Each variant runs the trainer's own ``train_step`` on real MNIST (50K training images,
 batch 100) for a number of timed steps after a warm-up; an epoch-equivalent is the mean
 step time × steps per epoch, plus the end-of-epoch re-encoding of the exemplar means that
 the exemplar prior needs. All variants run in one process, one after the other, so their
-ratios are comparable even on a noisy machine.
+ratios are comparable even on a noisy machine. With several ``--architectures`` each variant's epoch time is
+also given relative to the MLP VAE's.
 
     python benchmarks/generator_speed.py --steps 60 --out benchmarks/results/generator_speed.json
+    python benchmarks/generator_speed.py --architectures vae hvae convhvae --variants gaussian knn_neighbour_gradient \
+        --steps 20 --threads 1 --out benchmarks/results/generator_speed_architectures.json
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 import torch
 
 from exaug.atomic import atomic_write_text
-from exaug.config import ModelConfig, TrainConfig
+from exaug.config import ARCHITECTURES, ModelConfig, TrainConfig
 from exaug.device import apply_threads
 from exaug.data import load_split
 from exaug.train import GeneratorTrainer
@@ -45,10 +49,12 @@ VARIANTS = {
 }
 
 
-def time_variant(images: torch.Tensor, prior: str, steps: int, warmup: int, **train_options) -> dict[str, float]:
+def time_variant(images: torch.Tensor, architecture: str, prior: str, steps: int, warmup: int,
+                 **train_options) -> dict[str, float]:
     config = TrainConfig(**train_options)
     with tempfile.TemporaryDirectory() as out:
-        trainer = GeneratorTrainer(images, None, None, ModelConfig(prior=prior), config, Path(out))
+        trainer = GeneratorTrainer(images, None, None, ModelConfig(architecture=architecture, prior=prior), config,
+                                   Path(out))
         prior_term = trainer.prior_term()
         order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))
         batches = order.split(config.batch_size)
@@ -79,6 +85,8 @@ def main() -> None:
                         help="timed steps for the exact prior with gradient (each re-encodes 25K exemplars)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--architectures", nargs="+", default=["vae"], choices=ARCHITECTURES,
+                        help="each variant is timed for each architecture; results of the others are keyed ARCH/VARIANT")
     parser.add_argument("--threads", type=int, default=None, help="torch and faiss threads (default: all cores)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/generator_speed.json"))
     args = parser.parse_args()
@@ -86,11 +94,21 @@ def main() -> None:
 
     images = load_split("mnist", "train").images.float() / 255.0
     results = {}
-    for name in args.variants:
-        steps = args.exact_gradient_steps if name == "exact_neighbour_gradient" else args.steps
-        options = dict(VARIANTS[name])
-        results[name] = time_variant(images, options.pop("prior"), steps, min(args.warmup, steps), **options)
-        print(f"{name:26s} {results[name]['step_ms']:9.2f} ms/step  {results[name]['epoch_seconds']:9.1f} s/epoch", flush=True)
+    for architecture in args.architectures:
+        for variant in args.variants:
+            steps = args.exact_gradient_steps if variant == "exact_neighbour_gradient" else args.steps
+            options = dict(VARIANTS[variant])
+            name = variant if architecture == "vae" else f"{architecture}/{variant}"
+            results[name] = time_variant(images, architecture, options.pop("prior"), steps, min(args.warmup, steps),
+                                         **options)
+            print(f"{name:36s} {results[name]['step_ms']:9.2f} ms/step  {results[name]['epoch_seconds']:9.1f} s/epoch",
+                  flush=True)
+    if len(args.architectures) > 1 and "vae" in args.architectures:
+        print("\nepoch time relative to the MLP VAE with the same prior and search:")
+        for name, figures in results.items():
+            variant = name.split("/")[-1]
+            figures["ratio_to_vae"] = figures["epoch_seconds"] / results[variant]["epoch_seconds"]
+            print(f"  {name:36s} {figures['ratio_to_vae']:.2f}x")
     if "gaussian" in results:
         base = results["gaussian"]["epoch_seconds"]
         for name, figures in results.items():
@@ -104,6 +122,7 @@ def main() -> None:
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
         "train_images": int(images.shape[0]),
+        "architectures": args.architectures,
         "results": results,
     }
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")

@@ -220,6 +220,17 @@ def test_a_checkpoint_from_before_knn_query_resumes_as_it_ran_and_says_so_otherw
     assert (tmp_path / "old" / "model.safetensors").read_bytes() == (tmp_path / "straight" / "model.safetensors").read_bytes()
 
 
+def test_a_checkpoint_from_before_architectures_resumes_as_the_mlp_vae(tiny_data, tmp_path):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path, epochs=1)
+    path = tmp_path / CHECKPOINT_FILE
+    state = torch.load(path, weights_only=True)
+    del state["identity"]["model_config"]["architecture"]  # written before the setting existed
+    torch.save(state, path)
+    _, records = quiet_fit(train, val, tmp_path, epochs=2)
+    assert [r["epoch"] for r in records] == [2]
+
+
 @pytest.mark.parametrize("setting, value", [("knn_query", "cache"), ("patience_after_warmup", False),
                                             ("gradient_neighbours", None)])
 def test_a_checkpoint_from_before_a_setting_names_the_flag_that_resumes_it(tiny_data, tmp_path, setting, value):

@@ -1,0 +1,180 @@
+"""Every generator architecture (the MLP VAE, the HVAE, the ConvHVAE) goes through the same code paths: built by
+name, trained, saved, loaded, evaluated, sampled and used for augmentation."""
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from conftest import blob_images
+from exaug import (BundleError, ExemplarAugment, ExemplarCollate, MixedBatchLoader, ModelConfig, TrainConfig,
+                   fit_generator, load_generator, save_generator)
+from exaug.config import ARCHITECTURES, PRIORS
+from exaug.evaluate import evaluate_generator
+from exaug.models import GENERATOR_CLASSES, ExemplarGenerator, build_generator
+from exaug.sampling import cyclic_generation, exemplar_plates, random_grid
+from transform_checks import check_transform
+
+SHAPE = (1, 16, 16)
+LATENT = 3
+
+
+def small_generator(architecture: str, prior: str = "exemplar", seed: int = 0) -> ExemplarGenerator:
+    torch.manual_seed(seed)
+    model = build_generator(ModelConfig(architecture=architecture, prior=prior, input_shape=SHAPE, hidden_dim=16,
+                                        latent_dim=LATENT, num_pseudo_inputs=4))
+    images, labels = blob_images(24)
+    model.set_exemplars(images, labels)
+    return model.eval()
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def bundle(request, tmp_path_factory):
+    """A small exemplar-prior generator of each architecture, saved as a bundle (untrained weights suffice)."""
+    directory = tmp_path_factory.mktemp(request.param)
+    save_generator(small_generator(request.param), directory)
+    return directory
+
+
+def test_each_architecture_name_builds_its_own_class():
+    for name in ARCHITECTURES:
+        model = build_generator(ModelConfig(architecture=name, input_shape=SHAPE, hidden_dim=8, latent_dim=2))
+        assert type(model) is GENERATOR_CLASSES[name] and model.architecture == name
+
+
+def test_an_unknown_architecture_is_refused_naming_the_known_ones():
+    with pytest.raises(ValueError, match="architecture='transformer' is not known.*'vae', 'hvae', 'convhvae'"):
+        ModelConfig(architecture="transformer")
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("prior", PRIORS)
+def test_every_architecture_and_prior_gives_images_and_latents_of_the_right_shapes(architecture, prior):
+    model = small_generator(architecture, prior)
+    images = blob_images(5, seed=1)[0]
+    mu, log_var = model.encode(images)
+    assert mu.shape == log_var.shape == (5, LATENT)
+    assert model.encode_means(images).shape == (5, LATENT)
+    assert model.encode_means(images[:0]).shape == (0, LATENT)
+    noise = torch.randn(5, model.twin_noise_dim)
+    assert model.decode_around(mu, log_var, noise).shape == (5, *SHAPE)
+    assert model.generate(images).shape == (5, *SHAPE)
+    assert model.sample(4).shape == (4, *SHAPE)
+    terms = model.elbo_terms(torch.bernoulli(images))
+    assert terms.elbo.shape == (5,) and torch.isfinite(terms.elbo).all()
+    assert terms.posterior_mean.shape == (5, LATENT)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_a_twin_uses_every_draw_of_its_noise(architecture):
+    """A hierarchical twin draws z1 ~ p(z1 | z2) from the second half of its noise, so a caller's rng covers both."""
+    model = small_generator(architecture)
+    mu, log_var = model.encode(blob_images(2, seed=2)[0])
+    noise = torch.randn(2, model.twin_noise_dim, generator=torch.Generator().manual_seed(0))
+    base = model.decode_around(mu, log_var, noise)
+    for draw in range(model.twin_noise_dim):
+        nudged = noise.clone()
+        nudged[:, draw] += 1.0
+        assert not torch.equal(model.decode_around(mu, log_var, nudged), base), f"draw {draw} changed nothing"
+    assert model.twin_noise_dim == (LATENT if architecture == "vae" else 2 * LATENT)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_the_iwae_bound_lies_above_the_elbo_and_rises_with_the_sample_count(architecture):
+    model = small_generator(architecture)
+    images = torch.bernoulli(blob_images(4, seed=3)[0], generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        elbo = torch.stack([model.elbo_terms(images, generator).elbo for _ in range(300)]).mean()
+    few = model.iwae(images, num_samples=2, generator=generator).mean()
+    many = model.iwae(images, num_samples=400, chunk_size=150, generator=generator).mean()
+    assert elbo < few < many
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_the_near_exemplar_iwae_agrees_with_the_exact_one(architecture):
+    model = small_generator(architecture)
+    images = torch.bernoulli(blob_images(2, seed=4)[0], generator=torch.Generator().manual_seed(0))
+    near = model.iwae(images, 50, generator=torch.Generator().manual_seed(2), prior_tolerance=1e-3)
+    exact = model.iwae(images, 50, generator=torch.Generator().manual_seed(2), prior_tolerance=None)
+    assert torch.all(near <= exact + 1e-5) and torch.all(exact - near <= 1e-3 + 1e-5)
+
+
+def test_a_bundle_round_trip_keeps_every_weight_and_exemplar_bit_for_bit(bundle):
+    loaded = load_generator(bundle)
+    config = json.loads((bundle / "config.json").read_text())
+    original = small_generator(config["model"]["architecture"])
+    assert type(loaded) is type(original)
+    assert loaded.state_dict().keys() == original.state_dict().keys()
+    assert all(torch.equal(loaded.state_dict()[name], tensor) for name, tensor in original.state_dict().items())
+    assert torch.equal(loaded.exemplar_means, original.exemplar_means)
+    assert torch.equal(loaded.exemplar_images, original.exemplar_images)
+
+
+def test_a_bundle_without_an_architecture_is_the_mlp_vae(tmp_path):
+    save_generator(small_generator("vae"), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["model"]["architecture"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert load_generator(tmp_path).architecture == "vae"
+
+
+def test_a_bundle_of_an_unknown_architecture_is_a_bundle_error_naming_the_known_ones(tmp_path):
+    save_generator(small_generator("vae"), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model"]["architecture"] = "diffusion"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="'diffusion'.*known architectures are \\('vae', 'hvae', 'convhvae'\\)"):
+        load_generator(tmp_path)
+
+
+def test_exemplar_augment_keeps_the_transform_contract_with_every_architecture(bundle):
+    image = (blob_images(1, seed=5)[0][0] * 255).round().to(torch.uint8)
+    check_transform(lambda p, rng=None: ExemplarAugment.from_pretrained(bundle, p=p, rng=rng), image)
+
+
+def test_twins_replay_from_the_same_rng_seed_with_every_architecture(bundle):
+    images = blob_images(6, seed=6)[0]
+
+    def twins(seed: int) -> torch.Tensor:
+        return ExemplarAugment.from_pretrained(bundle, p=1.0, rng=torch.Generator().manual_seed(seed)).twins(images)
+
+    assert torch.equal(twins(3), twins(3))
+    assert not torch.equal(twins(3), twins(4))
+
+
+def test_the_collate_and_the_mixed_loader_take_every_architecture(bundle):
+    images, labels = blob_images(8, seed=7)
+    augment = ExemplarAugment.from_pretrained(bundle, p=1.0, rng=torch.Generator().manual_seed(0))
+    batch_images, batch_labels = ExemplarCollate(augment, append=True)(list(zip(images, labels)))
+    assert batch_images.shape == (16, *SHAPE) and torch.equal(batch_labels, torch.cat([labels, labels]))
+    loader = MixedBatchLoader(DataLoader(TensorDataset(images, labels), batch_size=4), bundle, seed=0)
+    for batch in loader:
+        assert batch.synthetic.shape == batch.real.shape and not torch.equal(batch.synthetic, batch.real)
+
+
+def test_evaluation_and_every_sampling_mode_take_every_architecture(bundle):
+    model = load_generator(bundle)
+    images, labels = blob_images(6, seed=8)
+    results = evaluate_generator(model, images, labels, num_samples=20, subset=3, ks=(3,), progress=False)
+    assert results["latent_dim"] == LATENT and results["iwae_images"] == 3 and "knn_error" in results
+    assert random_grid(model, 4).shape[0] == 3
+    assert exemplar_plates(model, images[:2], per_plate=3).shape[0] == 3
+    assert cyclic_generation(model, images[:2], steps=2).shape[0] == 3
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_one_epoch_of_training_writes_a_bundle_of_that_architecture(architecture, tmp_path):
+    images, labels = blob_images(40)
+    val_images, _ = blob_images(10, seed=1)
+    config = TrainConfig(epochs=1, batch_size=20, warmup_epochs=1, knn=3, device="cpu", seed=0)
+    model = fit_generator(TensorDataset(images, labels), TensorDataset(val_images), config, tmp_path,
+                          model_config=ModelConfig(architecture=architecture, hidden_dim=16, latent_dim=LATENT),
+                          progress=False, log=lambda record: None)
+    assert model.architecture == architecture
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["architecture"] == architecture
+    record = json.loads((tmp_path / "train_log.jsonl").read_text().splitlines()[0])
+    assert record["epoch"] == 1 and record["val_elbo"] > -1e4
+    reloaded = load_generator(tmp_path)
+    assert type(reloaded) is type(model) and torch.equal(reloaded.exemplar_means, model.exemplar_means)
