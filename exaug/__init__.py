@@ -6,6 +6,7 @@ data → models/priors → bundle format → evaluate → train → pretrained �
 """
 
 from .augment import ExemplarAugment
+from .batch_twins import ExemplarTwins
 from .bundle import BundleError, save_generator
 from .collate import ExemplarCollate
 from .config import ModelConfig, TrainConfig
@@ -20,6 +21,7 @@ __all__ = [
     "ExemplarAugment",
     "ExemplarCollate",
     "ExemplarGenerator",
+    "ExemplarTwins",
     "ExemplarVAE",
     "MixedBatch",
     "MixedBatchLoader",

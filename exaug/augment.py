@@ -198,12 +198,20 @@ class ExemplarAugment(v2.Transform):
         batched = check_images(images, self.input_shape, allow_empty=True)
         if not replace.any():
             return images
-        values = images if batched else images.unsqueeze(0)
-        chosen = replace.to(values.device)
-        out = values.clone()
-        out[chosen] = twins_of(self._generator_on(values.device), values[chosen], noise[replace])
+        out = self.replace_with_twins(images if batched else images.unsqueeze(0), replace, noise)
         out = out if batched else out.squeeze(0)
         return tv_tensors.wrap(out, like=images) if isinstance(images, tv_tensors.TVTensor) else out
+
+    def replace_with_twins(self, images: torch.Tensor, replace: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """A copy of a checked batch B×C×H×W in which the images where ``replace`` (B, on the CPU) is True are
+        their twins, decoded from the matching rows of ``noise`` (B×``twin_noise_dim``, already scaled); the
+        batch itself when none is."""
+        if not replace.any():
+            return images
+        chosen = replace.to(images.device)
+        out = images.clone()
+        out[chosen] = twins_of(self._generator_on(images.device), images[chosen], noise[replace])
+        return out
 
 
 def _image_count(inpt: Any) -> int:

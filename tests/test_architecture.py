@@ -23,7 +23,7 @@ LAYERS = [
     ("evaluation and sampling", ["exaug.evaluate", "exaug.sampling"]),
     ("trainers", ["exaug.epochs", "exaug.train", "exaug.exemplar_objective"]),
     ("generators by name", ["exaug.pretrained"]),
-    ("plugin", ["exaug.twins", "exaug.augment", "exaug.collate", "exaug.mixed"]),
+    ("plugin", ["exaug.twins", "exaug.augment", "exaug.batch_twins", "exaug.collate", "exaug.mixed"]),
     ("classifiers", ["exaug.classifiers"]),
     ("command line", ["exaug.cli"]),
 ]

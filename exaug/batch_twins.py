@@ -1,0 +1,104 @@
+"""ExemplarTwins: Exemplar VAE twins for a whole labelled batch, after the DataLoader, on the batch's device.
+
+The batch form GPU users know from torchvision's ``MixUp`` and ``CutMix``: ``(images, labels) → (images,
+labels)``, called in the training loop on a batch already on the GPU, so the generator runs there once per
+batch. Two modes:
+
+* replace: each image is replaced by its twin with probability ``p``, the same draws
+  :class:`~exaug.ExemplarAugment` makes for a batch tensor;
+* append: every real image stays, and twins of a random ``p``-share of the batch are appended, each with its
+  exemplar's label (B real images → about B·(1 + p) in the batch).
+
+:class:`~exaug.ExemplarCollate` runs the same code inside the DataLoader's workers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from .augment import DROP_IN_P, ExemplarAugment
+from .images import check_images
+from .models import ExemplarGenerator
+
+
+class ExemplarTwins:
+    """Add Exemplar VAE twins to a batch of ``(images, labels)``, replacing images or appending to them.
+
+    Args:
+        source: a trained generator, a bundle directory or bundled name, or an :class:`~exaug.ExemplarAugment`
+            whose generator, ``noise_scale`` and ``rng`` are reused (its ``p`` is not: this object has its own).
+        p: probability that an image gets a twin (replace mode: is replaced by it).
+        append: False replaces images; True keeps them and appends the twins with their exemplars' labels.
+        noise_scale, rng: as in :class:`~exaug.ExemplarAugment` (ignored when ``source`` is one).
+
+    Images are B×C×H×W, uint8 or float in [0, 1], on any device; labels are any tensor (or list) with one entry
+    per image, class indices or one-hot/soft rows. The result keeps the images' dtype and device and the
+    labels' dtype and device.
+
+    Example::
+
+        twins = ExemplarTwins("mnist", p=0.5, append=True)
+        for images, labels in loader:
+            images, labels = twins(images.cuda(), labels.cuda())
+    """
+
+    def __init__(self, source: ExemplarAugment | ExemplarGenerator | str | os.PathLike, p: float = DROP_IN_P,
+                 append: bool = False, noise_scale: float = 1.0, rng: torch.Generator | None = None) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p={p} is a probability and must lie in [0, 1]")
+        if isinstance(source, ExemplarAugment):
+            self.augment = source
+        elif isinstance(source, ExemplarGenerator):
+            self.augment = ExemplarAugment(source, noise_scale=noise_scale, rng=rng)
+        elif isinstance(source, (str, os.PathLike)):
+            self.augment = ExemplarAugment.from_pretrained(source, noise_scale=noise_scale, rng=rng)
+        else:
+            raise TypeError(f"source must be a generator, a bundle directory or name, or an ExemplarAugment; got "
+                            f"{type(source).__name__}")
+        self.p = float(p)
+        self.append = bool(append)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(p={self.p}, append={self.append}, noise_scale={self.augment.noise_scale}, "
+                f"input_shape={self.augment.input_shape})")
+
+    def __call__(self, *batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``twins(images, labels)`` or ``twins((images, labels))`` → ``(images, labels)``."""
+        if len(batch) == 1 and isinstance(batch[0], (list, tuple)):
+            batch = tuple(batch[0])
+        if len(batch) != 2:
+            raise TypeError(f"{type(self).__name__} takes a batch (images, labels); got {len(batch)} argument(s)")
+        images, labels = batch
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"the images must be one tensor B×C×H×W, got a {type(images).__name__}; stack them with "
+                            "torch.stack or use a DataLoader's default collate")
+        images = images.as_subclass(torch.Tensor)  # a tv_tensors.Image batch is still images
+        if not check_images(images, self.augment.input_shape, allow_empty=True):
+            raise ValueError(f"{type(self).__name__} takes a batch B×C×H×W, got one image of shape "
+                             f"{tuple(images.shape)}; add a batch axis with images.unsqueeze(0)")
+        labels = _label_tensor(labels, images.shape[0])
+        stream = self.augment.stream()
+        chosen = torch.rand(images.shape[0], generator=stream) < self.p
+        if self.append:
+            if chosen.any():  # the twins' noise is drawn for the chosen images only
+                twins = self.augment.twins(images[chosen.to(images.device)])
+                images = torch.cat([images, twins])
+                labels = torch.cat([labels, labels[chosen.to(labels.device)]])
+            return images, labels
+        noise = torch.randn(images.shape[0], self.augment.generator.twin_noise_dim, generator=stream)
+        return self.augment.replace_with_twins(images, chosen, noise * self.augment.noise_scale), labels
+
+
+def _label_tensor(labels: Any, count: int) -> torch.Tensor:
+    """``labels`` as a tensor with one entry (or row) per image, or a ValueError naming what is wrong."""
+    try:
+        tensor = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"labels must be numbers, one per image (class indices or one-hot rows); got "
+                         f"{type(labels).__name__} ({error})") from None
+    if tensor.ndim == 0 or tensor.shape[0] != count:
+        raise ValueError(f"there are {count} images but labels of shape {tuple(tensor.shape)}; give one label per image")
+    return tensor
