@@ -57,6 +57,28 @@ def test_fit_generator_init_from_refuses_an_architecture_the_bundle_does_not_hav
     assert "latent_dim 4 (asked for 8)" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("arch", ["hvae", "convhvae"])
+def test_fit_generator_arch_trains_that_architecture_and_sample_and_evaluate_take_it(arch, image_folder, tmp_path):
+    out = tmp_path / arch
+    result = CliRunner().invoke(main, [
+        "fit-generator", "--dataset", str(image_folder), "--channels", "1", "--epochs", "1", "--warmup-epochs", "1",
+        "--arch", arch, "--hidden-dim", "16", "--latent-dim", "3", "--no-progress", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert load_generator(out).architecture == arch
+    result = CliRunner().invoke(main, ["sample", "--generator", str(out), "--mode", "exemplars", "--count", "2",
+                                       "--out", str(tmp_path / "plates.png")])
+    assert result.exit_code == 0, result.output
+
+
+def test_fit_generator_init_from_keeps_the_bundle_architecture_and_refuses_another(fitted, image_folder, tmp_path):
+    bundle, _ = fitted
+    result = CliRunner().invoke(main, [
+        "fit-generator", "--dataset", str(image_folder), "--channels", "1", "--epochs", "1", "--arch", "hvae",
+        "--init-from", str(bundle), "--no-progress", "--out", str(tmp_path / "other")])
+    assert result.exit_code != 0
+    assert "architecture 'vae' (asked for 'hvae')" in result.output and "Traceback" not in result.output
+
+
 def test_fit_generator_rerun_keeps_its_epoch_budget_and_trains_on_when_given_a_larger_one(image_folder, tmp_path):
     out = tmp_path / "gen"
     command = ["fit-generator", "--dataset", str(image_folder), "--channels", "1", "--warmup-epochs", "1",
