@@ -1,0 +1,125 @@
+"""Results tables of the docs, generated from the result files under benchmarks/results/, never typed.
+
+A table lives in a Markdown file between ``<!-- table: NAME -->`` and ``<!-- /table -->``. This script rewrites
+every such block from its result files; ``--check`` changes nothing and fails when a block and its files
+disagree (tests/test_tables.py runs it in the fast suite).
+
+    python benchmarks/tables.py            # rewrite the tables in README.md and docs/*.md
+    python benchmarks/tables.py --check    # exit 1, naming each table that is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+from typing import Callable
+
+from exaug.atomic import atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+
+# Table 3 of the paper: MNIST test NLL (nats, IWAE S = 5000, means of 5 runs at the full budget).
+PAPER_TABLE_3 = {"vae": {"Gaussian": 84.45, "VampPrior": 82.43, "exemplar": 82.09},
+                 "hvae": {"Gaussian": 82.39, "VampPrior": 81.56, "exemplar": 81.22},
+                 "convhvae": {"Gaussian": 80.52, "VampPrior": 79.67, "exemplar": 79.58}}
+ARCHITECTURE_NAMES = {"vae": "VAE (MLP)", "hvae": "HVAE", "convhvae": "ConvHVAE"}
+
+
+def mean_and_spread(values: list[float]) -> str:
+    """"m" for one value, "m ± sd" over several."""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def table_3(results: Path = RESULTS) -> str:
+    """The prior study (benchmarks/ablations.py --study prior) of each architecture beside the paper's Table 3."""
+    files = {"vae": "prior.json", "hvae": "prior-hvae.json", "convhvae": "prior-convhvae.json"}
+    lines = ["| architecture | prior | test NLL, exaug | seeds | test ELBO, exaug | test NLL, paper |",
+             "|---|---|---|---|---|---|"]
+    budgets = set()
+    for architecture, name in files.items():
+        path = results / "ablations" / name
+        study = json.loads(path.read_text()) if path.exists() else {"variants": {}}
+        if path.exists():
+            budgets.add((study["train_images"], study["epochs"], study["warmup_epochs"], study["test_images"],
+                         study["iwae_samples"]))
+        for prior, paper in PAPER_TABLE_3[architecture].items():
+            runs = study["variants"].get(prior, {})
+            if runs:
+                seeds = ", ".join(sorted(runs))
+                nll = mean_and_spread([run["iwae_nll"] for run in runs.values()])
+                elbo = mean_and_spread([run["test_elbo"] for run in runs.values()])
+            else:
+                seeds, nll, elbo = "not run", "", ""
+            lines.append(f"| {ARCHITECTURE_NAMES[architecture]} | {prior} | {nll} | {seeds} | {elbo} | {paper:.2f} |")
+    if len(budgets) > 1:
+        raise ValueError(f"the prior studies ran on different budgets {sorted(budgets)}; Table 3 compares one budget")
+    return "\n".join(lines) + "\n"
+
+
+def architecture_speed(results: Path = RESULTS) -> str:
+    """Seconds per 50K-image epoch of each architecture and prior, and the ratio to the MLP VAE's
+    (benchmarks/generator_speed.py --architectures)."""
+    report = json.loads((results / "generator_speed_architectures.json").read_text())
+    variant_names = {"gaussian": "Gaussian", "knn_neighbour_gradient": "exemplar, kNN, gradient through all k",
+                     "knn_neighbour_gradient_g3": "exemplar, kNN, gradient through the 3 nearest (default)"}
+    lines = [f"| architecture | prior | ms per step | s per epoch | relative to the MLP VAE |", "|---|---|---|---|---|"]
+    for name, figures in report["results"].items():
+        architecture, _, variant = name.rpartition("/")
+        lines.append(f"| {ARCHITECTURE_NAMES[architecture or 'vae']} | {variant_names.get(variant, variant)} | "
+                     f"{figures['step_ms']:.1f} | {figures['epoch_seconds']:.1f} | {figures['ratio_to_vae']:.2f}× |")
+    return "\n".join(lines) + "\n"
+
+
+TABLES: dict[str, Callable[[], str]] = {"table-3": table_3, "architecture-speed": architecture_speed}
+
+
+def rewritten(text: str) -> str:
+    """``text`` with every table block regenerated; a block naming an unknown table is a ValueError."""
+    def replace(match: re.Match) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise ValueError(f"unknown table {name!r}; known tables are {sorted(TABLES)}")
+        return match.group(1) + TABLES[name]() + match.group(4)
+    return BLOCK.sub(replace, text)
+
+
+def stale_tables(documents: list[Path] = DOCUMENTS) -> list[str]:
+    """'document: table' for every block that differs from what its result files give."""
+    stale = []
+    for document in documents:
+        text = document.read_text(encoding="utf-8")
+        fresh = rewritten(text)
+        if fresh != text:
+            stale += [f"{document.relative_to(REPO)}: {match['name']}" for match, new in
+                      zip(BLOCK.finditer(text), BLOCK.finditer(fresh)) if match["body"] != new["body"]]
+    return stale
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; fail if a table is out of date")
+    args = parser.parse_args()
+    if args.check:
+        stale = stale_tables()
+        for entry in stale:
+            print(f"out of date: {entry} (run python benchmarks/tables.py)")
+        sys.exit(1 if stale else 0)
+    for document in DOCUMENTS:
+        text = document.read_text(encoding="utf-8")
+        fresh = rewritten(text)
+        if fresh != text:
+            atomic_write_text(document, fresh)
+            print(f"rewrote the tables of {document.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The docs' generated tables agree with the result files they come from (benchmarks/tables.py)."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tables.py"
+
+
+@pytest.fixture(scope="module")
+def tables():
+    spec = importlib.util.spec_from_file_location("tables", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["tables"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_generated_table_in_the_docs_matches_its_result_files(tables):
+    assert tables.stale_tables() == [], "run python benchmarks/tables.py and commit the docs"
+
+
+def test_a_table_that_no_longer_matches_its_files_is_named(tables, tmp_path):
+    document = tmp_path / "doc.md"
+    document.write_text("text\n<!-- table: table-3 -->\n| an old table |\n<!-- /table -->\nmore\n")
+    tables.REPO = tmp_path  # name documents relative to the temporary folder
+    try:
+        assert tables.stale_tables([document]) == ["doc.md: table-3"]
+    finally:
+        tables.REPO = SCRIPT.parents[1]
+
+
+def test_a_block_naming_an_unknown_table_is_refused(tables):
+    with pytest.raises(ValueError, match="unknown table 'table-9'"):
+        tables.rewritten("<!-- table: table-9 -->\n<!-- /table -->")
+
+
+def study(train_images: int, nll: float) -> dict:
+    return {"train_images": train_images, "epochs": 30, "warmup_epochs": 10, "test_images": 500, "iwae_samples": 1000,
+            "variants": {"exemplar": {"0": {"iwae_nll": nll, "test_elbo": -nll - 7}}}}
+
+
+def test_table_3_puts_each_architecture_beside_the_paper_and_marks_what_did_not_run(tables, tmp_path):
+    (tmp_path / "ablations").mkdir()
+    (tmp_path / "ablations" / "prior-hvae.json").write_text(json.dumps(study(10000, 91.5)))
+    table = tables.table_3(tmp_path)
+    assert "| HVAE | exemplar | 91.50 | 0 | -98.50 | 81.22 |" in table
+    assert "| ConvHVAE | exemplar |  | not run |  | 79.58 |" in table
+
+
+def test_table_3_refuses_studies_on_different_budgets(tables, tmp_path):
+    (tmp_path / "ablations").mkdir()
+    (tmp_path / "ablations" / "prior.json").write_text(json.dumps(study(10000, 93.0)))
+    (tmp_path / "ablations" / "prior-hvae.json").write_text(json.dumps(study(50000, 91.5)))
+    with pytest.raises(ValueError, match="different budgets"):
+        tables.table_3(tmp_path)
