@@ -110,10 +110,22 @@ class ExemplarAugment(v2.Transform):
         return self
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle without the copies on other devices, so spawned DataLoader workers never start CUDA."""
+        """Pickle without the copies on other devices, so spawned DataLoader workers never start CUDA, and with
+        ``rng`` as the bytes of its state: torch shares a ``torch.Generator``'s state tensor with spawned workers
+        through a file descriptor, which fails (``unable to resize file``) and kills the worker."""
         state = self.__dict__.copy()
         state["_on_device"] = {}
+        state["_worker_rng"] = None  # a worker derives its own stream again from the seed (see stream())
+        state["rng"] = None if self.rng is None else self.rng.get_state().numpy().tobytes()
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild ``rng`` from the bytes of its state: the same seed, at the same point of its stream."""
+        rng_state = state["rng"]
+        if rng_state is not None:
+            state["rng"] = torch.Generator()
+            state["rng"].set_state(torch.frombuffer(bytearray(rng_state), dtype=torch.uint8))
+        super().__setstate__(state)
 
     def _generator_on(self, device: torch.device) -> ExemplarGenerator:
         """The generator on ``device``: the transform's own, or a copy kept for that device (never moved in place)."""

@@ -158,6 +158,27 @@ def test_runs_in_dataloader_workers_with_distinct_streams_one_thread_and_no_fais
     assert torch.equal(again[0][0], images_a)  # seeded from the loader: reproducible
 
 
+def test_a_transform_with_its_own_rng_runs_in_spawned_workers_with_distinct_replayable_streams(tiny_generator_dir):
+    augment = ExemplarAugment.from_pretrained(tiny_generator_dir, p=1.0, rng=torch.Generator().manual_seed(7))
+
+    def epoch(loader_seed):
+        return list(DataLoader(AugmentedImages(augment), batch_size=4, num_workers=2, multiprocessing_context="spawn",
+                               generator=torch.Generator().manual_seed(loader_seed)))
+
+    (images_a, info_a), (images_b, info_b) = epoch(0)
+    assert info_a[:, 0].unique().tolist() != info_b[:, 0].unique().tolist()  # two workers
+    assert not torch.equal(images_a, images_b)  # streams derived from rng's seed and each worker's seed
+    assert torch.equal(epoch(0)[0][0], images_a)  # a seeded DataLoader replays them
+
+
+def test_a_pickled_rng_resumes_where_the_original_stands(tiny_generator_dir, image):
+    augment = ExemplarAugment.from_pretrained(tiny_generator_dir, p=1.0, rng=torch.Generator().manual_seed(7))
+    augment(image)
+    restored = pickle.loads(pickle.dumps(augment))
+    assert restored.rng.initial_seed() == 7
+    assert torch.equal(restored(image), augment(image))
+
+
 @pytest.mark.parametrize("move", [lambda t: t.to("meta"), lambda t: t.double()])
 def test_moving_the_transform_by_hand_leaves_its_generator_on_the_cpu(augment, image, move):
     assert move(augment) is augment
