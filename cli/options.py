@@ -38,20 +38,59 @@ def dataset_choice(value: str) -> str:
     raise click.BadParameter(f"{value!r} is neither one of {', '.join(data.DATASETS)} nor an existing folder")
 
 
+class ImageFileError(ValueError):
+    """An image file that cannot be read, named with the fix: one line, even when a DataLoader worker raised it.
+
+    The DataLoader rebuilds a worker's exception in the main process from the worker's whole traceback, whose
+    last line is this error's own; only that line is kept, so the command line still reports one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message.rstrip().splitlines()[-1].split(f"{ImageFileError.__name__}: ", 1)[-1])
+
+
+def unreadable_image(path: str, error: BaseException) -> ImageFileError:
+    """The error for an image file PIL cannot open or decode (a decompression bomb included), naming the file."""
+    return ImageFileError(f"{path} cannot be read as an image ({error}); remove or replace it")
+
+
+def _pil_errors() -> tuple[type[BaseException], ...]:
+    """What PIL raises for a file it cannot read: not an image, a decompression bomb, a damaged stream, and the
+    SyntaxError some damaged PNGs give."""
+    from PIL import Image, UnidentifiedImageError
+
+    return UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError
+
+
+def read_image(path: str) -> Any:
+    """Load one image of a folder as torchvision's ImageFolder does, naming the file when it cannot be read:
+    a file damaged after the check up front would otherwise end a run in a worker's traceback."""
+    from torchvision.datasets.folder import default_loader
+
+    try:
+        return default_loader(path)
+    except _pil_errors() as error:
+        raise unreadable_image(path, error) from error
+
+
 @functools.lru_cache(maxsize=8)
 def check_images_readable(root: str, paths: tuple[str, ...]) -> None:
-    """Open and verify every image of a folder once, and refuse a file that is not an image, or images of
-    different sizes, naming the file: found later, inside a DataLoader, either would end a run in a traceback."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode every image of a folder once, and refuse a file that is not an image, is too large for PIL (a
+    decompression bomb) or does not decode, or images of different sizes, naming the file: found later,
+    inside a DataLoader, any of them would end a run in a traceback. ``verify()`` alone checks the chunks'
+    CRCs, not the compressed stream inside them, so each image is also decoded."""
+    from PIL import Image
 
     sizes: dict[tuple[int, int], str] = {}
     for path in paths:
         try:
             with Image.open(path) as image:
                 image.verify()
+            with Image.open(path) as image:
+                image.load()
                 sizes.setdefault(image.size, path)
-        except (UnidentifiedImageError, OSError, SyntaxError) as error:  # PIL raises SyntaxError for some bad PNGs
-            raise ValueError(f"{path} cannot be read as an image ({error}); remove or replace it") from error
+        except _pil_errors() as error:
+            raise unreadable_image(path, error) from error
         if len(sizes) > 1:
             (first_size, first), (size, other) = list(sizes.items())[:2]
             raise ValueError(f"{root} holds images of different sizes: {first} is {first_size[0]}×{first_size[1]}, "
@@ -78,7 +117,7 @@ def open_dataset(name: str, split: str, root: Path | None, channels: int | None 
         steps.append(v2.Grayscale(num_output_channels=1) if channels == 1 else v2.RGB())
     steps.append(v2.ToDtype(torch.float32, scale=True))
     try:
-        folder = ImageFolder(os.fspath(name), transform=v2.Compose(steps))
+        folder = ImageFolder(os.fspath(name), transform=v2.Compose(steps), loader=read_image)
     except FileNotFoundError as error:  # a class folder without images, or no class folders at all
         raise ValueError(f"{name}: {error}. Each class needs a folder with at least one image "
                          "(name/<class>/<image>): remove empty class folders") from error
