@@ -1,4 +1,5 @@
-"""What a classifier is given, checked before any folder is made: image tensors of one shape, labelled classes."""
+"""What a classifier is given, checked before any folder is made: image tensors of one shape, at least two labelled
+classes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ def describe_task(dataset: Dataset, labels: torch.Tensor) -> tuple[tuple[int, ..
     """(C×H×W of one image, number of classes) of a labelled dataset whose labels are ``labels``."""
     if len(dataset) == 0:
         raise ValueError("the training set is empty")
+    check_several_classes(labels)
     return image_shape(dataset[0][0], "training"), class_count(dataset, labels)
+
+
+def check_several_classes(labels: torch.Tensor) -> None:
+    """Refuse training labels of one class: the classifier would learn to answer it and report 0 % error."""
+    present = torch.unique(torch.as_tensor(labels))
+    if present.numel() < 2:
+        raise ValueError(f"the training set holds one class only (label {present.item()}), and a classifier needs at "
+                         "least 2: add images of other classes (in an image folder, one subfolder per class)")
 
 
 def check_evaluation_set(dataset: Dataset, input_shape: tuple[int, ...]) -> None:

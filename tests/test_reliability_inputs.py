@@ -8,7 +8,7 @@ import zlib
 import pytest
 import torch
 from click.testing import CliRunner
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 from exaug.cli.main import main
 from exaug.cli.options import ImageFileError, open_dataset
@@ -59,3 +59,39 @@ def test_an_image_damaged_after_the_folder_was_opened_is_named_in_one_line_even_
         list(DataLoader(dataset, batch_size=4, num_workers=workers))
     message = str(caught.value)
     assert message.startswith(f"{bad} cannot be read as an image") and "\n" not in message
+
+
+def one_class_folder(root):
+    """A folder whose images all sit in one class subfolder."""
+    folder = write_folder(root)
+    for path in list(folder.rglob("*.png")):
+        (folder / "class0").mkdir(exist_ok=True)
+        path.rename(folder / "class0" / f"{path.parent.name}-{path.name}")
+    for empty in [path for path in folder.iterdir() if not any(path.iterdir())]:
+        empty.rmdir()
+    return folder
+
+
+def test_a_classifier_on_a_one_class_folder_is_refused_in_one_line(tmp_path):
+    folder = one_class_folder(tmp_path / "images")
+    result = CliRunner().invoke(main, [*CLASSIFIER, "--dataset", str(folder), "--out", str(tmp_path / "run")])
+    one_line_error(result, "one class only", "a classifier needs at least 2", "one subfolder per class")
+    assert not (tmp_path / "run").exists()
+
+
+def test_fit_classifier_refuses_labels_of_one_class(tiny_data):
+    from exaug.classifiers import ClassifierConfig, fit_classifier
+
+    train, test = tiny_data
+    images, labels = train.tensors
+    with pytest.raises(ValueError, match=r"one class only \(label 3\)"):
+        fit_classifier(TensorDataset(images, torch.full_like(labels, 3)), test,
+                       ClassifierConfig(hidden=(8,), epochs=1, workers=0), progress=False)
+
+
+def test_a_generator_trains_on_a_one_class_folder(tmp_path):
+    folder = one_class_folder(tmp_path / "images")
+    result = CliRunner().invoke(main, ["fit-generator", "--dataset", str(folder), "--channels", "1", "--epochs", "1",
+                                       "--warmup-epochs", "1", "--hidden-dim", "8", "--latent-dim", "2",
+                                       "--no-progress", "--out", str(tmp_path / "gen")])
+    assert result.exit_code == 0, result.output
