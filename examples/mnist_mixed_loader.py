@@ -9,7 +9,7 @@ process, on the training device. mixed_loss weighs real data by λ and synthetic
 import argparse
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from exaug import MixedBatchLoader, mixed_loss
 from exaug.classifiers import PermutationInvariantMLP
@@ -21,10 +21,16 @@ def main() -> None:
     parser.add_argument("--generator", default="mnist", help="bundled name or bundle directory")
     parser.add_argument("--lam", type=float, default=0.4, help="weight on real data")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--subset", type=int, default=None,
+                        help="train and test on the first SUBSET images only (a quick check of the script)")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
     train, test = load_split("mnist", "trainval"), load_split("mnist", "test")
+    if args.subset is not None:
+        train, test = Subset(train, range(args.subset)), (test.images[: args.subset], test.labels[: args.subset])
+    else:
+        test = test.images, test.labels
     loader = DataLoader(train, batch_size=100, shuffle=True, num_workers=2, persistent_workers=True)
     batches = MixedBatchLoader(loader, args.generator, device=device, seed=0)
 
@@ -43,7 +49,7 @@ def main() -> None:
             schedule.step()
         model.eval()
         with torch.no_grad():
-            x, y = test.images.float().div(255).to(device), test.labels.to(device)
+            x, y = test[0].float().div(255).to(device), test[1].to(device)
             error = (model(x).argmax(1) != y).float().mean().item() * 100
         print(f"epoch {epoch}: test error {error:.2f}%")
 

@@ -13,7 +13,7 @@ import argparse
 import torch
 import torchvision
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import v2
 
 from exaug import ExemplarAugment
@@ -29,6 +29,8 @@ def main() -> None:
                         "(default: the transform's own, the recommended drop-in setting)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--subset", type=int, default=None,
+                        help="train and test on the first SUBSET images only (a quick check of the script)")
     args = parser.parse_args()
 
     root = fetch("mnist", default_root())
@@ -40,6 +42,8 @@ def main() -> None:
     test_transform = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
     train = torchvision.datasets.MNIST(root, train=True, transform=train_transform)
     test = torchvision.datasets.MNIST(root, train=False, transform=test_transform)
+    if args.subset is not None:
+        train, test = Subset(train, range(args.subset)), Subset(test, range(args.subset))
     train_loader = DataLoader(train, batch_size=100, shuffle=True, num_workers=args.workers,
                               persistent_workers=args.workers > 0)
     test_loader = DataLoader(test, batch_size=1000)

@@ -8,6 +8,10 @@ and η on validation (Fashion-MNIST)"). Every run is resumable: re-run the scrip
 and it continues where it stopped.
 
     python examples/reproduce_tables.py --seeds 3 --out runs/tables
+
+``--data mnist=FOLDER`` trains a dataset's rows on an image folder instead (e.g. a small subset from
+``exaug data subset``, for a quick check of the script); the generator and the paper's column stay the
+dataset's.
 """
 
 import argparse
@@ -29,7 +33,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
     parser.add_argument("--out", type=Path, default=Path("runs/tables"))
+    parser.add_argument("--data", action="append", default=[], metavar="DATASET=FOLDER",
+                        help="train DATASET's rows on the image FOLDER instead of the whole split")
     args = parser.parse_args()
+    folders = dict(entry.split("=", 1) for entry in args.data if "=" in entry)
+    if len(folders) != len(args.data) or not set(folders) <= set(args.datasets):
+        parser.error(f"--data takes DATASET=FOLDER for a dataset of --datasets {args.datasets}; got {args.data}")
 
     rows = []
     for dataset in args.datasets:
@@ -37,7 +46,8 @@ def main() -> None:
             out = args.out / dataset / ("ls-exvae" if augmented else "ls")
             learning_rate = VALIDATED_LR.get((dataset, augmented))
             exaug([
-                "fit-classifier", "--dataset", dataset, "--generator", dataset if augmented else "none",
+                "fit-classifier", "--dataset", folders.get(dataset, dataset),
+                "--generator", dataset if augmented else "none",
                 "--hidden", "1024", "1024", "--epochs", str(args.epochs), "--seeds", str(args.seeds),
                 *([] if learning_rate is None else ["--lr", str(learning_rate)]),
                 "--no-progress", "--out", str(out)], standalone_mode=False)

@@ -1,6 +1,7 @@
 """Every fenced code block in README.md and docs/*.md runs, so the docs cannot fall behind the code.
 
-- ```python blocks run as written, each in a fresh interpreter.
+- ```python blocks run as written, each in a fresh interpreter; a ``print(...)  # VALUE`` line states what it
+  prints: VALUE (up to an " — " that starts an explanation) must appear in the block's output.
 - ```bash, ```sh and ```console blocks run as written, or as their STAND_INS entry when running them
   would take long; a block that names a long-running command and has no stand-in fails.
 - docs/results.md and docs/dropin.md record runs of hours: each of their commands is parsed by exaug's
@@ -85,11 +86,19 @@ def workspaces(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, Path]:
     return {document: tmp_path_factory.mktemp(document.stem) for document in DOCUMENTS}
 
 
-def run(command: list[str], cwd: Path) -> None:
+def run(command: list[str], cwd: Path) -> str:
+    """Run ``command`` in ``cwd``; fail unless it succeeds; return what it printed on stdout."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                OMP_NUM_THREADS="1")  # the blocks are small: more threads only contend on a 2-core machine
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 0, f"exit code {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def stated_values(code: str) -> list[str]:
+    """What the ``print(...)  # VALUE`` lines of a Python block say they print (VALUE up to an " — ")."""
+    return [match.group(1).split(" — ")[0].strip()
+            for match in re.finditer(r"^\s*print\(.*\)\s+#\s*(.+)$", code, re.M)]
 
 
 @functools.cache
@@ -133,7 +142,9 @@ def check_recorded_command(line: str) -> None:
 @pytest.mark.parametrize("block", BLOCKS, ids=str)
 def test_code_block_runs_as_written_or_by_its_stand_in(block: Block, workspaces: dict[Path, Path]) -> None:
     if block.tag == "python":
-        run([sys.executable, "-c", block.text], workspaces[block.document])
+        printed = run([sys.executable, "-c", block.text], workspaces[block.document])
+        for value in stated_values(block.text):
+            assert value in printed, f"{block} says it prints {value!r}; it printed:\n{printed[-2000:]}"
     elif block.tag in SHELL_TAGS and block.document in RECORDS:
         for line in block.text.splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
@@ -147,6 +158,11 @@ def test_code_block_runs_as_written_or_by_its_stand_in(block: Block, workspaces:
         run(["bash", "-euo", "pipefail", "-c", command], workspaces[block.document])
     else:
         pytest.fail(f"{block} is tagged {block.tag!r}; tag code python or bash, and output text")
+
+
+def test_a_stated_value_is_read_up_to_its_explanation() -> None:
+    code = 'x = 1\nprint(x + 1)  # 2 — one more than x\nprint("no comment")\n    print(len("ab"))  # 2'
+    assert stated_values(code) == ["2", "2"]
 
 
 def test_every_stand_in_replaces_a_block() -> None:
