@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from exaug.atomic import atomic_write_text
-from exaug.checkpoint import CHECKPOINT_FILE, load_checkpoint, restore_random_stream
+from exaug.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, restore_random_stream, restoring
 from exaug.data import dataset_labels, describe_labels
 from exaug.device import resolve_device
 from exaug.epochs import EpochCallback, EpochLog, EpochTrainer
@@ -36,6 +36,9 @@ RESULT_FILE = "result.json"
 SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"config": {"noise_scale": 1.0, "dtype": "float32"}}
 # Settings that change how a run executes, not what it learns: a run may resume under other values.
 EXECUTION_SETTINGS = ("workers", "device")
+# What a classifier checkpoint holds, by type (checked before any of it is used).
+CHECKPOINT_STRUCTURE = {"epoch": int, "model": dict, "optimizer": dict, "schedule": dict, "shuffle": torch.Tensor,
+                        "torch_rng": torch.Tensor, "history": list}
 
 
 def fit_classifier(train: Dataset, test: Dataset, config: ClassifierConfig | None = None,
@@ -113,17 +116,24 @@ class ClassifierTrainer(EpochTrainer):
     def resume(self) -> None:
         # Checkpoints from before the data were recorded are taken to hold the data given now.
         older_checkpoints = {**SETTINGS_ADDED_SINCE_FIRST_RELEASE, "data": self._identity["data"]}
-        state = load_checkpoint(self.checkpoint_path, self._identity, added_settings=older_checkpoints)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.shuffle.set_state(state["shuffle"])
-        torch.set_rng_state(state["torch_rng"])
-        if self.device.type == "cuda" and state.get("cuda_rng") is not None:  # dropout etc. in timm models on the GPU
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        if self.mixed is not None:  # the twins' noise stream lives on the training device
-            restore_random_stream(self.mixed.random, state["mixed_rng"], state.get("mixed_rng_device"), self.out)
-        self.history, self.epoch = state["history"], state["epoch"]
+        path = self.checkpoint_path
+        state = load_checkpoint(path, self._identity, added_settings=older_checkpoints, structure=CHECKPOINT_STRUCTURE)
+        history = state["history"]
+        if len(history) != state["epoch"] or not all(isinstance(record, dict) and "test_error" in record
+                                                     for record in history):
+            raise CheckpointError(f"{path} holds {state['epoch']} epochs but not a record of each: it is damaged, or "
+                                  "not one exaug wrote; move it away to start this run afresh")
+        with restoring(path):
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            self.shuffle.set_state(state["shuffle"])
+            torch.set_rng_state(state["torch_rng"])
+            if self.device.type == "cuda" and state.get("cuda_rng") is not None:  # dropout etc. in timm models on GPU
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            if self.mixed is not None:  # the twins' noise stream lives on the training device
+                restore_random_stream(self.mixed.random, state["mixed_rng"], state.get("mixed_rng_device"), self.out)
+        self.history, self.epoch = history, state["epoch"]
         _skip_worker_seeds(self.worker_seeds, self.epoch)
 
     def train_epoch(self, epoch: int, progress: bool) -> dict[str, Any]:

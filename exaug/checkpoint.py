@@ -4,20 +4,33 @@ A checkpoint is one ``torch.save`` file written atomically, holding the run's *i
 (its configuration and a data checksum) beside its state. A run resumes only from a
 checkpoint with the same identity (settings added to the package later count as the value
 older checkpoints ran under); anything else is reported, never overwritten.
+
+Damage is caught before a run resumes: ``torch.save`` writes a zip archive with a CRC-32 of
+every record, in the same file and so always consistent with it, and `read_checkpoint` checks
+them all (``torch.load`` does not). A file whose records carry no CRC-32 (written with torch's
+``set_crc32_options(False)``) is read unchecked. The state is then checked for the structure
+each trainer needs (`checked_state`), and what torch raises when a part does not fit the live
+model becomes a `CheckpointError` too (`restoring`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from .atomic import atomic_path
 
+_MOVE_IT_AWAY = "move it away to start this run afresh"
+
+
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be read; it is left where it is."""
+    """A checkpoint that cannot be read or resumed here; it is left where it is."""
 
 
 IDENTITY_KEY = "identity"
@@ -26,7 +39,7 @@ CHECKPOINT_FILE = "checkpoint.pt"  # a run folder's checkpoint, whichever traine
 
 def save_checkpoint(path: str | os.PathLike, identity: dict[str, Any], state: dict[str, Any]) -> None:
     """Atomically write ``state`` tagged with ``identity`` to ``path``."""
-    with atomic_path(path) as temporary:
+    with atomic_path(path) as temporary, _with_crc32():
         try:
             torch.save({IDENTITY_KEY: identity, **state}, temporary)
         except RuntimeError as error:  # how torch reports a failed write, e.g. "unexpected pos" on a full disk
@@ -34,10 +47,24 @@ def save_checkpoint(path: str | os.PathLike, identity: dict[str, Any], state: di
                           "checkpoint is intact: free some space and run the same command again") from error
 
 
+@contextlib.contextmanager
+def _with_crc32() -> Iterator[None]:
+    """Have torch write a CRC-32 of every record, even where its global option turned them off."""
+    enabled = getattr(torch.serialization, "get_crc32_options", lambda: True)()  # older torch always writes them
+    if not enabled:
+        torch.serialization.set_crc32_options(True)
+    try:
+        yield
+    finally:
+        if not enabled:
+            torch.serialization.set_crc32_options(False)
+
+
 def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
                     added_settings: dict[str, Any] | None = None,
                     advice: dict[str, str] | None = None,
-                    canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
+                    canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                    structure: dict[str, type | tuple[type, ...]] | None = None) -> dict[str, Any]:
     """The state saved at ``path``, after checking it belongs to the run described by ``identity``.
 
     ``added_settings`` (nested like ``identity``) names settings introduced after older checkpoints
@@ -46,14 +73,15 @@ def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
     ``advice`` maps a dotted setting (``"train_config.init_sha256"``) to what to do when that one
     differs; it replaces the generic advice to pick another directory when it covers every difference.
     ``canonical`` rewrites the stored identity (after ``added_settings``) into the form ``identity`` is
-    written in, for checkpoints recorded before that form.
+    written in, for checkpoints recorded before that form. ``structure`` is what `checked_state` checks.
     """
     path = Path(path)
-    state = read_checkpoint(path)
-    stored = _with_added_settings(state.get(IDENTITY_KEY, {}), added_settings or {})
-    if canonical is not None:
-        stored = canonical(stored)
-    differences = identity_differences(stored, identity)
+    state = checked_state(read_checkpoint(path), path, structure or {})
+    with restoring(path):  # a stored identity of the wrong shape fails in the code that reads it
+        stored = _with_added_settings(state[IDENTITY_KEY], added_settings or {})
+        if canonical is not None:
+            stored = canonical(stored)
+        differences = identity_differences(stored, identity)
     if differences:
         advice = advice or {}
         remedies = [advice[key] for key in differences if key in advice]
@@ -73,9 +101,9 @@ def restore_random_stream(generator: torch.Generator, saved_state: torch.Tensor,
     """
     here = generator.device.type
 
-    def refusal(where: str) -> ValueError:
-        return ValueError(f"{run_dir} holds a run whose random stream was saved on {where}, and a {here} generator "
-                          "cannot continue it; resume it with --device set to the device it trained on")
+    def refusal(where: str) -> CheckpointError:
+        return CheckpointError(f"{run_dir} holds a run whose random stream was saved on {where}, and a {here} "
+                               "generator cannot continue it; resume it with --device set to the device it trained on")
 
     if saved_on not in (None, here):
         raise refusal(saved_on)
@@ -88,15 +116,64 @@ def restore_random_stream(generator: torch.Generator, saved_state: torch.Tensor,
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Everything saved at ``path``, identity included, without checking whose run it is."""
+    """Everything saved at ``path``, identity included, after checking its CRC-32s but not whose run it is."""
+    path = Path(path)
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"{path} cannot be read ({error.strerror}); {_MOVE_IT_AWAY}") from error
+    _check_crc32(content, path)
     try:
         # Load on the CPU: random-generator states must stay CPU tensors, and load_state_dict
         # moves weights and optimiser state to wherever the live model is.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a damaged file
         # torch's own message may advise weights_only=False: for a planted file that would run its code.
         raise CheckpointError(f"{path} cannot be read as a checkpoint ({type(error).__name__}): it is damaged, or not "
-                              "one exaug wrote; move it away to start this run afresh") from error
+                              f"one exaug wrote; {_MOVE_IT_AWAY}") from error
+    if not isinstance(state, dict) or not isinstance(state.get(IDENTITY_KEY), dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__} without a run's identity, not a checkpoint exaug "
+                              f"wrote; {_MOVE_IT_AWAY}")
+    return state
+
+
+def _check_crc32(content: bytes, path: Path) -> None:
+    """Check every record of the zip archive ``torch.save`` wrote against the CRC-32 written with it."""
+    if not zipfile.is_zipfile(io.BytesIO(content)):
+        return  # not an archive: torch.load tells whether it is a checkpoint at all
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            if all(record.CRC == 0 for record in archive.infolist()):
+                return  # written with torch's CRC-32s turned off: nothing to check against
+            damaged = archive.testzip()
+    except Exception as error:  # zipfile raises several types for a damaged archive
+        raise CheckpointError(f"{path} is damaged ({type(error).__name__}: {error}); {_MOVE_IT_AWAY}") from error
+    if damaged is not None:
+        raise CheckpointError(f"{path} is damaged: its record {damaged} does not match the CRC-32 saved with it, so it "
+                              f"was changed on disk after it was written; {_MOVE_IT_AWAY}")
+
+
+def checked_state(state: dict[str, Any], path: Path, structure: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
+    """``state`` after checking that it holds each key of ``structure``, of the type given there."""
+    for key, kind in structure.items():
+        if not isinstance(state.get(key), kind):
+            names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+            raise CheckpointError(f"{path} holds {key!r} as {type(state.get(key)).__name__}, where a checkpoint has "
+                                  f"{names}: it is damaged, or not one this kind of run wrote; {_MOVE_IT_AWAY}")
+    return state
+
+
+@contextlib.contextmanager
+def restoring(path: Path) -> Iterator[None]:
+    """Turn what torch raises when a saved part does not fit its live object into one `CheckpointError`."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path} holds a state that does not fit this run ({type(error).__name__}: "
+                              f"{first_line}): it is damaged, or not one exaug wrote; {_MOVE_IT_AWAY}") from error
 
 
 def identity_differences(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> dict[str, str]:

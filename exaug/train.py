@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
-from .checkpoint import CHECKPOINT_FILE, IDENTITY_KEY, load_checkpoint, read_checkpoint, restore_random_stream
+from .checkpoint import (CHECKPOINT_FILE, IDENTITY_KEY, CheckpointError, checked_state, load_checkpoint,
+                         read_checkpoint, restore_random_stream, restoring)
 from .bundle import load_weights, read_bundle_config, save_generator
 from .bundle_schema import CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE
 from .config import TRAIN_SETTINGS_ADDED_SINCE_FIRST_RELEASE, ModelConfig, TrainConfig
@@ -48,6 +49,10 @@ RUN_FILES = (CONFIG_FILE, MODEL_FILE, EXEMPLARS_FILE, LOG_FILE)
 # Recipe fields newer than some checkpoints, with the value those checkpoints were trained under.
 SETTINGS_ADDED_SINCE_FIRST_RELEASE = {"train_config": TRAIN_SETTINGS_ADDED_SINCE_FIRST_RELEASE,
                                       "model_config": {"architecture": "vae"}}
+# What a generator checkpoint holds, by type (checked before any of it is used).
+CHECKPOINT_STRUCTURE = {"epoch": int, "model": dict, "optimizer": dict, "generator": torch.Tensor,
+                        "cache": (torch.Tensor, type(None)), "best_elbo": float, "best_epoch": int,
+                        "best_state": dict, "best_means": torch.Tensor}
 
 
 def stack_dataset(dataset: Dataset, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -201,16 +206,18 @@ def run_progress(out: str | os.PathLike) -> RunProgress | None:
     if not path.exists():
         return None
     state = read_checkpoint(path)
-    identity = state.get(IDENTITY_KEY, {})
+    identity = state[IDENTITY_KEY]
     settings = identity.get("train_config")
     if settings is None or "best_epoch" not in state:
         raise ValueError(f"{path} is not the checkpoint of a generator run (a classifier's?); "
                          "pass an output directory of its own")
-    # Checkpoints from before the budget was saved beside the state kept it in their identity.
-    budget = state.get("epoch_budget", settings.get("epochs"))
-    counted_from = settings["warmup_epochs"] if settings.get("patience_after_warmup", False) else 0
-    stopped = stopped_early(state["epoch"], state["best_epoch"], settings["patience"], counted_from,
-                            has_validation=identity.get("val_checksum") is not None)
+    checked_state(state, path, CHECKPOINT_STRUCTURE)
+    with restoring(path):  # recorded settings of the wrong type or missing fail where they are read
+        # Checkpoints from before the budget was saved beside the state kept it in their identity.
+        budget = state.get("epoch_budget", settings.get("epochs"))
+        counted_from = settings["warmup_epochs"] if settings.get("patience_after_warmup", False) else 0
+        stopped = stopped_early(state["epoch"], state["best_epoch"], settings["patience"], counted_from,
+                                has_validation=identity.get("val_checksum") is not None)
     return RunProgress(state["epoch"], budget, state["best_epoch"], stopped)
 
 
@@ -387,9 +394,10 @@ class GeneratorTrainer(EpochTrainer):
                   "train_config.patience_after_warmup": "a run from before patience_after_warmup existed counted "
                                                         "patience from its best epoch: pass --patience-from-best "
                                                         "(TrainConfig(patience_after_warmup=False)) to resume it",
-                  "train_config.gradient_neighbours": "a run from before gradient_neighbours defaulted to 3 re-encoded "
-                                                      "all k neighbours with gradient: pass --gradient-neighbours all "
-                                                      "(TrainConfig(gradient_neighbours=None)) to resume it"}
+                  "train_config.gradient_neighbours": "pass the --gradient-neighbours the run was started with "
+                                                      "(TrainConfig(gradient_neighbours=...); 'all' is None) to resume "
+                                                      "it: runs started while the default was 3 re-encoded the 3 "
+                                                      "nearest, runs from before that all k"}
         if self.config.init_from is None:
             return advice
         # A bundle can change under a run that started from it, e.g. when it was itself trained on in place.
@@ -414,27 +422,44 @@ class GeneratorTrainer(EpochTrainer):
         }
 
     def resume(self) -> None:
-        state = load_checkpoint(self.checkpoint_path, self.identity(), added_settings=SETTINGS_ADDED_SINCE_FIRST_RELEASE,
-                                advice=self._resume_advice(), canonical=canonical_identity)
+        path = self.checkpoint_path
+        state = load_checkpoint(path, self.identity(), added_settings=SETTINGS_ADDED_SINCE_FIRST_RELEASE,
+                                advice=self._resume_advice(), canonical=canonical_identity,
+                                structure=CHECKPOINT_STRUCTURE)
         if state["epoch"] > self.config.epochs:
             raise ValueError(f"{self.out} holds a run already trained {state['epoch']} epochs, more than "
                              f"epochs={self.config.epochs}; ask for at least {state['epoch']} epochs to resume or extend it")
-        restore_random_stream(self.generator, state["generator"], state.get("generator_device"), self.out)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.cache is not None:
-            self.cache.refresh(state["cache"])
-            if self.config.cached_trunk:  # the checkpointed model's features, as the epoch's end computed them
-                self.trunk_features = self.model.encode_features(self.train_images)
+        self._check_means(state, path)
+        with restoring(path):
+            restore_random_stream(self.generator, state["generator"], state.get("generator_device"), self.out)
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.cache is not None:
+                self.cache.refresh(state["cache"])
+                if self.config.cached_trunk:  # the checkpointed model's features, as the epoch's end computed them
+                    self.trunk_features = self.model.encode_features(self.train_images)
+            # Rewritten below as the best bundle: a crash may have interrupted its last save.
+            best = copy.deepcopy(self.model)
+            best.load_state_dict(state["best_state"])
         self.epoch = state["epoch"]
         self.best_elbo, self.best_epoch = state["best_elbo"], state["best_epoch"]
         self.best_state, self.best_means = state["best_state"], state["best_means"]
         self._truncate_log()
-        # Rewrite the best bundle: a crash may have interrupted its last save.
-        best = copy.deepcopy(self.model)
-        best.load_state_dict(self.best_state)
         best.set_exemplars(self.train_u8, self.train_labels, means=self.best_means)
         save_generator(best, self.out, self.config, self.data_checksum)
+
+    def _check_means(self, state: dict[str, Any], path: Path) -> None:
+        """Refuse saved exemplar means of another shape than this run's: copied into place, they would broadcast."""
+        shape = (self.train_u8.shape[0], self.model_config.latent_dim)
+        saved = {"best_means": state["best_means"], "cache": state["cache"] if self.cache is not None else None}
+        wrong = [f"{key} is {list(value.shape)}" for key, value in saved.items()
+                 if value is not None and tuple(value.shape) != shape]
+        if self.cache is not None and state["cache"] is None:
+            wrong.append("cache is missing")
+        if wrong:
+            raise CheckpointError(f"{path} holds exemplar means of the wrong shape ({', '.join(wrong)}; this run has "
+                                  f"{list(shape)}): it is damaged, or not one exaug wrote; move it away to start "
+                                  "this run afresh")
 
     def start(self) -> None:
         """Begin in a folder with no checkpoint. Files a run with these settings wrote before it was killed,
