@@ -57,7 +57,7 @@ BASE_BATCH = TrainConfig.batch_size
 
 # variant name → its TrainConfig fields beyond the shared budget. The first is the paper's recipe: Algorithm 1's
 # neighbour gradient on all k neighbours. Every field a variant relies on is spelled out, so a later change of
-# exaug's defaults (gradient_neighbours became 3 after this study) leaves the variants as they ran. A larger
+# exaug's defaults (gradient_neighbours was 3 for a while after this study) leaves the variants as they ran. A larger
 # batch scales Adam's learning rate by the square root of the batch ratio.
 VARIANTS: dict[str, dict[str, Any]] = {
     "paper recipe": {"gradient_neighbours": None},

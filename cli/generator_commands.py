@@ -49,8 +49,8 @@ def gradient_neighbours_choice(value: str) -> int | None:
 @click.option("--gradient-neighbours", callback=lambda _c, _p, v: gradient_neighbours_choice(v),
               default=str(TrainConfig.gradient_neighbours or "all"), show_default=True, metavar="G|all",
               help="With --search knn and --neighbour-gradient: re-encode only each row's G nearest neighbours "
-                   "with gradient and take the other k - G from the cache (cheaper steps; the default is the "
-                   "fastest to quality measured); 'all' re-encodes all k, as the paper's Algorithm 1.")
+                   "with gradient and take the other k - G from the cache (cheaper steps, but on long runs the "
+                   "latent space grows: see docs/results.md); 'all' re-encodes all k, as the paper's Algorithm 1.")
 @click.option("--cached-trunk/--no-cached-trunk", default=TrainConfig.cached_trunk, show_default=True,
               help="With --neighbour-gradient: re-encode the neighbours from encoder-trunk features cached once per "
                    "epoch, so the gradient reaches the mean head only (steps cost about what the cache costs).")

@@ -86,9 +86,9 @@ class TrainConfig:
     neighbour_gradient: bool = True
     # With the kNN search and neighbour_gradient: re-encode only each row's g nearest neighbours with gradient,
     # the other k − g come from the cache (None, or any g ≥ k: all k, as Algorithm 1). Ignored otherwise, as knn is
-    # by the exact search. 3 is the fastest to a given validation ELBO of the variants measured (time to quality,
-    # docs/results.md); runs from before that trained with all k.
-    gradient_neighbours: int | None = 3
+    # by the exact search. g = 3 reached a given validation ELBO soonest (time to quality, docs/results.md), but on
+    # long runs it lets the latent space grow onto the encoder's log-variance clamp, so the default is all k.
+    gradient_neighbours: int | None = None
     # With neighbour_gradient: re-encode the neighbours from their encoder-trunk features cached at the last end of
     # epoch, so the prior's gradient reaches the μ head but not the trunk. A step then costs about what the cache
     # alone costs (issue 17 §3, time to quality).

@@ -394,9 +394,10 @@ class GeneratorTrainer(EpochTrainer):
                   "train_config.patience_after_warmup": "a run from before patience_after_warmup existed counted "
                                                         "patience from its best epoch: pass --patience-from-best "
                                                         "(TrainConfig(patience_after_warmup=False)) to resume it",
-                  "train_config.gradient_neighbours": "a run from before gradient_neighbours defaulted to 3 re-encoded "
-                                                      "all k neighbours with gradient: pass --gradient-neighbours all "
-                                                      "(TrainConfig(gradient_neighbours=None)) to resume it"}
+                  "train_config.gradient_neighbours": "pass the --gradient-neighbours the run was started with "
+                                                      "(TrainConfig(gradient_neighbours=...); 'all' is None) to resume "
+                                                      "it: runs started while the default was 3 re-encoded the 3 "
+                                                      "nearest, runs from before that all k"}
         if self.config.init_from is None:
             return advice
         # A bundle can change under a run that started from it, e.g. when it was itself trained on in place.

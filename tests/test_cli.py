@@ -148,9 +148,9 @@ def test_fit_generator_passes_the_cached_trunk_flag_and_explains_a_clash(image_f
     assert not (tmp_path / "clash").exists()
 
 
-@pytest.mark.parametrize("given, recorded", [(None, 3), ("all", None), ("1", 1)])
-def test_fit_generator_re_encodes_the_3_nearest_by_default_and_all_k_when_asked(image_folder, tmp_path, given,
-                                                                                  recorded):
+@pytest.mark.parametrize("given, recorded", [(None, None), ("all", None), ("3", 3), ("1", 1)])
+def test_fit_generator_re_encodes_all_k_by_default_and_the_g_nearest_when_asked(image_folder, tmp_path, given,
+                                                                                 recorded):
     flag = [] if given is None else ["--gradient-neighbours", given]
     result = CliRunner().invoke(main, [
         "fit-generator", "--dataset", str(image_folder), "--channels", "1", "--epochs", "1", "--warmup-epochs", "1",

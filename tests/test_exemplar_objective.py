@@ -156,10 +156,12 @@ def test_gradient_on_k_or_more_neighbours_is_all_k_exactly(g):
     assert torch.equal(every(z, torch.arange(4)), asked(z, torch.arange(4)))
 
 
-def test_the_default_re_encodes_the_3_nearest_where_that_is_a_choice_and_is_ignored_elsewhere():
-    assert TrainConfig().gradient_neighbours == 3 and TrainConfig().gradient_neighbours_in_use == 3
+def test_the_default_re_encodes_all_k_and_a_g_nearest_setting_is_ignored_where_it_is_no_choice():
+    assert TrainConfig().gradient_neighbours is None and TrainConfig().gradient_neighbours_in_use is None
+    assert TrainConfig(gradient_neighbours=3).gradient_neighbours_in_use == 3
     for options in (dict(knn=3), dict(exemplar_search="exact"), dict(neighbour_gradient=False),
                     dict(cached_trunk=True)):
+        options["gradient_neighbours"] = 3
         assert TrainConfig(**options).gradient_neighbours_in_use is None, options
     assert TrainConfig(knn=4, gradient_neighbours=2).gradient_neighbours_in_use == 2
 

@@ -231,8 +231,27 @@ def test_a_checkpoint_from_before_architectures_resumes_as_the_mlp_vae(tiny_data
     assert [r["epoch"] for r in records] == [2]
 
 
-@pytest.mark.parametrize("setting, value", [("knn_query", "cache"), ("patience_after_warmup", False),
-                                            ("gradient_neighbours", None)])
+def test_a_run_started_with_the_3_nearest_names_the_flag_that_resumes_it(tiny_data, tmp_path):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path, epochs=1, gradient_neighbours=3)
+    with pytest.raises(ValueError, match="pass the --gradient-neighbours the run was started with"):
+        quiet_fit(train, val, tmp_path, epochs=2)
+    _, records = quiet_fit(train, val, tmp_path, epochs=2, gradient_neighbours=3)
+    assert [r["epoch"] for r in records] == [2]
+
+
+def test_a_checkpoint_from_before_gradient_neighbours_resumes_with_all_k_the_default(tiny_data, tmp_path):
+    train, val = tiny_data
+    quiet_fit(train, val, tmp_path, epochs=1)
+    path = tmp_path / CHECKPOINT_FILE
+    state = torch.load(path, weights_only=True)
+    del state["identity"]["train_config"]["gradient_neighbours"]  # written before the setting existed
+    torch.save(state, path)
+    _, records = quiet_fit(train, val, tmp_path, epochs=2)
+    assert [r["epoch"] for r in records] == [2]
+
+
+@pytest.mark.parametrize("setting, value", [("knn_query", "cache"), ("patience_after_warmup", False)])
 def test_a_checkpoint_from_before_a_setting_names_the_flag_that_resumes_it(tiny_data, tmp_path, setting, value):
     train, val = tiny_data
     quiet_fit(train, val, tmp_path, epochs=1, **{setting: value})
@@ -240,8 +259,7 @@ def test_a_checkpoint_from_before_a_setting_names_the_flag_that_resumes_it(tiny_
     state = torch.load(path, weights_only=True)
     del state["identity"]["train_config"][setting]  # written before the setting existed
     torch.save(state, path)
-    flag = {"knn_query": "--knn-query cache", "patience_after_warmup": "--patience-from-best",
-            "gradient_neighbours": "--gradient-neighbours all"}[setting]
+    flag = {"knn_query": "--knn-query cache", "patience_after_warmup": "--patience-from-best"}[setting]
     with pytest.raises(ValueError, match=flag):
         quiet_fit(train, val, tmp_path, epochs=2)
     _, records = quiet_fit(train, val, tmp_path, epochs=2, **{setting: value})
