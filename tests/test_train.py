@@ -220,17 +220,6 @@ def test_a_checkpoint_from_before_knn_query_resumes_as_it_ran_and_says_so_otherw
     assert (tmp_path / "old" / "model.safetensors").read_bytes() == (tmp_path / "straight" / "model.safetensors").read_bytes()
 
 
-def test_a_checkpoint_from_before_architectures_resumes_as_the_mlp_vae(tiny_data, tmp_path):
-    train, val = tiny_data
-    quiet_fit(train, val, tmp_path, epochs=1)
-    path = tmp_path / CHECKPOINT_FILE
-    state = torch.load(path, weights_only=True)
-    del state["identity"]["model_config"]["architecture"]  # written before the setting existed
-    torch.save(state, path)
-    _, records = quiet_fit(train, val, tmp_path, epochs=2)
-    assert [r["epoch"] for r in records] == [2]
-
-
 def test_a_run_started_with_the_3_nearest_names_the_flag_that_resumes_it(tiny_data, tmp_path):
     train, val = tiny_data
     quiet_fit(train, val, tmp_path, epochs=1, gradient_neighbours=3)
@@ -240,12 +229,15 @@ def test_a_run_started_with_the_3_nearest_names_the_flag_that_resumes_it(tiny_da
     assert [r["epoch"] for r in records] == [2]
 
 
-def test_a_checkpoint_from_before_gradient_neighbours_resumes_with_all_k_the_default(tiny_data, tmp_path):
+@pytest.mark.parametrize("section, setting", [("model_config", "architecture"),  # the MLP VAE
+                                              ("train_config", "gradient_neighbours")])  # all k
+def test_a_checkpoint_from_before_a_setting_whose_old_value_is_the_default_resumes(tiny_data, tmp_path, section,
+                                                                                   setting):
     train, val = tiny_data
     quiet_fit(train, val, tmp_path, epochs=1)
     path = tmp_path / CHECKPOINT_FILE
     state = torch.load(path, weights_only=True)
-    del state["identity"]["train_config"]["gradient_neighbours"]  # written before the setting existed
+    del state["identity"][section][setting]  # written before the setting existed
     torch.save(state, path)
     _, records = quiet_fit(train, val, tmp_path, epochs=2)
     assert [r["epoch"] for r in records] == [2]
