@@ -8,8 +8,10 @@ Layout::
 
 Loading never unpickles (safetensors + JSON only) and checks every file against
 ``config.json`` so a truncated, corrupt or mismatched bundle fails with a message naming
-the file and the problem. Files are written atomically, ``config.json`` last: a crash
-mid-save leaves hashes that disagree with the files, which loading reports.
+the file and the problem. Saving writes every file to a temporary beside it first and
+swaps them in only once all are written, ``config.json`` last: a failed write (a full disk)
+leaves the bundle as it was, and a crash between the renames leaves hashes that disagree
+with the files, which loading reports.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors, save_file
+from safetensors.torch import load as load_safetensors, save
 
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_path
 from .checkpoint import CHECKPOINT_FILE
 from .bundle_schema import (CONFIG_FILE, EXEMPLARS_FILE, FLOAT_DTYPES, FORMAT_NAME, FORMAT_VERSION, MODEL_FILE,
-                            BundleError, checked_bundle_config, model_config, safetensors_header)
+                            BundleError, checked_bundle_config, model_config, parse_json, safetensors_header)
 from .config import ModelConfig, TrainConfig
 from .models import ExemplarGenerator, build_generator
 
@@ -57,20 +59,22 @@ def save_generator(model: ExemplarGenerator, directory: str | os.PathLike, train
         exemplars["images"] = model.exemplar_images.contiguous()
     if model.exemplar_labels is not None:
         exemplars["labels"] = model.exemplar_labels.contiguous()
-    hashes = {
-        MODEL_FILE: _write_safetensors(weights, directory / MODEL_FILE),
-        EXEMPLARS_FILE: _write_safetensors(exemplars, directory / EXEMPLARS_FILE),
-    }
-    config = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "model": model.config.to_dict(),
-        "training": None if train_config is None else train_config.to_dict(),
-        "data_checksum": data_checksum,
-        "exemplar_count": int(model.exemplar_means.shape[0]),
-        "sha256": hashes,
-    }
-    atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    # Entered config.json first, so it is renamed into place last; every temporary is written before any rename.
+    with atomic_path(directory / CONFIG_FILE) as config_temporary, \
+            atomic_path(directory / EXEMPLARS_FILE) as exemplars_temporary, \
+            atomic_path(directory / MODEL_FILE) as model_temporary:
+        hashes = {MODEL_FILE: _write_safetensors(weights, model_temporary, directory / MODEL_FILE),
+                  EXEMPLARS_FILE: _write_safetensors(exemplars, exemplars_temporary, directory / EXEMPLARS_FILE)}
+        config = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "model": model.config.to_dict(),
+            "training": None if train_config is None else train_config.to_dict(),
+            "data_checksum": data_checksum,
+            "exemplar_count": int(model.exemplar_means.shape[0]),
+            "sha256": hashes,
+        }
+        _write_durably(config_temporary, (json.dumps(config, indent=2) + "\n").encode(), directory / CONFIG_FILE)
     return directory
 
 
@@ -84,11 +88,7 @@ def read_bundle_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise BundleError(f"{path} is missing; is {directory} a bundle written by exaug.save_generator or "
                           "fit_generator?")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BundleError(f"{path} is not valid JSON ({error}); the file is corrupt") from error
-    return checked_bundle_config(config, path)
+    return checked_bundle_config(parse_json(_own_file(directory, CONFIG_FILE).read_bytes(), path, "config.json"), path)
 
 
 def trained_dataset(config: dict[str, Any]) -> str | None:
@@ -189,15 +189,23 @@ def _read_exemplars(directory: Path, config: dict[str, Any], architecture: Model
     return _finite(_load_safetensors(content, path), path)
 
 
-def _write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> str:
-    with atomic_path(path) as temporary:
-        try:
-            save_file(tensors, str(temporary))
-        except SafetensorError as error:  # how safetensors reports a failed write, e.g. on a full disk
-            raise OSError(f"writing {path} failed ({error}); is the disk full? The bundle there is unchanged: free "
-                          "some space and run the same command again") from error
-        digest = file_sha256(temporary)
-    return digest
+def _write_safetensors(tensors: dict[str, torch.Tensor], temporary: Path, path: Path) -> str:
+    """Write ``tensors`` to ``temporary`` (which becomes ``path``) and return the sha256 of what was written."""
+    content = save(tensors)
+    _write_durably(temporary, content, path)
+    return hashlib.sha256(content).hexdigest()
+
+
+def _write_durably(temporary: Path, content: bytes, path: Path) -> None:
+    """Write ``content`` to ``temporary`` and flush it to disk, so that a full disk shows here, before the caller
+    swaps any file of the bundle in; the error names ``path``, the file the temporary was to become."""
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        raise OSError(error.errno, f"{error.strerror} (the bundle there is unchanged)", str(path)) from error
 
 
 def _checked_bytes(directory: Path, name: str, config: dict[str, Any]) -> bytes:
@@ -207,10 +215,7 @@ def _checked_bytes(directory: Path, name: str, config: dict[str, Any]) -> bytes:
     path = directory / name
     if not path.is_file():
         raise BundleError(f"{path} is missing; the bundle is incomplete")
-    if not path.resolve().is_relative_to(directory.resolve()):
-        raise BundleError(f"{path} resolves to {path.resolve()}, outside the bundle; a bundle's files must be its "
-                          "own (copy the file in rather than link to it)")
-    content = path.read_bytes()
+    content = _own_file(directory, name).read_bytes()
     if hashlib.sha256(content).hexdigest() != config["sha256"][name]:
         advice = ("a training run writes this folder: rerun the same fit-generator command, which rewrites the "
                   "bundle from its checkpoint" if (directory / CHECKPOINT_FILE).exists()
@@ -218,6 +223,15 @@ def _checked_bytes(directory: Path, name: str, config: dict[str, Any]) -> bytes:
         raise BundleError(f"{path} does not match the sha256 recorded in config.json: the file is corrupt, "
                           f"truncated or from another bundle; {advice}")
     return content
+
+
+def _own_file(directory: Path, name: str) -> Path:
+    """The bundle file ``name``, after checking that it resolves inside the bundle (not a link to elsewhere)."""
+    path = directory / name
+    if not path.resolve().is_relative_to(directory.resolve()):
+        raise BundleError(f"{path} resolves to {path.resolve()}, outside the bundle; a bundle's files must be its "
+                          "own (copy the file in rather than link to it)")
+    return path
 
 
 def _load_safetensors(content: bytes, path: Path) -> dict[str, torch.Tensor]:
@@ -233,11 +247,3 @@ def _finite(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Ten
             raise BundleError(f"{path}: {name!r} holds NaN or infinite values; the generator diverged or the file "
                               "was altered, so it is refused")
     return tensors
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

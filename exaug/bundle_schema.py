@@ -1,14 +1,16 @@
 """What a generator bundle's files must look like before anything in them is trusted.
 
-`checked_bundle_config` validates ``config.json`` against the schema below (types and bounds, every hash
-present). `safetensors_header` reads the shapes and dtypes a safetensors file declares, so they can be
-checked against the architecture before a tensor or a model is allocated. Every failure is a
-:class:`BundleError` that names the file and the key.
+`parse_json` reads a bundle's JSON (config.json, a safetensors header) to a bounded depth. `checked_bundle_config`
+validates ``config.json`` against the schema below (types and bounds, every hash present, sizes this machine can
+allocate). `safetensors_header` reads the shapes and dtypes a safetensors file declares, so they can be checked
+against the architecture before a tensor or a model is allocated. Every failure is a :class:`BundleError` that
+names the file and the key.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 from pathlib import Path
@@ -28,6 +30,10 @@ SAFETENSORS_DTYPES = {"F32": "float32", "F64": "float64", "F16": "float16", "BF1
 FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
+# Deeper than any file exaug writes (config.json nests 4 levels, a safetensors header 3), and far below the
+# depth at which Python's recursion (the parser's, or a later walk's) would give out.
+MAX_JSON_DEPTH = 32
+_FALLBACK_MEMORY_BYTES = 2**40  # where the system does not say how much memory it has
 
 
 class BundleError(ValueError):
@@ -45,7 +51,7 @@ def checked_bundle_config(config: Any, path: Path) -> dict[str, Any]:
     for key in ("model", "sha256", "exemplar_count"):
         if key not in config:
             raise BundleError(f"{path} lacks the {key!r} entry; the file is incomplete")
-    model_config(config, path)
+    architecture = model_config(config, path)
     count = config["exemplar_count"]
     if not _is_int(count) or count < 1:
         raise BundleError(f"{path}: 'exemplar_count' is {count!r}; it must be a positive integer")
@@ -62,7 +68,86 @@ def checked_bundle_config(config: Any, path: Path) -> dict[str, Any]:
     extra = (training or {}).get("extra") if isinstance(training, dict) else None
     if not isinstance(training, (dict, type(None))) or not isinstance(extra, (dict, type(None))):
         raise BundleError(f"{path}: 'training' must be an object (with an object 'extra') or null")
+    dataset = (extra or {}).get("dataset")
+    if not isinstance(dataset, (str, type(None))):
+        raise BundleError(f"{path}: 'training.extra.dataset' is {dataset!r}; it must be the name of a dataset (a "
+                          "string) or null")
+    _check_allocatable(architecture, count, path)
     return config
+
+
+def parse_json(text: str | bytes, path: Path, what: str) -> Any:
+    """``text`` parsed as JSON, refusing anything nested deeper than `MAX_JSON_DEPTH` (``what`` names the text).
+
+    Python's parser gives a RecursionError on deep nesting, and code that walks the parsed value later could
+    too; a bundle is refused here instead."""
+    try:
+        value = json.loads(text)
+    except RecursionError as error:
+        raise _too_deep(path, what) from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BundleError(f"{path}: {what} is not valid JSON ({error}); the file is corrupt") from error
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise _too_deep(path, what)
+    return value
+
+
+def _too_deep(path: Path, what: str) -> BundleError:
+    return BundleError(f"{path}: {what} nests lists or objects deeper than {MAX_JSON_DEPTH} levels, more than any "
+                       "bundle holds; the file is corrupt or made to crash its reader, so it is refused")
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON ``value`` (a scalar: 0), found without recursion."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, depth + 1)
+            pending.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+def _check_allocatable(architecture: ModelConfig, exemplar_count: int, path: Path) -> None:
+    """Refuse sizes whose tensors this machine could not hold, before anything is built, even on the meta device.
+
+    Every weight of every architecture joins two of the widths below, within a small factor (the ConvHVAE's
+    features are 6·⌈H/4⌉·⌈W/4⌉ wide; its convolution kernels have fixed sizes), so the product of the two
+    largest bounds the largest weight. With that under the memory, no tensor size can overflow when the
+    architecture is built on the meta device. The exemplar set holds ``exemplar_count`` images (uint8) and
+    means (float32).
+    """
+    _, height, width = architecture.input_shape
+    pixels, hidden = architecture.input_dim, 2 * architecture.hidden_dim  # two-level models join two hidden layers
+    widths = sorted([(pixels, "input_shape"), (8 * height * width, "input_shape"), (hidden, "hidden_dim"),
+                     (hidden, "hidden_dim"), (2 * architecture.latent_dim, "latent_dim"),
+                     (architecture.num_pseudo_inputs, "num_pseudo_inputs")], reverse=True)
+    (largest, first), (second, other) = widths[:2]
+    memory = machine_memory_bytes()
+    if 4 * largest * second > memory:
+        keys = " and ".join(f"'model.{key}' ({getattr(architecture, key)!r})" for key in sorted({first, other}))
+        raise BundleError(f"{path}: with {keys}, the largest weight takes about {_gibibytes(4 * largest * second)} "
+                          f"as float32, more than this machine's {_gibibytes(memory)} of memory; the file is corrupt, "
+                          "or the generator needs a larger machine")
+    exemplar_bytes = exemplar_count * (pixels + 4 * architecture.latent_dim)
+    if exemplar_bytes > memory:
+        raise BundleError(f"{path}: 'exemplar_count' ({exemplar_count}) exemplars of this size take "
+                          f"{_gibibytes(exemplar_bytes)}, more than this machine's {_gibibytes(memory)} of memory; "
+                          "the file is corrupt, or the generator needs a larger machine")
+
+
+def machine_memory_bytes() -> int:
+    """The physical memory of this machine, the most any tensor can take (a generous guess where unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows), or it does not know
+        return _FALLBACK_MEMORY_BYTES
+
+
+def _gibibytes(size: int) -> str:
+    return f"{size / 2**30:.3g} GiB"
 
 
 def model_config(config: dict[str, Any], path: Path) -> ModelConfig:
@@ -96,10 +181,7 @@ def safetensors_header(content: bytes, path: Path) -> dict[str, tuple[str, tuple
     (length,) = struct.unpack("<Q", content[:8])
     if length > min(_MAX_HEADER_BYTES, len(content) - 8):
         raise BundleError(f"{path}: its safetensors header claims {length} bytes, more than the file holds")
-    try:
-        header = json.loads(content[8:8 + length])
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BundleError(f"{path}: its safetensors header is not valid JSON ({error})") from error
+    header = parse_json(content[8:8 + length], path, "its safetensors header")
     if not isinstance(header, dict):
         raise BundleError(f"{path}: its safetensors header is not an object")
     tensors = {}

@@ -1,5 +1,6 @@
-"""A bundle trusts nothing in its files: each attack of issue 15 §4 ends in a BundleError naming the problem,
-and fuzzed config.json values and safetensors headers either load or raise BundleError, never anything else."""
+"""A bundle trusts nothing in its files: each attack of issue 15 §4 and issue 26 ends in a BundleError naming the
+problem, and fuzzed config.json values and safetensors headers either load or raise BundleError, never anything
+else. A bundle write that fails leaves the bundle as it was."""
 
 import hashlib
 import json
@@ -12,7 +13,10 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from exaug import BundleError, ExemplarVAE, ModelConfig, load_generator, save_generator
-from exaug.bundle import CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE
+from exaug.bundle import CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE, read_bundle_config
+from exaug.bundle_schema import model_config
+from exaug.config import ARCHITECTURES
+from exaug.models import build_generator
 
 
 def small_bundle(directory):
@@ -58,8 +62,8 @@ def test_a_weight_file_linked_from_outside_the_bundle_is_refused(tmp_path):
 
 
 def test_an_architecture_larger_than_the_weights_is_refused_before_it_is_built(bundle):
-    edit_config(bundle, lambda config: config["model"].__setitem__("hidden_dim", 10_000_000))  # 31 GB as float32
-    with pytest.raises(BundleError, match=r"does not match the architecture.*needs \[10000000, 36\]"):
+    edit_config(bundle, lambda config: config["model"].__setitem__("hidden_dim", 4_000))  # 256 MB as float32
+    with pytest.raises(BundleError, match=r"does not match the architecture.*needs \[4000, 36\]"):
         load_generator(bundle)
 
 
@@ -179,3 +183,111 @@ def test_integer_weights_are_refused(bundle):
     rehash(bundle, MODEL_FILE)
     with pytest.raises(BundleError, match="encoder.mean.weight is int64, not a floating-point type"):
         load_generator(bundle)
+
+
+# Issue 26: sizes beyond this machine, deep nesting, a dataset that is not a name, a linked config.json, a full disk.
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("key, value", [("hidden_dim", 1_600_000_000), ("hidden_dim", 2**63), ("latent_dim", 2**70),
+                                        ("input_shape", [1, 10**9, 10**9]), ("num_pseudo_inputs", 2**64)])
+def test_sizes_beyond_this_machines_memory_are_refused_naming_the_key_before_anything_is_built(bundle, architecture,
+                                                                                              key, value):
+    edit_config(bundle, lambda config: config["model"].update({"architecture": architecture, key: value}))
+    with pytest.raises(BundleError, match=f"'model.{key}' .*more than this machine's .* of memory"):
+        load_generator(bundle)
+
+
+def test_an_exemplar_count_beyond_this_machines_memory_is_refused_by_name(bundle):
+    edit_config(bundle, lambda config: config.__setitem__("exemplar_count", 2**62))
+    with pytest.raises(BundleError, match="'exemplar_count' .*more than this machine's"):
+        load_generator(bundle)
+
+
+SIZE = st.integers(1, 64) | st.integers(1, 2**80)
+
+
+@FUZZ
+@given(architecture=st.sampled_from(ARCHITECTURES), hidden=SIZE, latent=SIZE, pseudo=SIZE,
+       shape=st.lists(SIZE, min_size=3, max_size=3))
+def test_sizes_the_schema_accepts_build_on_the_meta_device_for_every_architecture(bundle, architecture, hidden, latent,
+                                                                                 pseudo, shape):
+    edit_config(bundle, lambda config: config["model"].update(
+        {"architecture": architecture, "hidden_dim": hidden, "latent_dim": latent, "num_pseudo_inputs": pseudo,
+         "input_shape": shape}))
+    try:
+        config = read_bundle_config(bundle)
+    except BundleError:
+        return
+    with torch.device("meta"):
+        build_generator(model_config(config, bundle / CONFIG_FILE))
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [100, 200_000])
+def test_a_config_nested_too_deep_is_a_bundle_error_not_a_recursion_error(bundle, depth):
+    config = json.loads((bundle / CONFIG_FILE).read_text())
+    config["training"] = {"extra": {"deep": "PLACEHOLDER"}}
+    (bundle / CONFIG_FILE).write_text(json.dumps(config).replace('"PLACEHOLDER"', nested(depth)))
+    with pytest.raises(BundleError, match="config.json: config.json nests lists or objects deeper than 32 levels"):
+        load_generator(bundle)
+
+
+@pytest.mark.parametrize("depth", [100, 200_000])
+def test_a_safetensors_header_nested_too_deep_is_a_bundle_error_not_a_recursion_error(bundle, depth):
+    content = (bundle / MODEL_FILE).read_bytes()
+    (length,) = struct.unpack("<Q", content[:8])
+    header = f'{{"__metadata__": {nested(depth)}}}'.encode()
+    (bundle / MODEL_FILE).write_bytes(struct.pack("<Q", len(header)) + header + content[8 + length:])
+    rehash(bundle, MODEL_FILE)
+    with pytest.raises(BundleError, match="its safetensors header nests lists or objects deeper than 32 levels"):
+        load_generator(bundle)
+
+
+@pytest.mark.parametrize("dataset", [["mnist"], {"name": "mnist"}, 3])
+def test_a_recorded_dataset_that_is_not_a_name_is_one_line_from_evaluate(bundle, dataset):
+    from click.testing import CliRunner
+
+    from exaug.cli.main import main
+
+    edit_config(bundle, lambda config: config.__setitem__("training", {"extra": {"dataset": dataset}}))
+    result = CliRunner().invoke(main, ["evaluate", "--generator", str(bundle), "--no-progress"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "'training.extra.dataset' is" in result.output and "it must be the name of a dataset" in result.output
+
+
+def test_a_config_linked_from_outside_the_bundle_is_refused(tmp_path):
+    small_bundle(tmp_path / "genuine")
+    small_bundle(tmp_path / "linked")
+    (tmp_path / "linked" / CONFIG_FILE).unlink()
+    (tmp_path / "linked" / CONFIG_FILE).symlink_to(tmp_path / "genuine" / CONFIG_FILE)
+    with pytest.raises(BundleError, match="config.json resolves to .*outside the bundle"):
+        load_generator(tmp_path / "linked")
+
+
+FULL_DISK = """
+import resource, signal, sys, torch
+from exaug import ExemplarVAE, ModelConfig, save_generator
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, as a full disk fails
+torch.manual_seed(1)
+model = ExemplarVAE(ModelConfig(input_shape=(1, 6, 6), hidden_dim=16, latent_dim=3)).eval()
+model.set_exemplars(torch.rand(2000, 1, 6, 6), torch.arange(2000) % 2)  # exemplars.safetensors: about 100 KB
+resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, resource.RLIM_INFINITY))  # model.safetensors (12 KB) fits
+try:
+    save_generator(model, sys.argv[1])
+except OSError as error:
+    print(error)
+"""
+
+
+def test_a_full_disk_while_a_bundle_is_written_leaves_the_bundle_there_unchanged(bundle):
+    import subprocess
+    import sys
+
+    before = {path.name: path.read_bytes() for path in bundle.iterdir()}
+    result = subprocess.run([sys.executable, "-c", FULL_DISK, str(bundle)], capture_output=True, text=True)
+    assert {path.name: path.read_bytes() for path in bundle.iterdir()} == before, result
+    assert "exemplars.safetensors" in result.stdout and "the bundle there is unchanged" in result.stdout, result
+    load_generator(bundle)
