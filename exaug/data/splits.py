@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 
 from .catalog import dataset_info, raw_files_present, resolve_root
 from .fetching import fetch, files_failing_pins
+from .staging import RANDOM_PART, staging_area
 
 SPLITS = ("train", "val", "test", "trainval")
 _NUM_TRAIN = 50_000  # train/val boundary inside the 60K training set (the classic MNIST split)
@@ -123,25 +125,26 @@ def balanced_subset_rows(labels: torch.Tensor, size: int, seed: int) -> torch.Te
 def write_image_folder(images: torch.Tensor, labels: torch.Tensor, out: str | os.PathLike[str]) -> Path:
     """Write uint8 images N×1×H×W as PNGs in torchvision's ImageFolder layout (``out/<label>/<row>.png``).
 
-    The folder appears whole or not at all: it is written beside ``out`` and renamed into place, and an
-    existing ``out`` is refused rather than mixed with.
+    The folder appears whole or not at all: it is written beside ``out`` (in ``.<name>.<random>``) and renamed
+    into place, and an existing ``out`` is refused rather than mixed with. What a killed write left there is
+    removed by the next call for the same ``out``, even one refused (`exaug.data.staging`).
     """
     from PIL import Image
 
     out = Path(out)
-    if out.exists():
-        raise ValueError(f"{out} already exists; pass a new folder (nothing was written)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        for row, (image, label) in enumerate(zip(images, labels.tolist())):
-            folder = staging / str(label)
-            folder.mkdir(exist_ok=True)
-            Image.fromarray(image[0].numpy()).save(folder / f"{row:05d}.png")
-        os.replace(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+    with staging_area(out.parent, re.compile(re.escape(f".{out.name}.") + RANDOM_PART)):
+        if out.exists():
+            raise ValueError(f"{out} already exists; pass a new folder (nothing was written)")
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        try:
+            for row, (image, label) in enumerate(zip(images, labels.tolist())):
+                folder = staging / str(label)
+                folder.mkdir(exist_ok=True)
+                Image.fromarray(image[0].numpy()).save(folder / f"{row:05d}.png")
+            os.replace(staging, out)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
     return out
 
 
