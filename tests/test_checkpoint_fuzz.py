@@ -16,11 +16,8 @@ from conftest import blob_images
 from exaug import ModelConfig, TrainConfig, fit_generator
 from exaug.checkpoint import CHECKPOINT_FILE, CheckpointError, read_checkpoint, save_checkpoint
 from exaug.classifiers import ClassifierConfig, fit_classifier
-from exaug.classifiers.train import CHECKPOINT_STRUCTURE as CLASSIFIER_STRUCTURE
-from exaug.train import CHECKPOINT_STRUCTURE as GENERATOR_STRUCTURE
 
 TRAINERS = ("generator", "classifier")
-STRUCTURES = {"generator": GENERATOR_STRUCTURE, "classifier": CLASSIFIER_STRUCTURE}
 
 
 def data(count, seed):
