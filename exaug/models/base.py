@@ -19,6 +19,7 @@ methods below; :func:`exaug.models.build_generator` builds one by ``ModelConfig.
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 from typing import Callable, ClassVar
@@ -47,7 +48,7 @@ class ElboTerms:
 
     reconstruction: torch.Tensor  # log p(x|z)
     kl: torch.Tensor  # log q(z|x) - log p(z), a one-sample estimate of the KL term
-    posterior_mean: torch.Tensor | None = None
+    posterior_mean: torch.Tensor  # μ_p(x), B×d
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -70,7 +71,7 @@ def clamped_log_var(values: torch.Tensor) -> torch.Tensor:
     return F.hardtanh(values, LOG_VAR_MIN, LOG_VAR_MAX)
 
 
-class ExemplarGenerator(nn.Module):
+class ExemplarGenerator(nn.Module, abc.ABC):
     """A VAE-family generator whose prior may be Gaussian, a VampPrior, or the exemplar prior.
 
     Subclasses set ``architecture`` (the name in ``ModelConfig.architecture``), build their layers and
@@ -92,54 +93,54 @@ class ExemplarGenerator(nn.Module):
         self.register_buffer("exemplar_means", torch.empty(0, config.latent_dim), persistent=False)
 
     # ------------------------------------------------------- what an architecture defines
+    @abc.abstractmethod
     def model_input(self, images: torch.Tensor) -> torch.Tensor:
         """Checked float images (B×C×H×W, or B×D flattened) in the layout this model's layers take."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def forward(self, x: torch.Tensor, log_prior: LogPrior | None = None,
                 generator: torch.Generator | None = None) -> ElboTerms:
         """One-sample ELBO terms of images ``x`` (float in [0, 1]; binary in training), drawing from ``generator``.
 
         ``log_prior(z_p, μ_p)`` replaces the model's prior on the prior latent (the trainer's leave-one-out term);
         it is called after the reconstruction, so its own draws follow the model's in ``generator``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ_p, log σ²_p) of q(z_p | x) for model-layout inputs ``x``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def exemplar_features(self, x: torch.Tensor) -> torch.Tensor:
         """The features μ_p(x) is read from (the prior latent's encoder trunk), for model-layout inputs."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def mean_from_features(self, features: torch.Tensor) -> torch.Tensor:
         """μ_p from :meth:`exemplar_features`' output: the mean head alone."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def log_rest(self, x_row: torch.Tensor, z_prior: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """For importance samples ``z_prior`` (S×d) of one model-layout image ``x_row``: log p(x, z_rest | z_p) −
         log q(z_rest | x, z_p), with any further latents z_rest drawn from q in ``generator`` (IWAE weights)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def decode_prior_latent(self, z_prior: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Bernoulli means (B×C×H×W) for prior-latent codes, drawing any further latent from the generative model."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def decode_around(self, mu: torch.Tensor, log_var: torch.Tensor | None, noise: torch.Tensor) -> torch.Tensor:
         """A twin around prior-latent means ``mu`` (B×C×H×W Bernoulli means) from standard-normal ``noise``
         (B×:attr:`twin_noise_dim`): z_p = μ + σ·noise[:, :d] with σ the exemplar kernel's (for other priors the
         posterior's, from ``log_var``), any further latent from the rest of ``noise``."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def twin_noise_dim(self) -> int:
         """How many standard-normal draws one twin takes (:meth:`decode_around`)."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def output_layer(self) -> nn.Module:
         """A layer whose weight tells the model's device and dtype."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------------- shapes
     def flatten(self, images: torch.Tensor) -> torch.Tensor:
