@@ -69,8 +69,8 @@ def architecture_speed(results: Path = RESULTS) -> str:
     """Seconds per 50K-image epoch of each architecture and prior, and the ratio to the MLP VAE's
     (benchmarks/generator_speed.py --architectures)."""
     report = json.loads((results / "generator_speed_architectures.json").read_text())
-    variant_names = {"gaussian": "Gaussian", "knn_neighbour_gradient": "exemplar, kNN, gradient through all k",
-                     "knn_neighbour_gradient_g3": "exemplar, kNN, gradient through the 3 nearest (default)"}
+    variant_names = {"gaussian": "Gaussian", "knn_neighbour_gradient": "exemplar, kNN, gradient through all k (default)",
+                     "knn_neighbour_gradient_g3": "exemplar, kNN, gradient through the 3 nearest"}
     lines = [f"| architecture | prior | ms per step | s per epoch | relative to the MLP VAE |", "|---|---|---|---|---|"]
     for name, figures in report["results"].items():
         architecture, _, variant = name.rpartition("/")
