@@ -14,6 +14,9 @@ from exaug.twins import check_noise_scale
 
 # SGD on fp16/bf16 weights would need loss scaling or master weights, which this recipe does not have.
 TRAINING_DTYPES = ("float32", "float64")
+# torch seeds its generators with at most 64 bits; one is kept spare for the seeds derived by adding to a seed
+# (the worker seeds' stream, each rank of a DDP run).
+MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -53,6 +56,8 @@ class ClassifierConfig:
         self.noise_scale = check_noise_scale(self.noise_scale)
         if self.dtype not in TRAINING_DTYPES:
             raise ValueError(f"dtype={self.dtype!r} is not a training precision; use one of {', '.join(TRAINING_DTYPES)}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed={self.seed} must lie in [0, 2**63 - 1], the seeds torch's generators take")
         if self.workers < 0:
             raise ValueError(f"workers={self.workers} must be >= 0")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import click
 
@@ -15,28 +15,54 @@ from exaug.classifiers.config import TRAINING_DTYPES
 from exaug.classifiers.report import model_name, plot_lambda_sweeps, seed_summary, summary_markdown, summary_name
 from exaug.device import apply_threads
 
-from .options import dataset_choice, open_dataset, root_option, threads_option
+from .options import dataset_choice, open_dataset, root_option, seed_type, threads_option
 
-def expand_multi_value_options(args: Sequence[str], names: Sequence[str]) -> list[str]:
-    """Rewrite ``--hidden 1024 1024`` as ``--hidden 1024 --hidden 1024`` so click reads every value."""
+
+def expand_multi_value_options(args: Sequence[str], examples: Mapping[str, str]) -> list[str]:
+    """Rewrite ``--hidden 1024 1024`` as ``--hidden 1024 --hidden 1024`` so click reads every value.
+
+    ``examples`` maps each multi-value flag to example values for the message. A flag with no value after it
+    (another option, or the end) is refused: dropped, it would leave the default in force without a word.
+    Negative numbers are values, so the config, not the parser, says what is wrong with them.
+    """
     expanded: list[str] = []
-    pending: str | None = None
+    reading: str | None = None  # the multi-value flag whose values are being read
+    unanswered: str | None = None  # ``reading`` while it has no value yet
     for arg in args:
-        if arg in names:
-            pending = arg
+        if reading is not None and (not arg.startswith("-") or _is_number(arg)):
+            expanded += [reading, arg]
+            unanswered = None
             continue
-        if pending is not None and not arg.startswith("-"):
-            expanded += [pending, arg]
-            continue
-        pending = None
-        expanded.append(arg)
+        if unanswered is not None:
+            _refuse_empty(unanswered, examples[unanswered], before=arg)
+        reading = unanswered = arg if arg in examples else None
+        if reading is None:
+            expanded.append(arg)
+    if unanswered is not None:
+        _refuse_empty(unanswered, examples[unanswered], before=None)
     return expanded
+
+
+def _is_number(arg: str) -> bool:
+    """Whether ``arg`` reads as a number (``-5`` is a value, not an option)."""
+    try:
+        float(arg)
+    except ValueError:
+        return False
+    return True
+
+
+def _refuse_empty(flag: str, example: str, before: str | None) -> None:
+    """Refuse a multi-value flag that got no value, saying where and how to give them."""
+    where = f"before {before}" if before is not None else "at the end of the command"
+    raise click.BadOptionUsage(flag, f"{flag} takes one or more values and got none {where}; give them right "
+                                     f"after it, e.g. {flag} {example}")
 
 
 class MultiValueCommand(click.Command):
     """A command whose ``multiple`` options also take several values after one flag."""
 
-    multi_value_options = ("--hidden", "--lams")
+    multi_value_options = {"--hidden": "1024 1024", "--lams": "0.2 0.4 0.6"}
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, expand_multi_value_options(args, self.multi_value_options))
@@ -79,7 +105,7 @@ def recipe_options(command: Any) -> Any:
 @click.option("--lam", type=float, default=None,
               help="Weight on real data in eq. 16 (default: 0.4 for mnist, 0.8 for fashion-mnist).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Independent runs.")
-@click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--first-seed", type=seed_type, default=0, show_default=True,
               help="Run seeds first-seed … first-seed+seeds−1, e.g. to split seeds across processes (their "
                    "summaries are named summary-seedsA-B). Once those calls have finished, a call covering every "
                    "seed from 0 resumes the finished runs and writes summary.json and summary.md (never replacing a "
@@ -126,7 +152,7 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
 @recipe_options
 @click.option("--lams", type=float, multiple=True,
               default=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), show_default=True, help="λ values to try.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=seed_type, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for lam*/ runs (resumable), sweep.json and sweep.png.")
 def lambda_sweep_command(dataset: str, generator: str, lams: tuple[float, ...], seed: int, out: Path,
@@ -169,12 +195,7 @@ def lambda_plot_command(sweeps: tuple[Path, ...], labels: tuple[str, ...], out: 
     The sweeps must share a dataset and classifier, or their errors do not compare."""
     if labels and len(labels) != len(sweeps):
         raise click.UsageError(f"{len(labels)} --label for {len(sweeps)} sweeps: give one per sweep, or none")
-    records = []
-    for sweep in sweeps:
-        path = sweep / "sweep.json"
-        if not path.is_file():
-            raise click.UsageError(f"{sweep} holds no sweep.json: is it the --out of a finished exaug lambda-sweep?")
-        records.append(json.loads(path.read_text()))
+    records = [_read_sweep(sweep) for sweep in sweeps]
     for field in ("dataset", "model"):
         values = {record[field] for record in records}
         if len(values) > 1:
@@ -186,6 +207,41 @@ def lambda_plot_command(sweeps: tuple[Path, ...], labels: tuple[str, ...], out: 
         raise click.UsageError("two sweeps share a legend label: pass --label for each")
     plot_lambda_sweeps(curves, f"{records[0]['dataset']}, {records[0]['model']}: validation error against λ", out)
     click.echo(f"wrote {out}")
+
+
+def _read_sweep(sweep: Path) -> dict[str, Any]:
+    """The sweep.json of a lambda-sweep folder, checked for what lambda-plot reads: a damaged or hand-edited file
+    is refused in one line naming it, not with a KeyError traceback."""
+    path = sweep / "sweep.json"
+    if not path.is_file():
+        raise click.UsageError(f"{sweep} holds no sweep.json: is it the --out of a finished exaug lambda-sweep?")
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        record, problem = None, f"not JSON: {error}"
+    else:
+        problem = _sweep_problem(record)
+    if problem:
+        raise ValueError(f"{path} is not a sweep exaug lambda-sweep wrote ({problem}); run that lambda-sweep again "
+                         "into its folder (its finished runs are resumed, not retrained), or leave the folder out")
+    return record
+
+
+def _sweep_problem(record: Any) -> str | None:
+    """What is wrong with a parsed sweep.json for lambda-plot, or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    missing = [key for key in ("dataset", "model", "generator", "val_error") if key not in record]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if not isinstance(record["dataset"], str) or not isinstance(record["model"], str):
+        return "dataset and model are not both text"
+    if not isinstance(record["val_error"], dict) or not record["val_error"]:
+        return "val_error is not a mapping from λ to error"
+    for lam, error in record["val_error"].items():
+        if not _is_number(lam) or isinstance(error, bool) or not isinstance(error, (int, float)):
+            return f"val_error holds {lam!r}: {error!r}, not a λ and its error"
+    return None
 
 
 def _check_recipe(generator: str, config: ClassifierConfig) -> None:

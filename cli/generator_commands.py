@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -16,7 +17,7 @@ from exaug.pretrained import load_generator
 from exaug.sampling import SAMPLE_MODES
 from exaug.train import RunProgress, fit_generator, run_progress
 
-from .options import dataset_choice, generator_option, open_dataset, root_option, threads_option
+from .options import dataset_choice, generator_option, open_dataset, root_option, seed_type, threads_option
 
 
 def gradient_neighbours_choice(value: str) -> int | None:
@@ -193,7 +194,7 @@ def evaluate_command(generator_dir: Path, dataset: str | None, num_samples: int,
               help="Images (random, default 100) or rows (exemplars and cyclic, default 10).")
 @click.option("--per-row", type=click.IntRange(min=1), default=11, show_default=True,
               help="Samples per exemplar plate, or cyclic steps.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=seed_type, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG file to write.")
 @root_option
@@ -213,12 +214,11 @@ def sample_command(generator_dir: Path, mode: str, count: int | None, per_row: i
         raise click.BadParameter(f"{out} should end in .png", param_hint="--out")
     apply_threads(threads)
     count = count or (100 if mode == "random" else 10)
+    _check_grid_size(generator_dir, count if mode == "random" else count * (per_row + 1))
     model = load_generator(generator_dir, device=device, data_root=root)
     if mode != "random" and model.exemplar_images is None:
-        raise click.ClickException(
-            f"--mode {mode} starts from exemplar images, and {generator_dir} was saved without them; they are "
-            f"re-attached from its training split when that is at hand: fetch it with `exaug data fetch` "
-            f"(--root or EXAUG_DATA set the data folder), or use --mode random")
+        raise click.ClickException(f"--mode {mode} starts from exemplar images, and {generator_dir} was saved "
+                                   f"without them; {_images_advice(generator_dir)}, or use --mode random")
     generator = torch.Generator(device=model.device).manual_seed(seed)
     if mode == "random":
         grid = random_grid(model, count, generator)
@@ -230,6 +230,36 @@ def sample_command(generator_dir: Path, mode: str, count: int | None, per_row: i
     with atomic_path(out) as temporary:
         save_image(grid, temporary, format="png")
     click.echo(f"wrote {out}")
+
+
+# The most pixel values one grid may hold: 2**26 floats, 256 MiB (85,000 MNIST images), one large PNG.
+MAX_GRID_VALUES = 2**26
+
+
+def _check_grid_size(generator_dir: Path, images: int) -> None:
+    """Refuse a grid of more images than one PNG should hold, before the generator is loaded: asked for
+    millions, sampling would run out of memory."""
+    from exaug.bundle import read_bundle_config
+
+    shape = read_bundle_config(generator_dir)["model"]["input_shape"]
+    most = MAX_GRID_VALUES // math.prod(shape)
+    if images > most:
+        raise ValueError(f"--count and --per-row ask for a grid of {images} images of {'×'.join(map(str, shape))}, "
+                         f"more than one PNG holds (at most {most} at that size): lower them, and run sample again "
+                         "with another --seed for more")
+
+
+def _images_advice(generator_dir: Path) -> str:
+    """How to get a bundle's exemplar images back: exaug re-attaches them only from a registered data set."""
+    from exaug.bundle import read_bundle_config, trained_dataset
+
+    dataset = trained_dataset(read_bundle_config(generator_dir))
+    if dataset in data.DATASETS:
+        return (f"they are re-attached from its training split when that is at hand: fetch it with "
+                f"`exaug data fetch {dataset}` (--root or EXAUG_DATA set the data folder)")
+    trained_on = f"was trained on {dataset}" if dataset else "does not record its training data"
+    return (f"they are re-attached only from {' or '.join(data.DATASETS)}, and it {trained_on}: use the bundle "
+            "fit-generator wrote (it keeps them), or one exported from it without --no-images")
 
 
 @click.command("export")
@@ -253,9 +283,8 @@ def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | 
     config = read_bundle_config(generator_dir)
     model = load_generator(generator_dir, device="cpu", data_root=root)
     if images and model.exemplar_images is None:
-        raise click.ClickException(
-            f"{generator_dir} carries no exemplar images and its training split is not at hand to re-attach them; "
-            f"pass --no-images, or fetch the split with `exaug data fetch` (--root or EXAUG_DATA set the data folder)")
+        raise click.ClickException(f"{generator_dir} carries no exemplar images: pass --no-images, or get them back "
+                                   f"({_images_advice(generator_dir)})")
     training = TrainConfig.from_recorded(config["training"]) if config.get("training") else TrainConfig()
     if dataset is not None:
         training = dataclasses.replace(training, extra={**training.extra, "dataset": dataset})

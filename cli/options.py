@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset, random_split
 
 from exaug import data
+from exaug.classifiers.config import MAX_SEED
 
 root_option = click.option(
     "--root", type=click.Path(file_okay=False, path_type=Path), envvar="EXAUG_DATA", default=None,
@@ -25,6 +26,8 @@ def generator_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., 
                         required=True, help=f"{what}: a bundled name (mnist, fashion-mnist) or a bundle directory "
                                             "written by fit-generator.")
 
+
+seed_type = click.IntRange(min=0, max=MAX_SEED)  # what torch's generators take, with room for derived seeds
 
 threads_option = click.option(
     "--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch and faiss (default: all cores).",

@@ -95,3 +95,108 @@ def test_a_generator_trains_on_a_one_class_folder(tmp_path):
                                        "--warmup-epochs", "1", "--hidden-dim", "8", "--latent-dim", "2",
                                        "--no-progress", "--out", str(tmp_path / "gen")])
     assert result.exit_code == 0, result.output
+
+
+RECIPE = ["--hidden", "8", "--epochs", "1", "--workers", "0", "--no-progress"]  # a classifier trained in a second
+
+
+def usage_error(result, *fragments):
+    """click's refusal of a bad option: exit code 2, its message naming the fix, no traceback."""
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--hidden", "--epochs", "1"], "--hidden takes one or more values and got none before --epochs"),
+    (["--epochs", "1", "--hidden"], "--hidden takes one or more values and got none at the end"),
+])
+def test_hidden_without_a_value_is_refused_not_dropped(tmp_path, args, says):
+    folder = write_folder(tmp_path / "images")
+    result = CliRunner().invoke(main, ["fit-classifier", "--dataset", str(folder), "--generator", "none",
+                                       "--seeds", "1", "--workers", "0", "--no-progress",
+                                       "--out", str(tmp_path / "run"), *args])
+    usage_error(result, says, "e.g. --hidden 1024 1024")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_negative_hidden_width_reaches_the_config_that_names_it(tmp_path):
+    folder = write_folder(tmp_path / "images")
+    result = CliRunner().invoke(main, ["fit-classifier", "--dataset", str(folder), "--generator", "none",
+                                       "--hidden", "-5", "--out", str(tmp_path / "run")])
+    one_line_error(result, "hidden=(-5,) must list at least one positive layer width")
+
+
+def test_lams_without_a_value_is_refused_not_dropped(tmp_path, tiny_generator_dir):
+    folder = write_folder(tmp_path / "images")
+    result = CliRunner().invoke(main, ["lambda-sweep", *RECIPE, "--dataset", str(folder), "--generator",
+                                       str(tiny_generator_dir), "--out", str(tmp_path / "sweep"), "--lams"])
+    usage_error(result, "--lams takes one or more values and got none at the end", "e.g. --lams 0.2 0.4")
+
+
+@pytest.mark.parametrize("extra", [["--count", "100000000"],
+                                   ["--mode", "exemplars", "--count", "5000", "--per-row", "5000"]])
+def test_a_sample_grid_too_large_for_memory_is_refused_up_front(tmp_path, tiny_generator_dir, extra):
+    result = CliRunner().invoke(main, ["sample", "--generator", str(tiny_generator_dir), *extra,
+                                       "--out", str(tmp_path / "grid.png")])
+    one_line_error(result, "images of 1×16×16", "at most 262144", "lower them")
+    assert not (tmp_path / "grid.png").exists()
+
+
+@pytest.mark.parametrize("command", [["fit-classifier", "--first-seed", str(2**70)],
+                                     ["lambda-sweep", "--seed", str(2**70)],
+                                     ["sample", "--seed", str(2**70)],
+                                     ["sample", "--seed", "-1"]])
+def test_a_seed_torch_cannot_take_is_refused_naming_the_range(tmp_path, tiny_generator_dir, command):
+    folder = write_folder(tmp_path / "images")
+    recipe = [] if command[0] == "sample" else [*RECIPE, "--dataset", str(folder)]
+    result = CliRunner().invoke(main, [*command, *recipe, "--generator", str(tiny_generator_dir),
+                                       "--out", str(tmp_path / "out.png")])
+    usage_error(result, "seed", "is not in the range 0<=x<=9223372036854775807")
+
+
+def test_seeds_running_past_the_largest_are_refused_before_any_data_is_read(tmp_path):
+    folder = write_folder(tmp_path / "images")
+    result = CliRunner().invoke(main, [*CLASSIFIER, "--dataset", str(folder), "--first-seed", str(2**63 - 1),
+                                       "--seeds", "2", "--out", str(tmp_path / "run")])
+    one_line_error(result, "seed=9223372036854775808 must lie in [0, 2**63 - 1]")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content, says", [
+    ('{"dataset": "mnist", "model": "mlp-1024x1024", "generator": "mnist"', "not JSON"),
+    ('{"dataset": "mnist", "model": "mlp-1024x1024", "generator": "mnist"}', "no val_error"),
+    ('{"dataset": "mnist", "model": "mlp", "generator": "mnist", "val_error": {"0.4": "low"}}', "'0.4': 'low'"),
+    ('[1, 2]', "not a JSON object"),
+])
+def test_lambda_plot_of_a_damaged_sweep_is_one_line_naming_the_file(tmp_path, content, says):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text(content)
+    result = CliRunner().invoke(main, ["lambda-plot", str(sweep), "--out", str(tmp_path / "plot.png")])
+    one_line_error(result, f"{sweep / 'sweep.json'} is not a sweep exaug lambda-sweep wrote", says,
+                   "run that lambda-sweep again")
+    assert not (tmp_path / "plot.png").exists()
+
+
+@pytest.fixture
+def folder_trained_bundle(tmp_path, tiny_generator_dir):
+    """A bundle whose training run recorded an image folder as its dataset, as fit-generator on a folder does."""
+    from exaug import TrainConfig, load_generator, save_generator
+
+    folder = write_folder(tmp_path / "images")
+    return folder, save_generator(load_generator(tiny_generator_dir), tmp_path / "bundle",
+                                  TrainConfig(extra={"dataset": str(folder)}))
+
+
+def test_a_folder_trained_bundle_exported_without_images_gives_advice_that_can_help(tmp_path, folder_trained_bundle):
+    folder, bundle = folder_trained_bundle
+    slim = tmp_path / "slim"
+    assert CliRunner().invoke(main, ["export", "--generator", str(bundle), "--out", str(slim), "--no-images"]).exit_code == 0
+    plates = CliRunner().invoke(main, ["sample", "--generator", str(slim), "--mode", "exemplars", "--count", "2",
+                                       "--out", str(tmp_path / "plates.png")])
+    copy = CliRunner().invoke(main, ["export", "--generator", str(slim), "--out", str(tmp_path / "copy")])
+    for result in (plates, copy):
+        one_line_error(result, f"was trained on {folder}", "use the bundle fit-generator wrote",
+                       "exported from it without --no-images")
+        assert "exaug data fetch" not in result.output  # it cannot bring back a folder's images
