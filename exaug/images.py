@@ -1,13 +1,14 @@
 """Image batches at the public boundary: validation with clear messages, and format round trips.
 
 Every entry point that takes user images (ExemplarAugment, MixedBatchLoader) checks them
-here, so each bad input gets the same message naming the value and the fix, and turns
-generated images back into the caller's dtype here.
+here, and MixedBatchLoader its labels, so each bad input gets the same message naming the value and
+the fix, and turns generated images back into the caller's dtype here.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -53,6 +54,20 @@ def check_images(images: torch.Tensor, input_shape: tuple[int, ...], allow_empty
                 "scale with v2.ToDtype(torch.float32, scale=True) (not Normalize) or pass uint8"
             )
     return batched
+
+
+def check_labels(labels: Any, count: int) -> torch.Tensor:
+    """``labels`` as a tensor with one entry (or row) per image of a batch of ``count``, or a ValueError naming what
+    is wrong: class names or a label per batch would otherwise meet torch as ``too many dimensions 'str'`` or
+    later as a shape mismatch in the loss."""
+    try:
+        tensor = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"labels must be numbers, one per image (class indices or one-hot rows); got "
+                         f"{type(labels).__name__} ({error}): map class names to indices first") from None
+    if tensor.ndim == 0 or tensor.shape[0] != count:
+        raise ValueError(f"there are {count} images but labels of shape {tuple(tensor.shape)}; give one label per image")
+    return tensor
 
 
 def value_range(images: torch.Tensor) -> tuple[float, float]:

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from .pretrained import load_generator
 from .device import resolve_device
-from .images import as_uint8, as_unit_float, check_images
+from .images import as_uint8, as_unit_float, check_images, check_labels
 from .twins import check_noise_scale, twins_around
 from .models import ExemplarGenerator
 
@@ -118,8 +118,14 @@ class MixedBatchLoader:
             if not isinstance(batch, (list, tuple)) or len(batch) < 2:
                 raise ValueError(f"MixedBatchLoader needs a loader of (images, labels) batches; got a "
                                  f"{type(batch).__name__}{f' of length {len(batch)}' if isinstance(batch, (list, tuple)) else ''}")
-            images, target = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device, non_blocking=True)
-            yield MixedBatch(images, self.synthesize(images), target)
+            if not isinstance(batch[0], torch.Tensor):
+                raise TypeError(f"MixedBatchLoader needs each batch's images as one tensor B×C×H×W, got a "
+                                f"{type(batch[0]).__name__}; give the dataset tensor images (v2.ToImage()) so the "
+                                "DataLoader stacks them")
+            images = batch[0].to(self.device, non_blocking=True)
+            synthetic = self.synthesize(images)  # checks the images first: a bad image says so, not its label count
+            target = check_labels(batch[1], images.shape[0]).to(self.device, non_blocking=True)
+            yield MixedBatch(images, synthetic, target)
 
     @torch.no_grad()
     def synthesize(self, images: torch.Tensor) -> torch.Tensor:

@@ -200,3 +200,50 @@ def test_a_folder_trained_bundle_exported_without_images_gives_advice_that_can_h
         one_line_error(result, f"was trained on {folder}", "use the bundle fit-generator wrote",
                        "exported from it without --no-images")
         assert "exaug data fetch" not in result.output  # it cannot bring back a folder's images
+
+
+class Pairs(torch.utils.data.Dataset):
+    """(image, label) pairs exactly as given: what a user's own dataset may hand a DataLoader."""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, index):
+        return self.pairs[index]
+
+
+@pytest.mark.parametrize("pairs, error, says", [
+    (lambda images, labels: [(image, "cat") for image in images], ValueError,
+     r"labels must be numbers.*map class names to indices"),
+    (lambda images, labels: [(image.tolist(), label) for image, label in zip(images, labels.tolist())], TypeError,
+     r"images as one tensor B×C×H×W, got a list.*v2\.ToImage\(\)"),
+], ids=["class names as labels", "list images"])
+def test_mixed_batch_loader_names_labels_or_images_of_the_wrong_type(tiny_generator_dir, tiny_data, pairs, error,
+                                                                     says):
+    from exaug import MixedBatchLoader
+
+    images, labels = tiny_data[0].tensors
+    loader = DataLoader(Pairs(pairs(images[:8], labels[:8])), batch_size=4)
+    with pytest.raises(error, match=says):
+        next(iter(MixedBatchLoader(loader, tiny_generator_dir)))
+
+
+def test_mixed_batch_loader_refuses_a_label_count_that_is_not_one_per_image(tiny_generator_dir, tiny_data):
+    from exaug import MixedBatchLoader
+
+    images, labels = tiny_data[0].tensors
+    with pytest.raises(ValueError, match=r"there are 4 images but labels of shape \(1,\)"):
+        next(iter(MixedBatchLoader([(images[:4], labels[:1])], tiny_generator_dir)))
+
+
+def test_exemplar_collate_names_class_names_given_as_labels(tiny_generator_dir, tiny_data):
+    from exaug import ExemplarAugment, ExemplarCollate
+
+    images, _ = tiny_data[0].tensors
+    collate = ExemplarCollate(ExemplarAugment.from_pretrained(tiny_generator_dir, p=1.0))
+    loader = DataLoader(Pairs([(image, "cat") for image in images[:8]]), batch_size=4, collate_fn=collate)
+    with pytest.raises(ValueError, match=r"labels must be numbers, one per image"):
+        next(iter(loader))
