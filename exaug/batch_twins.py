@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .augment import DROP_IN_P, ExemplarAugment
-from .images import check_images
+from .images import check_images, check_labels
 from .models import ExemplarGenerator
 
 
@@ -79,7 +79,7 @@ class ExemplarTwins:
         if not check_images(images, self.augment.input_shape, allow_empty=True):
             raise ValueError(f"{type(self).__name__} takes a batch B×C×H×W, got one image of shape "
                              f"{tuple(images.shape)}; add a batch axis with images.unsqueeze(0)")
-        labels = _label_tensor(labels, images.shape[0])
+        labels = check_labels(labels, images.shape[0])
         stream = self.augment.stream()
         chosen = torch.rand(images.shape[0], generator=stream) < self.p
         if self.append:
@@ -91,14 +91,3 @@ class ExemplarTwins:
         noise = torch.randn(images.shape[0], self.augment.generator.twin_noise_dim, generator=stream)
         return self.augment.replace_with_twins(images, chosen, noise * self.augment.noise_scale), labels
 
-
-def _label_tensor(labels: Any, count: int) -> torch.Tensor:
-    """``labels`` as a tensor with one entry (or row) per image, or a ValueError naming what is wrong."""
-    try:
-        tensor = torch.as_tensor(labels)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise ValueError(f"labels must be numbers, one per image (class indices or one-hot rows); got "
-                         f"{type(labels).__name__} ({error})") from None
-    if tensor.ndim == 0 or tensor.shape[0] != count:
-        raise ValueError(f"there are {count} images but labels of shape {tuple(tensor.shape)}; give one label per image")
-    return tensor
