@@ -9,7 +9,7 @@ import click
 
 from exaug import data
 
-from .options import root_option
+from .options import root_option, seed_type
 
 
 @click.group("data")
@@ -39,7 +39,7 @@ def fetch_command(names: tuple[str, ...], verify: bool, root: Path | None) -> No
 @click.argument("name", type=click.Choice(data.DATASETS))
 @click.option("--size", type=click.IntRange(min=10), required=True,
               help="Images in the subset, a multiple of the class count (size/10 of each class).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Which images are drawn.")
+@click.option("--seed", type=seed_type, default=0, show_default=True, help="Which images are drawn.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="New folder for the subset, in ImageFolder layout (<label>/<row>.png).")
 @root_option

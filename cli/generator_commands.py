@@ -77,7 +77,7 @@ def gradient_neighbours_choice(value: str) -> int | None:
               default=ModelConfig.num_pseudo_inputs, show_default=True, help="K of the VampPrior.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None,
               help="Convert folder images to grey (1) or RGB (3); default: as stored.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=seed_type, default=0, show_default=True)
 @click.option("--init-from", default=None,
               help="Start from this generator's weights (a bundle directory or bundled name) instead of a random "
                    "init, to fine-tune it or train a bundle without a checkpoint longer (a run of your own trains on "
@@ -144,8 +144,8 @@ def _resume_message(out: Path, so_far: RunProgress, epochs: int) -> str:
               help="IWAE on the first SUBSET test images (ELBO, active units and kNN use all).")
 @click.option("--exact-prior", is_flag=True,
               help="Score every IWAE sample against every exemplar; by default only against the exemplars near "
-                   "each image, which keeps the NLL within 0.001 nat of the exact one (certified) in about a "
-                   "fifth of the time on MNIST (docs/results.md, IWAE speed).")
+                   "each image, which keeps the NLL within 0.001 nat of the exact one (certified) in a "
+                   "fraction of the time (docs/results.md, IWAE speed).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSON results file (default: GENERATOR/evaluation.json; a .md table is written beside it).")

@@ -77,7 +77,7 @@ class ExemplarCollate:
         if not isinstance(batch, (list, tuple)) or len(batch) != 2:
             raise ValueError("ExemplarCollate needs a dataset of (image, label) pairs; got samples that collate to "
                              f"a {type(batch).__name__}" + (f" of {len(batch)} parts" if isinstance(batch, (list, tuple)) else ""))
-        images, labels = self.twins(torch.as_tensor(batch[0]), batch[1])
+        images, labels = self.twins(*batch)
         if self.transform is not None:
             images = torch.stack([self.transform(image) for image in images])
         return images, labels

@@ -68,6 +68,14 @@ def test_a_list_of_images_is_refused_with_the_fix(tiny_generator_dir, batch):
         twins(tiny_generator_dir, 1.0, append=True)(list(batch[0]), batch[1])
 
 
+def test_a_collate_fn_that_gives_a_list_of_images_is_refused_with_the_fix(tiny_generator_dir, batch):
+    augment = ExemplarAugment.from_pretrained(tiny_generator_dir, p=1.0)
+    as_lists = ExemplarCollate(augment, append=True, collate_fn=lambda samples: ([s[0] for s in samples],
+                                                                             [int(s[1]) for s in samples]))
+    with pytest.raises(TypeError, match="torch.stack"):
+        as_lists(list(zip(batch[0], batch[1])))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_batch_on_the_gpu_stays_there(tiny_generator_dir, batch):
     images, labels = twins(tiny_generator_dir, 1.0, append=True)(batch[0].cuda(), batch[1].cuda())

@@ -167,6 +167,14 @@ def test_fit_generator_refuses_a_gradient_neighbour_count_that_is_not_one(image_
     assert result.exit_code != 0 and message in result.output and not (tmp_path / "gen").exists()
 
 
+@pytest.mark.parametrize("command", [["fit-generator", "--dataset", "mnist", "--out", "gen"],
+                                     ["data", "subset", "mnist", "--size", "20", "--out", "subset"]])
+def test_a_seed_torch_cannot_take_is_refused_before_anything_runs(command, tmp_path):
+    result = CliRunner().invoke(main, [*command[:-1], str(tmp_path / command[-1]), "--seed", str(2**70)])
+    assert result.exit_code != 0 and "--seed" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / command[-1]).exists()
+
+
 @pytest.mark.parametrize("mode", ["random", "exemplars", "cyclic"])
 def test_sample_writes_a_png_grid(fitted, tmp_path, mode):
     out, _ = fitted
