@@ -79,7 +79,34 @@ def architecture_speed(results: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES: dict[str, Callable[[], str]] = {"table-3": table_3, "architecture-speed": architecture_speed}
+CURVE_EPOCHS = (1, 2, 3, 5, 10, 20, 30)
+
+
+def architecture_curves(results: Path = RESULTS) -> str:
+    """Validation ELBO per epoch of the exemplar prior's seed-0 run of each architecture at the prior study's
+    budget: the finished studies' curves, and for a run still training its curve so far
+    (benchmarks/run_curves.py)."""
+    curves = {}
+    for architecture, name in (("vae", "prior.json"), ("hvae", "prior-hvae.json")):
+        path = results / "ablations" / name
+        if path.exists():
+            runs = json.loads(path.read_text())["variants"].get("exemplar", {})
+            if "0" in runs:
+                curves[architecture] = dict(zip(runs["0"]["curves"]["epoch"], runs["0"]["curves"]["val_elbo"]))
+    in_progress = results / "ablations" / "prior-convhvae-curves.json"
+    if in_progress.exists():
+        run = json.loads(in_progress.read_text())["runs"]["convhvae"]
+        curves["convhvae"] = dict(zip(run["epoch"], run["val_elbo"]))
+    lines = ["| architecture | " + " | ".join(f"epoch {epoch}" for epoch in CURVE_EPOCHS) + " |",
+             "|---|" + "---|" * len(CURVE_EPOCHS)]
+    for architecture, by_epoch in curves.items():
+        cells = [f"{by_epoch[epoch]:.2f}" if epoch in by_epoch else "" for epoch in CURVE_EPOCHS]
+        lines.append(f"| {ARCHITECTURE_NAMES[architecture]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+TABLES: dict[str, Callable[[], str]] = {"table-3": table_3, "architecture-speed": architecture_speed,
+                                        "architecture-curves": architecture_curves}
 
 
 def rewritten(text: str) -> str:

@@ -57,3 +57,34 @@ def test_table_3_refuses_studies_on_different_budgets(tables, tmp_path):
     (tmp_path / "ablations" / "prior-hvae.json").write_text(json.dumps(study(50000, 91.5)))
     with pytest.raises(ValueError, match="different budgets"):
         tables.table_3(tmp_path)
+
+
+def test_the_curves_table_shows_each_architecture_at_the_epochs_it_reached(tables, tmp_path):
+    (tmp_path / "ablations").mkdir()
+    finished = study(10000, 91.5)
+    finished["variants"]["exemplar"]["0"]["curves"] = {"epoch": [1, 2, 3], "val_elbo": [-200.0, -150.0, -140.0]}
+    (tmp_path / "ablations" / "prior-hvae.json").write_text(json.dumps(finished))
+    in_progress = {"runs": {"convhvae": {"epoch": [1], "val_elbo": [-190.0]}}}
+    (tmp_path / "ablations" / "prior-convhvae-curves.json").write_text(json.dumps(in_progress))
+    table = tables.architecture_curves(tmp_path)
+    assert "| HVAE | -200.00 | -150.00 | -140.00 |  |" in table
+    assert "| ConvHVAE | -190.00 |  |  |" in table and "VAE (MLP)" not in table
+
+
+def test_run_curves_records_a_runs_epochs_so_far(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from conftest import blob_images
+    from exaug import ModelConfig, TrainConfig, fit_generator
+
+    spec = importlib.util.spec_from_file_location("run_curves", SCRIPT.parent / "run_curves.py")
+    run_curves = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_curves)
+    images, _ = blob_images(30)
+    fit_generator(TensorDataset(images), TensorDataset(blob_images(10, seed=1)[0]),
+                  TrainConfig(epochs=2, batch_size=15, warmup_epochs=1, knn=3), tmp_path,
+                  model_config=ModelConfig(architecture="hvae", hidden_dim=8, latent_dim=2), progress=False,
+                  log=lambda record: None)
+    curves = run_curves.run_curves(tmp_path)
+    assert curves["epochs_trained"] == 2 and curves["epoch"] == [1, 2] and curves["model"]["architecture"] == "hvae"
+    assert len(curves["val_elbo"]) == 2
