@@ -54,7 +54,7 @@ def table_3(results: Path = RESULTS) -> str:
         for prior, paper in PAPER_TABLE_3[architecture].items():
             runs = study["variants"].get(prior, {})
             if runs:
-                seeds = ", ".join(sorted(runs))
+                seeds = ", ".join(sorted(runs, key=int))
                 nll = mean_and_spread([run["iwae_nll"] for run in runs.values()])
                 elbo = mean_and_spread([run["test_elbo"] for run in runs.values()])
             else:
@@ -71,7 +71,7 @@ def architecture_speed(results: Path = RESULTS) -> str:
     report = json.loads((results / "generator_speed_architectures.json").read_text())
     variant_names = {"gaussian": "Gaussian", "knn_neighbour_gradient": "exemplar, kNN, gradient through all k (default)",
                      "knn_neighbour_gradient_g3": "exemplar, kNN, gradient through the 3 nearest"}
-    lines = [f"| architecture | prior | ms per step | s per epoch | relative to the MLP VAE |", "|---|---|---|---|---|"]
+    lines = ["| architecture | prior | ms per step | s per epoch | relative to the MLP VAE |", "|---|---|---|---|---|"]
     for name, figures in report["results"].items():
         architecture, _, variant = name.rpartition("/")
         lines.append(f"| {ARCHITECTURE_NAMES[architecture or 'vae']} | {variant_names.get(variant, variant)} | "

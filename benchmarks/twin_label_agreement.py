@@ -84,7 +84,7 @@ def main() -> None:
     means = generator.exemplar_means[: args.count]
     sigma = generator.kernel_std().item()
     random = torch.Generator().manual_seed(args.seed)
-    noise = torch.randn(means.shape, generator=random)
+    noise = torch.randn(means.shape[0], generator.twin_noise_dim, generator=random)
     results = {"real_exemplars": disagreement(model, images, labels)}
     print(f"{dataset}, {args.count} training exemplars, kernel σ = {sigma:.3f}")
     print(f"  real exemplars: {results['real_exemplars']:.2f} % assigned to another class")

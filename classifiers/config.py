@@ -9,14 +9,12 @@ from typing import Any
 
 import torch
 
+from exaug.config import MAX_SEED
 from exaug.mixed import check_lam
 from exaug.twins import check_noise_scale
 
 # SGD on fp16/bf16 weights would need loss scaling or master weights, which this recipe does not have.
 TRAINING_DTYPES = ("float32", "float64")
-# torch seeds its generators with at most 64 bits; one is kept spare for the seeds derived by adding to a seed
-# (the worker seeds' stream, each rank of a DDP run).
-MAX_SEED = 2**63 - 1
 
 
 @dataclass

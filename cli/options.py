@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset, random_split
 
 from exaug import data
-from exaug.classifiers.config import MAX_SEED
+from exaug.config import MAX_SEED
 
 root_option = click.option(
     "--root", type=click.Path(file_okay=False, path_type=Path), envvar="EXAUG_DATA", default=None,

@@ -26,7 +26,7 @@ from torchvision.transforms.v2 import functional as F
 
 from .pretrained import load_generator
 from .images import check_images
-from .twins import check_noise_scale, twins_of
+from .twins import check_noise_scale, twin_noise, twins_of
 from .models import ExemplarGenerator
 
 _PIL_MODES = {1: "L", 3: "RGB"}
@@ -47,30 +47,21 @@ class ExemplarAugment(v2.Transform):
 
     Args:
         generator: a trained generator of any architecture (:class:`~exaug.ExemplarGenerator`).
-        p: probability that a sample is replaced (0 returns every input unchanged). The default, 0.25, is the
-            recommended drop-in setting, picked on validation with the stock PyTorch MNIST CNN on 10K images:
-            averaged over 1 and 10 epochs of training, it cut the error relative to no augmentation the most of
-            p ∈ {0.25, 0.5, 1} (p = 1 replaces every image, so the classifier never sees a real one); see
-            docs/dropin.md. Where you can change the DataLoader's ``collate_fn``, :class:`~exaug.ExemplarCollate`
-            with ``append=True`` keeps every real image and adds twins, batched.
+        p: probability that a sample is replaced (0 returns every input unchanged; 1 replaces every image, so
+            the classifier never sees a real one). The default, 0.25, was picked on validation with the stock
+            PyTorch MNIST CNN on 10K images, over 1 and 10 epochs of training, among p ∈ {0.25, 0.5, 1}. No p was
+            shown to help the transform alone beyond the seed spread; what did help in the low-data MNIST regimes
+            measured is a classic augmentation with twins appended (:class:`~exaug.ExemplarCollate` with
+            ``append=True, transform=...``). docs/dropin.md has the figures and where it does not pay.
 
-            Where it does not pay: alone, it helps with little labelled data and short training; after 10
-            epochs on 10K MNIST images it was level with no augmentation (1.86 against 1.93 % test error, within
-            the seed spread) and behind ``v2.RandomAffine`` (1.57 %); on all 60K images for 5 epochs it cost 0.04
-            points on every seed (0.99 against 0.95 %). What beat RandomAffine on 10K images, and in every
-            low-data MNIST regime measured, is RandomAffine with twins appended (ExemplarCollate with
-            ``append=True, transform=RandomAffine``). On Fashion-MNIST RandomAffine itself hurt; see docs/dropin.md.
-
-            Speed: one image per call pays the generator's fixed cost each time. Per DataLoader worker, at the
-            default p this transform outpaces ``v2.RandAugment`` (1.25× with the bundled MNIST generator), but at
-            p = 1 it makes under half as many images (0.46×); ExemplarCollate, which generates a batch per call,
-            makes 2.6× (``benchmarks/augment_speed.py``).
-        noise_scale: multiplies the kernel's σ (for a non-exemplar prior, the posterior's). 1.0 is the
-            paper's sampler; smaller values keep
-            samples closer to their exemplar (and to its label), larger ones vary them more.
+            One image per call pays the generator's fixed cost each time; ExemplarCollate and
+            :class:`~exaug.ExemplarTwins` generate a batch per call (speed in docs/dropin.md).
+        noise_scale: multiplies the kernel's σ around the exemplar (for a non-exemplar prior, the posterior's);
+            a hierarchical generator's z1 is still drawn from p(z1 | z2). 1.0 is the paper's sampler; smaller
+            values keep samples closer to their exemplar (and to its label), larger ones vary them more.
         rng: a ``torch.Generator`` (on the CPU) to draw from instead of torch's global stream, for
             randomness that is reproducible and independent of other code. It is named ``rng`` because
-            ``generator`` is the Exemplar VAE. In a DataLoader worker the transform draws from a stream
+            ``generator`` is the generator. In a DataLoader worker the transform draws from a stream
             seeded by ``rng``'s seed and the worker's seed, so workers never repeat one another and a
             DataLoader given its own ``generator`` replays the same augmentations.
 
@@ -161,18 +152,21 @@ class ExemplarAugment(v2.Transform):
         """
         if not check_images(images, self.input_shape):
             raise ValueError(f"twins() takes a batch B×C×H×W, got one image of shape {tuple(images.shape)}")
-        noise = torch.randn(images.shape[0], self.generator.twin_noise_dim, generator=self.stream())
-        return twins_of(self._generator_on(images.device), images, noise * self.noise_scale)
+        noise = twin_noise(self.generator, images.shape[0], self.noise_scale, self.stream())
+        return twins_of(self._generator_on(images.device), images, noise)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         """One (replace, noise) draw per image of every input of the sample, keyed by the input object."""
-        stream = self.stream()
-        draws = []
-        for inpt in flat_inputs:
-            count = _image_count(inpt)
-            draws.append((torch.rand(count, generator=stream) < self.p,
-                          torch.randn(count, self.generator.twin_noise_dim, generator=stream) * self.noise_scale))
+        draws = [self.draws(_image_count(inpt)) for inpt in flat_inputs]
         return {"draws": dict(zip(map(id, flat_inputs), draws))}
+
+    def draws(self, count: int, p: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """For ``count`` images, which are replaced (each with probability ``p``, by default this transform's) and
+        the noise of each one's twin, from :meth:`stream` in that order; :class:`~exaug.ExemplarTwins` draws a
+        batch the same way."""
+        stream = self.stream()
+        replace = torch.rand(count, generator=stream) < (self.p if p is None else p)
+        return replace, twin_noise(self.generator, count, self.noise_scale, stream)
 
     def stream(self) -> torch.Generator | None:
         """Where this transform's random numbers come from: ``rng``, in a DataLoader worker a stream derived from

@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 import torch
+from torchvision import tv_tensors
 
 from .augment import DROP_IN_P, ExemplarAugment
 from .images import check_images, check_labels
@@ -75,19 +76,19 @@ class ExemplarTwins:
         if not isinstance(images, torch.Tensor):
             raise TypeError(f"the images must be one tensor B×C×H×W, got a {type(images).__name__}; stack them with "
                             "torch.stack or use a DataLoader's default collate")
-        images = images.as_subclass(torch.Tensor)  # a tv_tensors.Image batch is still images
+        given, images = images, images.as_subclass(torch.Tensor)  # a tv_tensors.Image batch is still images
         if not check_images(images, self.augment.input_shape, allow_empty=True):
             raise ValueError(f"{type(self).__name__} takes a batch B×C×H×W, got one image of shape "
                              f"{tuple(images.shape)}; add a batch axis with images.unsqueeze(0)")
         labels = check_labels(labels, images.shape[0])
-        stream = self.augment.stream()
-        chosen = torch.rand(images.shape[0], generator=stream) < self.p
         if self.append:
+            chosen = torch.rand(images.shape[0], generator=self.augment.stream()) < self.p
             if chosen.any():  # the twins' noise is drawn for the chosen images only
                 twins = self.augment.twins(images[chosen.to(images.device)])
                 images = torch.cat([images, twins])
                 labels = torch.cat([labels, labels[chosen.to(labels.device)]])
-            return images, labels
-        noise = torch.randn(images.shape[0], self.augment.generator.twin_noise_dim, generator=stream)
-        return self.augment.replace_with_twins(images, chosen, noise * self.augment.noise_scale), labels
+        else:
+            replace, noise = self.augment.draws(images.shape[0], self.p)
+            images = self.augment.replace_with_twins(images, replace, noise)
+        return (tv_tensors.wrap(images, like=given) if isinstance(given, tv_tensors.TVTensor) else images), labels
 

@@ -168,7 +168,7 @@ def restoring(path: Path) -> Iterator[None]:
     """Turn what torch raises when a saved part does not fit its live object into one `CheckpointError`."""
     try:
         yield
-    except CheckpointError:
+    except (CheckpointError, MemoryError, torch.cuda.OutOfMemoryError):  # out of memory: the checkpoint is fine
         raise
     except (RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
         first_line = (str(error).strip().splitlines() or [""])[0][:200]

@@ -19,6 +19,9 @@ PRIORS = ("gaussian", "vamp", "exemplar")
 ARCHITECTURES = ("vae", "hvae", "convhvae")
 EXEMPLAR_SEARCHES = ("exact", "knn")
 KNN_QUERIES = ("posterior", "cache")
+# torch seeds its generators with at most 64 bits; one is kept spare for the seeds derived by adding to a seed
+# (the worker seeds' stream, each rank of a DDP run).
+MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -121,6 +124,8 @@ class TrainConfig:
         if self.cached_trunk and not self.neighbour_gradient:
             raise ValueError("cached_trunk re-encodes the neighbours from cached trunk features: it needs "
                              "neighbour_gradient=True")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed={self.seed!r} must be an integer in [0, 2**63 - 1], what torch's generators take")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs={self.warmup_epochs} must be >= 0 (0 disables warm-up)")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):

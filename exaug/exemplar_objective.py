@@ -11,7 +11,7 @@ to μ(x_i) in the latent cache ("knn", a lower bound by eq. 15).
 
 The exemplar means come from the latent cache, or — with ``neighbour_gradient`` — are
 re-encoded from the grey exemplar images with gradient (the generator's ``exemplar_mean``, the mean of its
-prior latent), as Algorithm 1 does, and written back to the cache. ``gradient_neighbours`` = g < k (the default is 3) re-encodes only each
+prior latent), as Algorithm 1 does, and written back to the cache. ``gradient_neighbours`` = g < k (the default is all k) re-encodes only each
 row's g nearest neighbours; the others keep their cached means. With ``trunk_features`` (``cached_trunk``) the
 neighbours are re-encoded from the encoder-trunk features of the last end of epoch: the gradient
 reaches the μ head only, at about the cost of the cache alone.

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from .pretrained import load_generator
 from .device import resolve_device
 from .images import as_uint8, as_unit_float, check_images, check_labels
-from .twins import check_noise_scale, twins_around
+from .twins import check_noise_scale, twin_noise, twins_around
 from .models import ExemplarGenerator
 
 
@@ -140,8 +140,7 @@ class MixedBatchLoader:
             raise ValueError(f"MixedBatchLoader needs a batch B×C×H×W, got one image of shape {tuple(grid.shape)}")
         unit = as_unit_float(grid).to(self.generator.dtype)
         mu, log_var = self._means(grid, unit)
-        noise = torch.randn(mu.shape[0], self.generator.twin_noise_dim, generator=self.random, device=self.device,
-                            dtype=mu.dtype) * self.noise_scale
+        noise = twin_noise(self.generator, mu.shape[0], self.noise_scale, self.random, self.device, mu.dtype)
         return twins_around(self.generator, mu, log_var, noise, like=images).reshape(images.shape)
 
     def _means(self, grid: torch.Tensor, unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

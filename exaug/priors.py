@@ -208,7 +208,7 @@ class ExemplarPrior(nn.Module):
     def _require_means(self) -> torch.Tensor:
         if self.means.shape[0] == 0:
             raise RuntimeError(
-                "the exemplar prior has no exemplars yet; call ExemplarVAE.set_exemplars(images) "
+                "the exemplar prior has no exemplars yet; call the generator's set_exemplars(images) "
                 "or load a bundle with exaug.load_generator(dir)"
             )
         return self.means

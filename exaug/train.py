@@ -350,8 +350,7 @@ class GeneratorTrainer(EpochTrainer):
         if not (self.config.cached_trunk and self.uses_exemplar_prior):
             return self.model.encode_means(self.train_images)
         self.trunk_features = self.model.encode_features(self.train_images)
-        with torch.no_grad():
-            return self.model.mean_from_features(self.trunk_features)
+        return self.model.mean_from_features(self.trunk_features)
 
     @property
     def uses_exemplar_prior(self) -> bool:
@@ -436,11 +435,11 @@ class GeneratorTrainer(EpochTrainer):
             self.optimizer.load_state_dict(state["optimizer"])
             if self.cache is not None:
                 self.cache.refresh(state["cache"])
-                if self.config.cached_trunk:  # the checkpointed model's features, as the epoch's end computed them
-                    self.trunk_features = self.model.encode_features(self.train_images)
             # Rewritten below as the best bundle: a crash may have interrupted its last save.
             best = copy.deepcopy(self.model)
             best.load_state_dict(state["best_state"])
+        if self.cache is not None and self.config.cached_trunk:  # the checkpointed model's features, as the epoch's
+            self.trunk_features = self.model.encode_features(self.train_images)  # end computed them
         self.epoch = state["epoch"]
         self.best_elbo, self.best_epoch = state["best_elbo"], state["best_epoch"]
         self.best_state, self.best_means = state["best_state"], state["best_means"]

@@ -24,7 +24,7 @@ def twins_of(generator: ExemplarGenerator, images: torch.Tensor, noise: torch.Te
     """One twin per image of a checked batch B×C×H×W, in the batch's dtype.
 
     Args:
-        generator: the Exemplar VAE, on the batch's device.
+        generator: the generator, on the batch's device.
         images: uint8, or float in [0, 1].
         noise: B×``generator.twin_noise_dim`` standard-normal draws already multiplied by the noise scale.
     """
@@ -44,6 +44,16 @@ def twins_around(generator: ExemplarGenerator, mu: torch.Tensor, log_var: torch.
         like: the images the twins stand for (their dtype decides uint8 levels or floats in [0, 1]).
     """
     return in_format_of(generator.decode_around(mu, log_var, noise), like)
+
+
+def twin_noise(generator: ExemplarGenerator, count: int, noise_scale: float, stream: torch.Generator | None = None,
+               device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The standard-normal draws of ``count`` twins (count × ``generator.twin_noise_dim``) from ``stream``, the prior
+    latent's part scaled by ``noise_scale``: the scale widens or narrows the kernel around the exemplar, while a
+    hierarchical generator's draw of z1 from p(z1 | z2) stays its generative model's."""
+    noise = torch.randn(count, generator.twin_noise_dim, generator=stream, device=device, dtype=dtype)
+    noise[:, :generator.config.latent_dim] *= noise_scale
+    return noise
 
 
 def check_noise_scale(noise_scale: float) -> float:

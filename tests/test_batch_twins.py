@@ -80,3 +80,24 @@ def test_a_collate_fn_that_gives_a_list_of_images_is_refused_with_the_fix(tiny_g
 def test_a_batch_on_the_gpu_stays_there(tiny_generator_dir, batch):
     images, labels = twins(tiny_generator_dir, 1.0, append=True)(batch[0].cuda(), batch[1].cuda())
     assert images.is_cuda and labels.is_cuda
+
+
+def test_a_generator_object_is_a_source_and_anything_else_is_refused(tiny_generator_dir, batch):
+    from exaug import load_generator
+
+    images, _ = ExemplarTwins(load_generator(tiny_generator_dir), p=1.0, append=True)(*batch)
+    assert images.shape[0] == 16
+    with pytest.raises(TypeError, match="source must be a generator"):
+        ExemplarTwins(42)
+    with pytest.raises(ValueError, match="p=1.5 is a probability"):
+        ExemplarTwins(tiny_generator_dir, p=1.5)
+
+
+@pytest.mark.parametrize("append", [False, True])
+def test_an_empty_batch_comes_back_empty_and_an_image_batch_stays_one(tiny_generator_dir, batch, append):
+    from torchvision import tv_tensors
+
+    empty, labels = twins(tiny_generator_dir, 1.0, append)(batch[0][:0], batch[1][:0])
+    assert empty.shape[0] == 0 and labels.shape[0] == 0
+    images, _ = twins(tiny_generator_dir, 1.0, append)(tv_tensors.Image(batch[0]), batch[1])
+    assert isinstance(images, tv_tensors.Image)

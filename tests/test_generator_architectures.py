@@ -14,6 +14,7 @@ from exaug.config import ARCHITECTURES, PRIORS
 from exaug.evaluate import evaluate_generator
 from exaug.models import GENERATOR_CLASSES, ExemplarGenerator, build_generator
 from exaug.sampling import cyclic_generation, exemplar_plates, random_grid
+from exaug.twins import twin_noise
 from transform_checks import check_transform
 
 SHAPE = (1, 16, 16)
@@ -178,3 +179,46 @@ def test_one_epoch_of_training_writes_a_bundle_of_that_architecture(architecture
     assert record["epoch"] == 1 and record["val_elbo"] > -1e4
     reloaded = load_generator(tmp_path)
     assert type(reloaded) is type(model) and torch.equal(reloaded.exemplar_means, model.exemplar_means)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_an_iwae_bound_of_one_sample_is_the_elbo_of_the_same_draw(architecture):
+    """The IWAE weights hold every latent layer's terms: with S = 1 the bound is the one-sample ELBO, draw for draw."""
+    model = small_generator(architecture)
+    image = torch.bernoulli(blob_images(1, seed=9)[0], generator=torch.Generator().manual_seed(0))
+    bound = model.iwae(image, num_samples=1, generator=torch.Generator().manual_seed(5), prior_tolerance=None)
+    with torch.no_grad():
+        elbo = model.elbo_terms(image, torch.Generator().manual_seed(5)).elbo
+    torch.testing.assert_close(bound, elbo)
+
+
+@pytest.mark.parametrize("architecture", ["hvae", "convhvae"])
+def test_the_noise_scale_narrows_the_kernel_around_the_exemplar_but_z1_stays_a_draw(architecture):
+    augment = ExemplarAugment(small_generator(architecture), p=1.0, noise_scale=0.0,
+                              rng=torch.Generator().manual_seed(0))
+    image = blob_images(1, seed=10)[0]
+    assert not torch.equal(augment.twins(image), augment.twins(image))  # z1 ~ p(z1 | z2) still varies
+    noise = torch.randn(1, augment.generator.twin_noise_dim, generator=torch.Generator().manual_seed(1))
+    scaled = twin_noise(augment.generator, 1, 0.0, torch.Generator().manual_seed(1))
+    assert torch.all(scaled[:, :LATENT] == 0) and torch.equal(scaled[:, LATENT:], noise[:, LATENT:])
+
+
+def test_noise_of_the_wrong_width_is_refused_naming_the_width_twins_take():
+    model = small_generator("hvae")
+    mu, log_var = model.encode(blob_images(2)[0])
+    with pytest.raises(ValueError, match=f"twin_noise_dim={2 * LATENT}"):
+        model.decode_around(mu, log_var, torch.randn(2, LATENT))
+
+
+@pytest.mark.parametrize("architecture", ["hvae", "convhvae"])
+@pytest.mark.parametrize("options", [{"cached_trunk": True}, {"gradient_neighbours": 1}, {"exemplar_search": "exact"},
+                                     {"prior": "gaussian"}, {"prior": "vamp"}])
+def test_every_training_recipe_takes_the_hierarchical_architectures(architecture, options, tmp_path):
+    images, _ = blob_images(30)
+    prior = options.pop("prior", "exemplar")
+    config = TrainConfig(epochs=1, batch_size=15, warmup_epochs=1, knn=3, device="cpu", **options)
+    model = fit_generator(TensorDataset(images), TensorDataset(blob_images(10, seed=1)[0]), config, tmp_path,
+                          model_config=ModelConfig(architecture=architecture, prior=prior, hidden_dim=8,
+                                                   latent_dim=LATENT, num_pseudo_inputs=3),
+                          progress=False, log=lambda record: None)
+    assert model.architecture == architecture and model.config.prior == prior

@@ -550,3 +550,9 @@ def test_a_bundle_cut_short_in_a_run_folder_says_to_rerun_the_command_which_repa
         load_generator(tmp_path)
     quiet_fit(train, val, tmp_path, epochs=1)
     assert (tmp_path / "model.safetensors").read_bytes() == genuine
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 2**70, True])
+def test_a_seed_torch_cannot_take_is_refused_by_the_recipe(seed):
+    with pytest.raises(ValueError, match="seed=.* must be an integer in \\[0, 2\\*\\*63 - 1\\]"):
+        TrainConfig(seed=seed)

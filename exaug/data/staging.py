@@ -33,6 +33,9 @@ def staging_area(parent: Path, leftover: re.Pattern[str]) -> Iterator[None]:
     """Stage in ``parent`` during the block; first remove the folders named like ``leftover`` when nobody else is
     staging there."""
     parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # no flock (Windows): leftovers stay, as the docs say
+        yield
+        return
     descriptor = os.open(parent, os.O_RDONLY)
     try:
         if _flock(descriptor, exclusive=True):
@@ -54,8 +57,6 @@ def remove_leftovers(parent: Path, leftover: re.Pattern[str]) -> list[Path]:
 
 def _flock(descriptor: int, exclusive: bool) -> bool:
     """Take (or convert to) the exclusive lock without waiting, or the shared one; False where it cannot be had."""
-    if fcntl is None:
-        return False
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
     except OSError:  # BlockingIOError: another process stages there; others: this file system cannot lock it

@@ -127,10 +127,8 @@ class ExemplarGenerator(nn.Module, abc.ABC):
         """Bernoulli means (B×C×H×W) for prior-latent codes, drawing any further latent from the generative model."""
 
     @abc.abstractmethod
-    def decode_around(self, mu: torch.Tensor, log_var: torch.Tensor | None, noise: torch.Tensor) -> torch.Tensor:
-        """A twin around prior-latent means ``mu`` (B×C×H×W Bernoulli means) from standard-normal ``noise``
-        (B×:attr:`twin_noise_dim`): z_p = μ + σ·noise[:, :d] with σ the exemplar kernel's (for other priors the
-        posterior's, from ``log_var``), any further latent from the rest of ``noise``."""
+    def _decode_around(self, mu: torch.Tensor, log_var: torch.Tensor | None, noise: torch.Tensor) -> torch.Tensor:
+        """:meth:`decode_around` once ``noise`` is checked."""
 
     @property
     @abc.abstractmethod
@@ -180,7 +178,7 @@ class ExemplarGenerator(nn.Module, abc.ABC):
 
     def elbo_terms(self, images: torch.Tensor, generator: torch.Generator | None = None) -> ElboTerms:
         """One-sample reconstruction and KL terms per example under the model's prior."""
-        return self(self.model_input(images), generator=generator)
+        return self(images, generator=generator)
 
     @torch.no_grad()
     def iwae(self, images: torch.Tensor, num_samples: int = 5000, chunk_size: int = 500,
@@ -233,6 +231,15 @@ class ExemplarGenerator(nn.Module, abc.ABC):
         mu, log_var = self.encode(exemplars.to(self.device))
         noise = torch.randn(mu.shape[0], self.twin_noise_dim, generator=generator, device=mu.device, dtype=mu.dtype)
         return self.decode_around(mu, log_var, noise)
+
+    def decode_around(self, mu: torch.Tensor, log_var: torch.Tensor | None, noise: torch.Tensor) -> torch.Tensor:
+        """A twin around prior-latent means ``mu`` (B×C×H×W Bernoulli means) from standard-normal ``noise``
+        (B×:attr:`twin_noise_dim`): z_p = μ + σ·noise[:, :d] with σ the exemplar kernel's (for other priors the
+        posterior's, from ``log_var``), any further latent from the rest of ``noise``."""
+        if noise.shape != (mu.shape[0], self.twin_noise_dim):
+            raise ValueError(f"noise of shape {tuple(noise.shape)} does not fit {mu.shape[0]} twins of this generator, "
+                             f"which take twin_noise_dim={self.twin_noise_dim} draws each")
+        return self._decode_around(mu, log_var, noise)
 
     def kernel_std(self, log_var: torch.Tensor | None = None) -> torch.Tensor:
         """σ of the Gaussian placed around an exemplar mean: the exemplar prior's learned scalar, else q(z_p|x)'s."""

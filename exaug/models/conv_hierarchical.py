@@ -1,7 +1,7 @@
 """The ConvHVAE of appendix D(c) (architecture "convhvae"): the two-level model with gated convolutions.
 
-Layer sizes follow the authors' code (the appendix's 32×32 and 12×12 feature maps read as 28×28 and 14×14
-there). For C×H×W images:
+Layer sizes follow the authors' code: on MNIST the encoders' feature maps are 28×28, 14×14 and 7×7 (appendix
+D(c) prints 32×32 and 12×12). For C×H×W images:
 
 * q(z2 | x): gated convolutions C→32 (7×7), 32→32 (3×3, stride 2), 32→64 (5×5), 64→64 (3×3, stride 2),
   64→6 (3×3), flattened to 6·⌈H/4⌉·⌈W/4⌉ features (294 on MNIST), then linear heads;

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..priors import VampPrior, build_prior, log_normal_diag
+from ..priors import build_prior, log_normal_diag
 from .base import ElboTerms, ExemplarGenerator, LogPrior, bernoulli_log_likelihood, clamped_log_var, reparameterize
 from .layers import GatedDense, he_init_
 
@@ -61,9 +61,7 @@ class TwoLevelVAE(ExemplarGenerator):
         self.decoder_z2 = GatedDense(latent, hidden)
         self.decoder_head = decoder_head
         self.prior = build_prior(config.prior, latent, config.input_shape, config.num_pseudo_inputs)
-        he_init_(self)
-        if isinstance(self.prior, VampPrior):
-            self.prior.reset_parameters()  # after He init, so the pseudo-inputs keep their own init
+        he_init_(self)  # linear layers only: the VampPrior's pseudo-inputs keep their own init
 
     @property
     def twin_noise_dim(self) -> int:
@@ -102,28 +100,32 @@ class TwoLevelVAE(ExemplarGenerator):
         x = self.model_input(x)
         mu2, log_var2 = self.posterior(x)
         z2 = reparameterize(mu2, log_var2, generator)
-        mu1, log_var1 = self.z1_posterior(self.z1_x_branch(x), z2)
-        z1 = reparameterize(mu1, log_var1, generator)
-        prior_mu1, prior_log_var1 = self.z1_prior(z2)
-        reconstruction = bernoulli_log_likelihood(self.flatten(x), self.logits(z1, z2))
+        reconstruction, kl_z1 = self.given_z2(self.flatten(x), self.z1_x_branch(x), z2, generator)
         log_p_z2 = self.log_prior(z2) if log_prior is None else log_prior(z2, mu2)
-        kl = (log_normal_diag(z1, mu1, log_var1) + log_normal_diag(z2, mu2, log_var2)
-              - log_normal_diag(z1, prior_mu1, prior_log_var1) - log_p_z2)
+        kl = kl_z1 + log_normal_diag(z2, mu2, log_var2) - log_p_z2
         return ElboTerms(reconstruction, kl, mu2)
 
     def log_rest(self, x_row: torch.Tensor, z_prior: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         count = z_prior.shape[0]
-        x_features = self.z1_x_branch(x_row.unsqueeze(0)).expand(count, -1)  # x is the same for every sample
-        mu1, log_var1 = self.z1_posterior(x_features, z_prior)
+        x = x_row.unsqueeze(0)  # the same image for every sample: its features are computed once
+        log_px, kl_z1 = self.given_z2(self.flatten(x).expand(count, -1), self.z1_x_branch(x).expand(count, -1),
+                                      z_prior, generator)
+        return log_px - kl_z1
+
+    def given_z2(self, x_flat: torch.Tensor, x_features: torch.Tensor, z2: torch.Tensor,
+                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The lower layer for a z2 per row: z1 ~ q(z1 | x, z2) drawn from ``generator``, then log p(x | z1, z2)
+        and the one-sample KL term of z1, log q(z1 | x, z2) − log p(z1 | z2)."""
+        mu1, log_var1 = self.z1_posterior(x_features, z2)
         z1 = reparameterize(mu1, log_var1, generator)
-        prior_mu1, prior_log_var1 = self.z1_prior(z_prior)
-        log_px = bernoulli_log_likelihood(self.flatten(x_row.unsqueeze(0)).expand(count, -1), self.logits(z1, z_prior))
-        return log_px + log_normal_diag(z1, prior_mu1, prior_log_var1) - log_normal_diag(z1, mu1, log_var1)
+        prior_mu1, prior_log_var1 = self.z1_prior(z2)
+        log_px = bernoulli_log_likelihood(x_flat, self.logits(z1, z2))
+        return log_px, log_normal_diag(z1, mu1, log_var1) - log_normal_diag(z1, prior_mu1, prior_log_var1)
 
     def decode_prior_latent(self, z_prior: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return self.decode(reparameterize(*self.z1_prior(z_prior), generator), z_prior)
 
-    def decode_around(self, mu: torch.Tensor, log_var: torch.Tensor | None, noise: torch.Tensor) -> torch.Tensor:
+    def _decode_around(self, mu: torch.Tensor, log_var: torch.Tensor | None, noise: torch.Tensor) -> torch.Tensor:
         """The authors' twin: z2 = μ2 + σ·noise[:, :d], z1 = μ(z2) + σ(z2)·noise[:, d:] under p(z1 | z2), then the
         Bernoulli mean."""
         noise = noise.to(mu)

@@ -110,7 +110,7 @@ class ExemplarVAE(ExemplarGenerator):
     def decode_prior_latent(self, z_prior: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return self.decode(z_prior)
 
-    def decode_around(self, mu: torch.Tensor, log_var: torch.Tensor | None, noise: torch.Tensor) -> torch.Tensor:
+    def _decode_around(self, mu: torch.Tensor, log_var: torch.Tensor | None, noise: torch.Tensor) -> torch.Tensor:
         return self.decode(mu + self.kernel_std(log_var) * noise.to(mu))
 
 
