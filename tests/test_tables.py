@@ -47,8 +47,18 @@ def test_table_3_puts_each_architecture_beside_the_paper_and_marks_what_did_not_
     (tmp_path / "ablations").mkdir()
     (tmp_path / "ablations" / "prior-hvae.json").write_text(json.dumps(study(10000, 91.5)))
     table = tables.table_3(tmp_path)
-    assert "| HVAE | exemplar | 91.50 | 0 | -98.50 | 81.22 |" in table
-    assert "| ConvHVAE | exemplar |  | not run |  | 79.58 |" in table
+    assert "| HVAE | exemplar | 91.50 | 0 |  | -98.50 | 81.22 |" in table
+    assert "| ConvHVAE | exemplar |  | not run |  |  | 79.58 |" in table
+
+
+def test_table_3_pairs_each_architecture_with_the_vae_by_seed(tables, tmp_path):
+    (tmp_path / "ablations").mkdir()
+    vae, hvae = study(10000, 93.0), study(10000, 91.5)
+    vae["variants"]["exemplar"]["1"] = {"iwae_nll": 94.0, "test_elbo": -101.0}
+    hvae["variants"]["exemplar"]["1"] = {"iwae_nll": 93.0, "test_elbo": -100.0}
+    (tmp_path / "ablations" / "prior.json").write_text(json.dumps(vae))
+    (tmp_path / "ablations" / "prior-hvae.json").write_text(json.dumps(hvae))
+    assert "| HVAE | exemplar | 92.25 ± 1.06 | 0, 1 | -1.25 ± 0.35 |" in tables.table_3(tmp_path)
 
 
 def test_table_3_refuses_studies_on_different_budgets(tables, tmp_path):
@@ -67,7 +77,7 @@ def test_the_curves_table_shows_each_architecture_at_the_epochs_it_reached(table
     in_progress = {"runs": {"convhvae": {"epoch": [1], "val_elbo": [-190.0]}}}
     (tmp_path / "ablations" / "prior-convhvae-curves.json").write_text(json.dumps(in_progress))
     table = tables.architecture_curves(tmp_path)
-    assert "| HVAE | -200.00 | -150.00 | -140.00 |  |" in table
+    assert "| HVAE | -200.00 | -150.00 | -140.00 |  |  |" in table
     assert "| ConvHVAE | -190.00 |  |  |" in table and "VAE (MLP)" not in table
 
 
