@@ -34,8 +34,8 @@ class LeaveOneOutExemplarPrior:
     """Training-time log r(z) over a subsampled, leave-one-out exemplar set.
 
     Args:
-        prior: the model's exemplar prior (owns the learned log σ²).
-        model: the generator, for re-encoding exemplars with gradient (``exemplar_mean``, ``mean_from_features``).
+        model: the generator: its exemplar prior owns the learned log σ², and it re-encodes exemplars with
+            gradient (``exemplar_mean``, ``mean_from_features``).
         exemplars: N×C×H×W grey exemplar images in [0, 1] on the training device.
         cache: latent cache of the N exemplar means.
         config: the training recipe (search mode, k, subsampling fraction, gradient switch).
@@ -43,11 +43,14 @@ class LeaveOneOutExemplarPrior:
         trunk_features: the exemplars' ``exemplar_features`` (N×H), required with ``config.cached_trunk``.
     """
 
-    def __init__(self, prior: ExemplarPrior, model: ExemplarGenerator, exemplars: torch.Tensor, cache: LatentCache,
+    def __init__(self, model: ExemplarGenerator, exemplars: torch.Tensor, cache: LatentCache,
                  config: TrainConfig, generator: torch.Generator, trunk_features: torch.Tensor | None = None) -> None:
         if exemplars.shape[0] < 2:
             raise ValueError("leave-one-out needs at least 2 exemplars")
-        self.prior = prior
+        if not isinstance(model.prior, ExemplarPrior):
+            raise ValueError(f"the leave-one-out exemplar prior needs a generator with the exemplar prior; this one has "
+                             f"{type(model.prior).__name__}")
+        self.prior = model.prior
         self.model = model
         self.exemplars = exemplars
         self.cache = cache

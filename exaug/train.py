@@ -360,7 +360,7 @@ class GeneratorTrainer(EpochTrainer):
         """The leave-one-out exemplar prior of eq. 13, or None when the model's own prior is used."""
         if self.cache is None:
             return None
-        return LeaveOneOutExemplarPrior(self.model.prior, self.model, self.train_images, self.cache,
+        return LeaveOneOutExemplarPrior(self.model, self.train_images, self.cache,
                                         self.config, self.generator, self.trunk_features)
 
     def best_model(self) -> ExemplarGenerator:

@@ -24,7 +24,7 @@ def make_objective(search="exact", knn=3, fraction=0.5, neighbour_gradient=False
                          cached_trunk=cached_trunk)
     generator = torch.Generator().manual_seed(seed)
     trunk = model.encode_features(exemplars) if cached_trunk else None
-    return LeaveOneOutExemplarPrior(model.prior, model, exemplars, cache, config, generator, trunk), model
+    return LeaveOneOutExemplarPrior(model, exemplars, cache, config, generator, trunk), model
 
 
 def drawn_subset(objective, seed=7):
@@ -204,7 +204,7 @@ def test_a_cached_trunk_without_features_is_refused():
     model = ExemplarVAE(ModelConfig(input_shape=(1, 3, 3), latent_dim=2, hidden_dim=8)).double()
     exemplars = torch.rand(N, 1, 3, 3, dtype=torch.float64)
     with pytest.raises(ValueError, match="needs the trunk features of every exemplar"):
-        LeaveOneOutExemplarPrior(model.prior, model, exemplars, LatentCache(model.encode_means(exemplars)),
+        LeaveOneOutExemplarPrior(model, exemplars, LatentCache(model.encode_means(exemplars)),
                                  TrainConfig(cached_trunk=True), torch.Generator())
 
 
@@ -232,3 +232,11 @@ def test_knn_without_leave_one_out_may_take_the_row_itself_as_a_neighbour():
     objective.leave_one_out = False
     members, mask, _ = objective._nearest_members(torch.arange(N), torch.arange(N))
     assert [members[mask[row]].item() for row in range(N)] == list(range(N))  # each point's nearest is itself
+
+
+def test_a_generator_without_the_exemplar_prior_is_refused():
+    model = ExemplarVAE(ModelConfig(input_shape=(1, 3, 3), latent_dim=2, hidden_dim=8, prior="gaussian")).double()
+    exemplars = torch.rand(N, 1, 3, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="needs a generator with the exemplar prior; this one has GaussianPrior"):
+        LeaveOneOutExemplarPrior(model, exemplars, LatentCache(model.encode_means(exemplars)), TrainConfig(),
+                                 torch.Generator())

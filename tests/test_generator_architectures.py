@@ -222,3 +222,15 @@ def test_every_training_recipe_takes_the_hierarchical_architectures(architecture
                                                    latent_dim=LATENT, num_pseudo_inputs=3),
                           progress=False, log=lambda record: None)
     assert model.architecture == architecture and model.config.prior == prior
+
+
+@pytest.mark.parametrize("architecture", ["hvae", "convhvae"])
+def test_the_mixed_loader_decodes_its_own_exemplars_from_their_cached_means(architecture):
+    model = small_generator(architecture)
+    images, labels = model.exemplar_images[:6], model.exemplar_labels[:6]
+    loader = MixedBatchLoader(DataLoader(TensorDataset(images, labels), batch_size=3), model, seed=0)
+    encoded = []
+    model.posterior = lambda x: encoded.append(x) or type(model).posterior(model, x)  # counts encoder calls
+    for batch in loader:
+        assert batch.synthetic.shape == batch.real.shape and batch.synthetic.dtype == torch.uint8
+    assert encoded == []  # every twin came from the exemplars' cached means
