@@ -17,7 +17,7 @@ from .priors import squared_distances
 
 
 # faiss computes distances with its own SIMD loop below this many queries and with BLAS
-# above; for a training batch against tens of thousands of exemplars BLAS is ~2× faster.
+# above; for a training batch against tens of thousands of exemplars BLAS is the faster of the two.
 _BLAS_QUERY_THRESHOLD = 20
 
 
