@@ -68,6 +68,9 @@ def test_fit_generator_arch_trains_that_architecture_and_sample_and_evaluate_tak
     result = CliRunner().invoke(main, ["sample", "--generator", str(out), "--mode", "exemplars", "--count", "2",
                                        "--out", str(tmp_path / "plates.png")])
     assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["export", "--generator", str(out), "--out", str(tmp_path / "exported")])
+    assert result.exit_code == 0, result.output
+    assert load_generator(tmp_path / "exported").architecture == arch
 
 
 def test_fit_generator_init_from_keeps_the_bundle_architecture_and_refuses_another(fitted, image_folder, tmp_path):
