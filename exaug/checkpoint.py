@@ -138,14 +138,19 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _check_crc32(content: bytes, path: Path) -> None:
-    """Check every record of the zip archive ``torch.save`` wrote against the CRC-32 written with it."""
-    if not zipfile.is_zipfile(io.BytesIO(content)):
-        return  # not an archive: torch.load tells whether it is a checkpoint at all
+    """Check every record of the zip archive ``torch.save`` wrote against the CRC-32 written with it, and that no
+    record claims attributes torch never writes (a directory flag makes torch's reader skip the record's data,
+    which no CRC-32 covers)."""
     try:
+        if not zipfile.is_zipfile(io.BytesIO(content)):
+            return  # not an archive: torch.load tells whether it is a checkpoint at all
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
-            if all(record.CRC == 0 for record in archive.infolist()):
+            records = archive.infolist()
+            if all(record.CRC == 0 for record in records):
                 return  # written with torch's CRC-32s turned off: nothing to check against
-            damaged = archive.testzip()
+            altered = [record.filename for record in records
+                       if record.external_attr or record.internal_attr or record.is_dir()]
+            damaged = altered[0] if altered else archive.testzip()
     except Exception as error:  # zipfile raises several types for a damaged archive
         raise CheckpointError(f"{path} is damaged ({type(error).__name__}: {error}); {_MOVE_IT_AWAY}") from error
     if damaged is not None:

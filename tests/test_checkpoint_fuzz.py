@@ -207,3 +207,23 @@ def same_content(a, b) -> bool:
     if isinstance(a, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(same_content(x, y) for x, y in zip(a, b))
     return a == b or (a != a and b != b)  # NaN equals itself here
+
+
+def zip_field(content: bytes, signature: bytes, offset: int) -> int:
+    """The position of a field ``offset`` bytes into the first zip record that starts with ``signature``."""
+    return content.index(signature) + offset
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.parametrize("field, flip", [
+    ((b"PK\x01\x02", 38), 0x10),  # a record's external attributes: the directory flag, which no CRC-32 covers
+    ((b"PK\x06\x07", 16), 0x02),  # the zip64 locator's disk count: an archive that claims to span disks
+])
+def test_a_flip_in_the_archives_bookkeeping_is_refused_in_one_line(finished_runs, tmp_path, trainer, field, flip):
+    content = bytearray((finished_runs[trainer] / CHECKPOINT_FILE).read_bytes())
+    content[zip_field(bytes(content), *field)] ^= flip
+    flipped = tmp_path / CHECKPOINT_FILE
+    flipped.write_bytes(bytes(content))
+    with pytest.raises(CheckpointError) as refused:
+        read_checkpoint(flipped)
+    assert "\n" not in str(refused.value) and str(flipped) in str(refused.value)
