@@ -86,7 +86,7 @@ def architecture_speed(results: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
-CURVE_EPOCHS = (1, 2, 3, 4, 5, 10, 20, 30)
+CURVE_EPOCHS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 30)
 
 
 def architecture_curves(results: Path = RESULTS) -> str:
