@@ -1,5 +1,8 @@
 """Shared fixtures and helpers: tiny image sets of several shapes (nothing here assumes 28×28), checkpoint doctoring."""
 
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 from torch.utils.data import TensorDataset
@@ -22,6 +25,20 @@ def tiny_data():
     images, labels = blob_images(300)
     val_images, val_labels = blob_images(60, seed=1)
     return TensorDataset(images, labels), TensorDataset(val_images, val_labels)
+
+
+@pytest.fixture
+def mnist_root(tmp_path):
+    """A data root holding a private copy of the fetched MNIST raw files, free to damage."""
+    from exaug.data import fetch
+
+    shutil.copytree(fetch("mnist") / "MNIST", tmp_path / "MNIST")
+    return tmp_path
+
+
+def mnist_raw(root: Path, name: str) -> Path:
+    """The raw file ``name`` of MNIST under the data root ``root``."""
+    return root / "MNIST" / "raw" / name
 
 
 @pytest.fixture(scope="session")

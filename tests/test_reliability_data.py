@@ -12,22 +12,13 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import mnist_raw
 from exaug import load_generator
 from exaug.cli.main import main
 from exaug.data import fetch, fetching, load_split, write_image_folder
 
 IMAGES = "train-images-idx3-ubyte"
 FIRST_PIXEL = 16  # bytes before the first pixel of an idx3 file
-
-
-@pytest.fixture
-def root(tmp_path):
-    shutil.copytree(fetch("mnist") / "MNIST", tmp_path / "MNIST")
-    return tmp_path
-
-
-def raw(root: Path, name: str) -> Path:
-    return root / "MNIST" / "raw" / name
 
 
 def flip_a_pixel_keeping_size_and_mtime(path: Path) -> None:
@@ -41,21 +32,21 @@ def flip_a_pixel_keeping_size_and_mtime(path: Path) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
-def test_the_bundled_generator_on_data_damaged_in_place_names_fetch_verify_instead_of_dropping_its_images(root):
-    load_split("mnist", "val", root, fetch_missing=False)  # verified: the record now spares the hash
-    flip_a_pixel_keeping_size_and_mtime(raw(root, IMAGES))
+def test_the_bundled_generator_on_data_damaged_in_place_names_fetch_verify_instead_of_dropping_its_images(mnist_root):
+    load_split("mnist", "val", mnist_root, fetch_missing=False)  # verified: the record now spares the hash
+    flip_a_pixel_keeping_size_and_mtime(mnist_raw(mnist_root, IMAGES))
     with pytest.raises(ValueError, match=f"{IMAGES} do not match their pinned sha256 although their size and "
                                          r"modification time are unchanged .*`exaug data fetch --verify mnist`"):
-        load_generator("mnist", data_root=root)
+        load_generator("mnist", data_root=mnist_root)
 
 
-def test_fetch_verify_hashes_every_file_again_and_repairs_damage_that_kept_size_and_mtime(root):
-    genuine = load_split("mnist", "train", root, fetch_missing=False)
-    flip_a_pixel_keeping_size_and_mtime(raw(root, IMAGES))
-    result = CliRunner().invoke(main, ["data", "fetch", "mnist", "--verify", "--package-sources", "--root", str(root)])
+def test_fetch_verify_hashes_every_file_again_and_repairs_damage_that_kept_size_and_mtime(mnist_root):
+    genuine = load_split("mnist", "train", mnist_root, fetch_missing=False)
+    flip_a_pixel_keeping_size_and_mtime(mnist_raw(mnist_root, IMAGES))
+    result = CliRunner().invoke(main, ["data", "fetch", "mnist", "--verify", "--package-sources", "--root", str(mnist_root)])
     assert result.exit_code == 0 and "every file hashed again" in result.output, result.output
-    assert torch.equal(load_split("mnist", "train", root, fetch_missing=False).images, genuine.images)
-    assert load_generator("mnist", data_root=root).exemplar_images is not None
+    assert torch.equal(load_split("mnist", "train", mnist_root, fetch_missing=False).images, genuine.images)
+    assert load_generator("mnist", data_root=mnist_root).exemplar_images is not None
 
 
 def start_and_hold_in_staging(target, *arguments) -> multiprocessing.Process:
@@ -74,7 +65,7 @@ def kill_nine(process: multiprocessing.Process) -> None:
     process.join()
 
 
-def fetch_and_hold(announce, root: str) -> None:
+def fetch_and_hold(announce, mnist_root: str) -> None:
     """A fetch whose download is slow: it stages part of a file, then waits."""
     def slow_download(tv_class, staging):
         (Path(staging) / "partial").write_bytes(bytes(1_000_000))
@@ -82,11 +73,11 @@ def fetch_and_hold(announce, root: str) -> None:
         time.sleep(120)
 
     fetching._download_with_torchvision = slow_download
-    fetch("mnist", root)
+    fetch("mnist", mnist_root)
 
 
-def staging_folders(root: Path) -> list[str]:
-    return sorted(path.name for path in root.iterdir() if path.name.startswith(".staging-"))
+def staging_folders(mnist_root: Path) -> list[str]:
+    return sorted(path.name for path in mnist_root.iterdir() if path.name.startswith(".staging-"))
 
 
 def test_a_staging_folder_of_a_killed_fetch_is_removed_by_the_next_but_not_while_its_fetch_runs(tmp_path):
