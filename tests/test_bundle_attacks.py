@@ -52,12 +52,14 @@ def test_a_bundle_without_a_hash_for_every_file_is_refused(bundle, hashes):
         load_generator(bundle)
 
 
-def test_a_weight_file_linked_from_outside_the_bundle_is_refused(tmp_path):
+@pytest.mark.parametrize("name, message", [(MODEL_FILE, "outside the bundle"),
+                                           (CONFIG_FILE, "config.json resolves to .*outside the bundle")])
+def test_a_file_linked_from_outside_the_bundle_is_refused(tmp_path, name, message):
     small_bundle(tmp_path / "genuine")
     small_bundle(tmp_path / "linked")
-    (tmp_path / "linked" / MODEL_FILE).unlink()
-    (tmp_path / "linked" / MODEL_FILE).symlink_to(tmp_path / "genuine" / MODEL_FILE)
-    with pytest.raises(BundleError, match="outside the bundle"):
+    (tmp_path / "linked" / name).unlink()
+    (tmp_path / "linked" / name).symlink_to(tmp_path / "genuine" / name)
+    with pytest.raises(BundleError, match=message):
         load_generator(tmp_path / "linked")
 
 
@@ -256,15 +258,6 @@ def test_a_recorded_dataset_that_is_not_a_name_is_one_line_from_evaluate(bundle,
     result = CliRunner().invoke(main, ["evaluate", "--generator", str(bundle), "--no-progress"])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "'training.extra.dataset' is" in result.output and "it must be the name of a dataset" in result.output
-
-
-def test_a_config_linked_from_outside_the_bundle_is_refused(tmp_path):
-    small_bundle(tmp_path / "genuine")
-    small_bundle(tmp_path / "linked")
-    (tmp_path / "linked" / CONFIG_FILE).unlink()
-    (tmp_path / "linked" / CONFIG_FILE).symlink_to(tmp_path / "genuine" / CONFIG_FILE)
-    with pytest.raises(BundleError, match="config.json resolves to .*outside the bundle"):
-        load_generator(tmp_path / "linked")
 
 
 FULL_DISK = """
