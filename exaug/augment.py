@@ -26,7 +26,7 @@ from torchvision.transforms.v2 import functional as F
 
 from .pretrained import load_generator
 from .images import check_images
-from .twins import check_noise_scale, twin_noise, twins_of
+from .twins import check_noise_scale, check_probability, twin_noise, twins_of
 from .models import ExemplarGenerator
 
 _PIL_MODES = {1: "L", 3: "RGB"}
@@ -79,11 +79,9 @@ class ExemplarAugment(v2.Transform):
     def __init__(self, generator: ExemplarGenerator, p: float = DROP_IN_P, noise_scale: float = 1.0,
                  rng: torch.Generator | None = None) -> None:
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p={p} is a probability and must lie in [0, 1]")
+        self.p = check_probability(p)
         if rng is not None and (not isinstance(rng, torch.Generator) or rng.device.type != "cpu"):
             raise ValueError(f"rng must be a torch.Generator on the CPU (torch.Generator().manual_seed(0)), got {rng!r}")
-        self.p = float(p)
         self.noise_scale = check_noise_scale(noise_scale)
         self.rng = rng
         self._worker_rng: tuple[int, torch.Generator] | None = None  # (worker seed, its stream)

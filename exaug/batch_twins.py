@@ -23,6 +23,7 @@ from torchvision import tv_tensors
 from .augment import DROP_IN_P, ExemplarAugment
 from .images import check_images, check_labels
 from .models import ExemplarGenerator
+from .twins import check_probability
 
 
 class ExemplarTwins:
@@ -48,8 +49,7 @@ class ExemplarTwins:
 
     def __init__(self, source: ExemplarAugment | ExemplarGenerator | str | os.PathLike, p: float = DROP_IN_P,
                  append: bool = False, noise_scale: float = 1.0, rng: torch.Generator | None = None) -> None:
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p={p} is a probability and must lie in [0, 1]")
+        self.p = check_probability(p)
         if isinstance(source, ExemplarAugment):
             self.augment = source
         elif isinstance(source, ExemplarGenerator):
@@ -59,7 +59,6 @@ class ExemplarTwins:
         else:
             raise TypeError(f"source must be a generator, a bundle directory or name, or an ExemplarAugment; got "
                             f"{type(source).__name__}")
-        self.p = float(p)
         self.append = bool(append)
 
     def __repr__(self) -> str:

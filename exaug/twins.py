@@ -56,6 +56,13 @@ def twin_noise(generator: ExemplarGenerator, count: int, noise_scale: float, str
     return noise
 
 
+def check_probability(p: float) -> float:
+    """The probability that an image gets a twin, as a float checked to lie in [0, 1]."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p={p} is a probability and must lie in [0, 1]")
+    return float(p)
+
+
 def check_noise_scale(noise_scale: float) -> float:
     """The factor on the σ used when sampling around an exemplar (the exemplar kernel's, or for other
     priors the posterior's), as a float checked finite and non-negative."""
