@@ -23,7 +23,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--subset", type=int, default=None,
                         help="train and test on the first SUBSET images only (a quick check of the script)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the weights, the shuffling and the twins")
     args = parser.parse_args()
+    torch.manual_seed(args.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
     train, test = load_split("mnist", "trainval"), load_split("mnist", "test")
@@ -32,7 +34,7 @@ def main() -> None:
     else:
         test = test.images, test.labels
     loader = DataLoader(train, batch_size=100, shuffle=True, num_workers=2, persistent_workers=True)
-    batches = MixedBatchLoader(loader, args.generator, device=device, seed=0)
+    batches = MixedBatchLoader(loader, args.generator, device=device, seed=args.seed)
 
     model = PermutationInvariantMLP(784, 10, hidden=(1024, 1024)).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

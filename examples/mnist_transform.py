@@ -29,9 +29,12 @@ def main() -> None:
                         "(default: the transform's own, the recommended drop-in setting)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the weights, the shuffling and the workers' twins (one seed, one result)")
     parser.add_argument("--subset", type=int, default=None,
                         help="train and test on the first SUBSET images only (a quick check of the script)")
     args = parser.parse_args()
+    torch.manual_seed(args.seed)  # the DataLoader seeds its workers, and so their twins, from this stream
 
     root = fetch("mnist", default_root())
     train_transform = v2.Compose([
