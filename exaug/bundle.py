@@ -29,7 +29,8 @@ from safetensors.torch import load as load_safetensors, save
 from .atomic import atomic_path
 from .checkpoint import CHECKPOINT_FILE
 from .bundle_schema import (CONFIG_FILE, EXEMPLARS_FILE, FLOAT_DTYPES, FORMAT_NAME, FORMAT_VERSION, MODEL_FILE,
-                            BundleError, checked_bundle_config, model_config, parse_json, safetensors_header)
+                            BundleError, check_provenance, checked_bundle_config, model_config, parse_json,
+                            safetensors_header)
 from .config import ModelConfig, TrainConfig
 from .models import ExemplarGenerator, build_generator
 
@@ -39,14 +40,19 @@ ExemplarImageSource = Callable[[dict[str, Any]], "torch.Tensor | None"]
 
 
 def save_generator(model: ExemplarGenerator, directory: str | os.PathLike, train_config: TrainConfig | None = None,
-                data_checksum: str | None = None, include_images: bool = True) -> Path:
+                data_checksum: str | None = None, include_images: bool = True,
+                provenance: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (weights and exemplar set) as a bundle directory and return its path.
 
     ``include_images=False`` leaves the exemplar images out (a bundle to ship inside a
     package): the means and labels still let the generator augment its own exemplars,
     and loading re-attaches the images from the training split named in ``train_config``
-    when its checksum matches.
+    when its checksum matches. ``provenance`` records where the weights came from (the fields of
+    :data:`exaug.bundle_schema.PROVENANCE_FIELDS`: a release version, the training command, its epochs and
+    best validation ELBO), so a figure can name the bundle it used; it is checked before anything is written.
     """
+    if provenance is not None:
+        check_provenance(provenance, Path(directory) / CONFIG_FILE)
     if model.exemplar_means is None or model.exemplar_means.shape[0] == 0:
         raise ValueError("the model has no exemplar set; call model.set_exemplars(images, labels) before saving")
     if include_images and model.exemplar_images is None:
@@ -74,6 +80,8 @@ def save_generator(model: ExemplarGenerator, directory: str | os.PathLike, train
             "exemplar_count": int(model.exemplar_means.shape[0]),
             "sha256": hashes,
         }
+        if provenance is not None:
+            config["provenance"] = provenance
         _write_durably(config_temporary, (json.dumps(config, indent=2) + "\n").encode(), directory / CONFIG_FILE)
     return directory
 
@@ -89,6 +97,11 @@ def read_bundle_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
         raise BundleError(f"{path} is missing; is {directory} a bundle written by exaug.save_generator or "
                           "fit_generator?")
     return checked_bundle_config(parse_json(_own_file(directory, CONFIG_FILE).read_bytes(), path, "config.json"), path)
+
+
+def bundle_provenance(path_or_name: str | os.PathLike) -> dict[str, Any]:
+    """Where the bundle's weights came from (its ``provenance``); empty for bundles written before exaug recorded it."""
+    return dict(read_bundle_config(path_or_name).get("provenance") or {})
 
 
 def trained_dataset(config: dict[str, Any]) -> str | None:

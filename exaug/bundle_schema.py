@@ -34,6 +34,14 @@ _MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
 # depth at which Python's recursion (the parser's, or a later walk's) would give out.
 MAX_JSON_DEPTH = 32
 _FALLBACK_MEMORY_BYTES = 2**40  # where the system does not say how much memory it has
+# Where a bundle came from (config.json's optional "provenance"), by the type each field must have.
+PROVENANCE_FIELDS: dict[str, tuple[type, ...]] = {
+    "version": (str,),  # the release label a published bundle is known by, e.g. "mnist v2"
+    "exaug_version": (str,),  # the exaug that trained it
+    "epochs_trained": (int,),  # epochs behind these weights (the best epoch of the run that wrote them)
+    "best_val_elbo": (int, float, type(None)),  # their validation ELBO (null: the run had no validation data)
+    "command": (str, type(None)),  # the command line that trained them (null: the Python API)
+}
 
 
 class BundleError(ValueError):
@@ -72,8 +80,25 @@ def checked_bundle_config(config: Any, path: Path) -> dict[str, Any]:
     if not isinstance(dataset, (str, type(None))):
         raise BundleError(f"{path}: 'training.extra.dataset' is {dataset!r}; it must be the name of a dataset (a "
                           "string) or null")
+    check_provenance(config.get("provenance"), path)
     _check_allocatable(architecture, count, path)
     return config
+
+
+def check_provenance(provenance: Any, path: Path) -> None:
+    """Refuse a provenance that is not an object of :data:`PROVENANCE_FIELDS`, each of its type; None (a bundle
+    written before exaug recorded provenance) passes."""
+    if provenance is None:
+        return
+    if not isinstance(provenance, dict):
+        raise BundleError(f"{path}: 'provenance' is {provenance!r}; it must be an object or absent")
+    for key, value in provenance.items():
+        allowed = PROVENANCE_FIELDS.get(key)
+        if allowed is None:
+            raise BundleError(f"{path}: 'provenance' has an unknown field {key!r}; known: {sorted(PROVENANCE_FIELDS)}")
+        if not isinstance(value, allowed) or isinstance(value, bool):
+            names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in allowed)
+            raise BundleError(f"{path}: 'provenance.{key}' is {value!r}; it must be {names}")
 
 
 def parse_json(text: str | bytes, path: Path, what: str) -> Any:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from exaug import BundleError, ExemplarVAE, ModelConfig, load_generator, save_generator
-from exaug.bundle import CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE
+from exaug.bundle import CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE, bundle_provenance
 
 
 @pytest.fixture
@@ -130,3 +130,42 @@ def test_a_bad_device_is_refused_with_the_names_that_work(tiny_generator_dir, de
                  lambda: MixedBatchLoader([], tiny_generator_dir, device=device)):
         with pytest.raises(ValueError, match=message):
             load()
+
+
+PROVENANCE = {"version": "mnist v2", "exaug_version": "0.1.0", "epochs_trained": 412, "best_val_elbo": -87.1,
+              "command": "exaug fit-generator --dataset mnist --out runs/mnist"}
+
+
+def test_a_bundle_records_where_its_weights_came_from(tmp_path):
+    model = ExemplarVAE(ModelConfig(hidden_dim=16, latent_dim=4))
+    model.set_exemplars(torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8))
+    save_generator(model, tmp_path / "b", provenance=PROVENANCE)
+    assert bundle_provenance(tmp_path / "b") == PROVENANCE
+    load_generator(tmp_path / "b")  # the recorded provenance passes the loader's checks
+
+
+def test_a_bundle_from_before_provenance_reports_none(bundle):
+    _, directory = bundle
+    assert bundle_provenance(directory) == {}
+
+
+@pytest.mark.parametrize("provenance, message", [
+    ({"epochs": 3}, "unknown field 'epochs'"),
+    ({"epochs_trained": "many"}, "'provenance.epochs_trained' is 'many'; it must be int"),
+    ({"best_val_elbo": True}, "it must be int or float or null"),
+])
+def test_a_malformed_provenance_is_refused_before_anything_is_written(tmp_path, provenance, message):
+    model = ExemplarVAE(ModelConfig(hidden_dim=16, latent_dim=4))
+    model.set_exemplars(torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8))
+    with pytest.raises(BundleError, match=message):
+        save_generator(model, tmp_path / "b", provenance=provenance)
+    assert not (tmp_path / "b" / CONFIG_FILE).exists()
+
+
+def test_a_tampered_provenance_is_refused_on_loading(bundle):
+    _, directory = bundle
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    config["provenance"] = ["not", "an", "object"]
+    (directory / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="'provenance' is"):
+        load_generator(directory)
