@@ -57,6 +57,12 @@ CLASSIC = ("affine", "trivialaugment", "mixup-cutmix", "hflip")  # what a torchv
 FLIP_AUGMENTATIONS = ("hflip", "hflip+exemplar-append")
 FLIP_INVARIANT_DATASETS = ("fashion-mnist",)
 MODELS = ("mlp", "cnn", "resnet18")
+# Which generator makes a run's twins.
+GENERATOR_KINDS = {
+    "bundled": "the package's generator (MLP VAE), which saw all 50K training images without labels",
+    "subset": "an MLP VAE fitted on the run's own labelled subset alone (see fit-generators)",
+    "hvae": "an HVAE fitted like the bundled one, on all 50K training images without labels, in GENERATORS/DATASET-hvae",
+}
 # The knob each augmentation is tuned on, with the values tried on validation.
 KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     "exemplar": ("p", (0.25, 0.5, 1.0)),  # 1.0 is ExemplarAugment's default before this grid
@@ -93,8 +99,7 @@ class RunSpec:
     split: str  # "val": train on the first 50K, score the last 10K; "test": score the test set
     seed: int
     epochs: int
-    # "bundled": the package's generator, which saw all 50K training images without labels (semi-supervised);
-    # "subset": one fitted on this run's own labelled subset alone (see ``fit-generators``)
+    # one of GENERATOR_KINDS
     generator: str = "bundled"
     p: float = 0.5  # exemplar modes: share of images replaced, or of the batch given an appended twin
     lam: float = 0.4  # mixed: weight on real images in eq. 16
@@ -108,8 +113,8 @@ class RunSpec:
             raise ValueError(f"augmentation {self.augmentation!r} is not one of {AUGMENTATIONS}")
         if self.model not in MODELS:
             raise ValueError(f"model {self.model!r} is not one of {MODELS}")
-        if self.generator not in ("bundled", "subset"):
-            raise ValueError(f"generator {self.generator!r} must be 'bundled' or 'subset'")
+        if self.generator not in GENERATOR_KINDS:
+            raise ValueError(f"generator {self.generator!r} must be one of {tuple(GENERATOR_KINDS)}")
         if self.generator == "subset" and not self.subset.startswith("balanced"):
             raise ValueError("a generator fitted on the subset needs a balanced<N> subset")
         if self.split not in ("val", "test"):
@@ -185,6 +190,19 @@ def training_images(spec: RunSpec, root: str | None = None) -> LabelledImages:
     else:
         rows = balanced_subset_rows(pool.labels, size, spec.seed)
     return LabelledImages(pool.images[rows], pool.labels[rows])
+
+
+def generator_source(spec: RunSpec) -> str | Path:
+    """The bundled name or bundle folder of the generator that makes this run's twins."""
+    if spec.generator == "bundled":
+        return spec.dataset
+    if spec.generator == "subset":
+        return subset_generator_dir(spec)
+    folder = GENERATORS / f"{spec.dataset}-{spec.generator}"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} holds no generator; train one there first, e.g. exaug fit-generator "
+                                f"--arch {spec.generator} --dataset {spec.dataset} --out {folder}")
+    return folder
 
 
 def subset_generator_dir(spec: RunSpec) -> Path:
@@ -287,7 +305,7 @@ def run(spec: RunSpec, out: Path, root: str | None = None, log: Callable[[str], 
     if spec.uses_generator:
         from exaug.pretrained import load_generator
 
-        generator = load_generator(spec.dataset if spec.generator == "bundled" else subset_generator_dir(spec))
+        generator = load_generator(generator_source(spec))
     shuffle = torch.Generator().manual_seed(spec.seed)
     loader = make_loader(spec, train, recipe.batch_size, shuffle, generator)
     mixed = MixedBatchLoader(loader, generator, seed=spec.seed, noise_scale=spec.noise_scale) \
@@ -404,8 +422,8 @@ def low_data_epochs(model: str, size: int) -> int:
 def validation_plan(dataset: str, sizes: Iterable[int] = (1000, 5000), generator: str = "bundled") -> list[RunSpec]:
     """Every setting tried on validation (seed 0): each augmentation at each knob value, per model and regime.
 
-    With ``generator="subset"`` only the low-data runs that use a generator, now one fitted on the subset alone
-    (the others do not depend on the generator and are in the bundled plan)."""
+    With another generator than the bundled one, only the low-data runs that use a generator (the others do
+    not depend on the generator and are in the bundled plan)."""
     regimes = [("cnn", subset, epochs) for subset, epochs in STOCK_CNN] \
         if dataset == "mnist" and generator == "bundled" else []
     regimes += [(model, f"balanced{size}", low_data_epochs(model, size)) for size in sizes for model in MODELS]
@@ -415,7 +433,7 @@ def validation_plan(dataset: str, sizes: Iterable[int] = (1000, 5000), generator
             if augmentation in FLIP_AUGMENTATIONS and dataset not in FLIP_INVARIANT_DATASETS:
                 continue
             base = RunSpec(dataset, model, augmentation, subset, "val", 0, epochs, generator=generator)
-            if generator == "subset" and not base.uses_generator:
+            if generator != "bundled" and not base.uses_generator:
                 continue
             knob, values = KNOBS.get(augmentation, (None, (None,)))
             seeds = (0, 1, 2) if (model, subset, epochs) in CHEAP_ENOUGH_FOR_THREE_VALIDATION_SEEDS else (0,)
@@ -597,8 +615,8 @@ def _paired(errors: dict[int, float], baseline: dict[int, float]) -> dict[str, A
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The test rows of :func:`summarize`; the generator column says which generator made the twins (bundled:
-    semi-supervised; subset: fitted on the run's labelled subset alone)."""
+    """The test rows of :func:`summarize`; the generator column says which generator made the twins (one of
+    :data:`GENERATOR_KINDS`)."""
     lines = ["| dataset | model | data | epochs | generator | augmentation | knob (val) | seeds | test error % "
              "| vs none (paired) | vs best classic (paired) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -662,8 +680,9 @@ def run_command(spec_json: str, results: Path, threads: int) -> None:
 @click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True)
 @click.option("--sizes", type=int, multiple=True, default=(1000, 5000), show_default=True)
 @click.option("--seeds", type=int, multiple=True, default=(0, 1, 2), show_default=True)
-@click.option("--generator", type=click.Choice(["bundled", "subset"]), default="bundled", show_default=True,
-              help="val: the semi-supervised plan (bundled generator), or the one with generators fitted on the subsets")
+@click.option("--generator", type=click.Choice(list(GENERATOR_KINDS)), default="bundled", show_default=True,
+              help="val: the semi-supervised plan (bundled generator), the one with generators fitted on the "
+                   "subsets, or the one with an HVAE fitted on all training images")
 @click.option("--scope", type=click.Choice(["all", "headline"]), default="all", show_default=True,
               help="test: every augmentation, or only none, the drop-in transform and the best classic and "
                    "generator-using ones on validation")

@@ -188,3 +188,19 @@ def test_plan_val_keeps_only_the_models_and_augmentations_asked_for(tmp_path):
         ("cnn", "none", 0.5), ("cnn", "hflip+exemplar-append", 0.5), ("cnn", "hflip+exemplar-append", 1.0)}
     refused = CliRunner().invoke(dropin.cli, ["plan", "test", "--model", "cnn", "--out", str(out)])
     assert refused.exit_code == 2 and "give --knobs-from too" in refused.output
+
+
+def test_a_plan_for_another_generator_holds_only_the_runs_that_use_one():
+    plan = dropin.validation_plan("mnist", sizes=(1000,), generator="hvae")
+    assert plan and all(spec.uses_generator and spec.generator == "hvae" for spec in plan)
+    assert {spec.subset for spec in plan} == {"balanced1000"}
+
+
+def test_an_hvae_run_names_the_folder_it_reads_and_how_to_fill_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(dropin, "GENERATORS", tmp_path)
+    spec = dataclasses.replace(TINY, augmentation="exemplar-append", generator="hvae")
+    with pytest.raises(FileNotFoundError, match=r"mnist-hvae holds no generator.*--arch hvae"):
+        dropin.generator_source(spec)
+    (tmp_path / "mnist-hvae").mkdir()
+    assert dropin.generator_source(spec) == tmp_path / "mnist-hvae"
+    assert dropin.generator_source(dataclasses.replace(spec, generator="bundled")) == "mnist"
