@@ -38,7 +38,8 @@ class LeaveOneOutExemplarPrior:
             gradient (``exemplar_mean``, ``mean_from_features``).
         exemplars: N×C×H×W grey exemplar images in [0, 1] on the training device.
         cache: latent cache of the N exemplar means.
-        config: the training recipe (search mode, k, subsampling fraction, gradient switch).
+        config: the training recipe (search mode, k, subsampling fraction, gradient switch, kNN index). With the kNN
+            search the cache is set to search the index ``config.knn_index`` names (built once, then kept).
         generator: random stream for drawing exemplar subsets.
         trunk_features: the exemplars' ``exemplar_features`` (N×H), required with ``config.cached_trunk``.
     """
@@ -55,6 +56,8 @@ class LeaveOneOutExemplarPrior:
         self.exemplars = exemplars
         self.cache = cache
         self.search = config.exemplar_search
+        if self.search == "knn":
+            cache.use_index(config.knn_index)
         self.knn = config.knn
         self.neighbour_gradient = config.neighbour_gradient
         self.gradient_neighbours = config.gradient_neighbours_in_use

@@ -1,13 +1,16 @@
 """The latent cache of Algorithm 1: the latest μ(x_j) of every training exemplar, plus kNN search.
 
 Search runs on faiss (exact L2, CPU) for CPU tensors and on ``torch.mm`` + ``topk`` for CUDA
-tensors, so the cache never leaves the device it lives on. faiss is only ever called from
-the process that owns the cache (the training process), never from DataLoader workers.
+tensors, so the cache never leaves the device it lives on. A CPU cache of many exemplars searches an
+approximate faiss index instead (`InvertedFileIndex`, chosen by the ``knn_index`` setting), kept up to
+date as the cache changes. faiss is only ever called from the process that owns the cache (the
+training process), never from DataLoader workers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Iterator
 
 import numpy as np
@@ -19,6 +22,18 @@ from .priors import squared_distances
 # faiss computes distances with its own SIMD loop below this many queries and with BLAS
 # above; for a training batch against tens of thousands of exemplars BLAS is the faster of the two.
 _BLAS_QUERY_THRESHOLD = 20
+# With knn_index="auto", a CPU cache of at least this many exemplars searches the approximate index; below
+# it the search stays exact, and bit for bit what it was before the index existed (docs/exemplar-scale.md
+# gives the measurements behind the figure).
+APPROXIMATE_FROM = 200_000
+# The approximate index's search depth (nprobe) is the smallest whose recall@10 against the exact search,
+# on CALIBRATION_QUERIES sample queries, reaches CALIBRATION_RECALL: above the 0.95 asked of it, by a
+# margin for the sampling error of so few queries.
+CALIBRATION_RECALL = 0.97
+CALIBRATION_QUERIES = 256
+CALIBRATION_K = 10
+# k-means trains the inverted lists on this many rows per list (faiss asks for at least 39).
+TRAINING_ROWS_PER_LIST = 64
 
 
 @contextlib.contextmanager
@@ -33,28 +48,172 @@ def _blas_distances() -> Iterator[None]:
         faiss.cvar.distance_compute_blas_threshold = previous
 
 
+def _as_faiss(values: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(values.detach().cpu().numpy(), dtype=np.float32)
+
+
+def exact_search(queries: torch.Tensor, database: torch.Tensor, k: int) -> torch.Tensor:
+    """Row indices (B×k, nearest first) of the k rows of ``database`` nearest to each query, in L2, exactly."""
+    if database.is_cuda:
+        return squared_distances(queries.to(database.dtype), database).topk(k, largest=False).indices
+    import faiss  # imported here so DataLoader workers that never search never load it
+
+    with _blas_distances():
+        _, neighbours = faiss.knn(_as_faiss(queries), _as_faiss(database), k)
+    return torch.from_numpy(neighbours).to(torch.int64)
+
+
+def resolve_knn_index(setting: str, rows: int, device: torch.device) -> str:
+    """The index a cache of ``rows`` exemplars on ``device`` searches under the ``knn_index`` setting:
+    "exact", or "ivf" (`InvertedFileIndex`). "auto" picks "ivf" for a CPU cache of at least
+    APPROXIMATE_FROM rows; a CUDA cache always searches exactly, on the GPU."""
+    if setting == "auto":
+        return "ivf" if device.type == "cpu" and rows >= APPROXIMATE_FROM else "exact"
+    if setting == "ivf" and device.type != "cpu":
+        raise ValueError(f"knn_index='ivf' is a faiss index on the CPU, and this latent cache lives on {device}, where "
+                         "the exact search runs on the GPU: use knn_index='auto' or 'exact'")
+    if setting not in ("exact", "ivf"):
+        raise ValueError(f"knn_index={setting!r} is not known; expected one of ('auto', 'exact', 'ivf')")
+    return setting
+
+
+class InvertedFileIndex:
+    """Approximate L2 kNN over the rows of a latent cache: a faiss inverted file (IndexIVFFlat), row i under id i.
+
+    k-means splits the rows into about 2·√N lists; a query scans the ``nprobe`` lists whose centroids are nearest,
+    skipping rows that are not candidates (a bitmap selector), so the k found are all members of the exemplar subset.
+    ``nprobe`` is calibrated at each build against the exact search (CALIBRATION_RECALL). Rows that move are
+    re-assigned to their nearest list in place (a direct map finds them); `rebuild` re-trains the lists, for when
+    every row has moved (the cache's refresh at the end of an epoch).
+
+    Args:
+        values: N×d cache rows on the CPU.
+    """
+
+    def __init__(self, values: torch.Tensor) -> None:
+        self.rebuild(values)
+
+    def rebuild(self, values: torch.Tensor) -> None:
+        """Train the lists on a sample of ``values``, file every row, and calibrate ``nprobe``."""
+        import faiss
+
+        rows = _as_faiss(values)
+        n, d = rows.shape
+        self.lists = max(1, min(n // TRAINING_ROWS_PER_LIST, round(2 * math.sqrt(n))))
+        self.index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, self.lists)
+        # A fixed numpy stream: the build never draws from the training's torch generators.
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(n, min(n, self.lists * TRAINING_ROWS_PER_LIST), replace=False))
+        self.index.train(rows[sample])
+        self.index.add(rows)
+        self.index.make_direct_map(True)
+        self.nprobe = self._calibrated_nprobe(rows, rng)
+
+    def update(self, indices: torch.Tensor, values: torch.Tensor) -> None:
+        """Store the new ``values`` of rows ``indices`` (unique or not), each in the list now nearest to it."""
+        self.index.update_vectors(np.ascontiguousarray(indices.cpu().numpy(), dtype=np.int64), _as_faiss(values))
+
+    def nbytes(self) -> int:
+        """Memory the index holds: the filed rows, their ids, the direct map and the centroids."""
+        rows, d = self.index.ntotal, self.index.d
+        return rows * (4 * d + 8 + 8) + self.lists * 4 * d
+
+    def search(self, queries: torch.Tensor, k: int, candidates: torch.Tensor | None = None,
+               nprobe: int | None = None) -> torch.Tensor:
+        """Row indices (B×k, nearest first) of k rows near each query, all of them ``candidates`` when given.
+
+        ``nprobe`` (default: the calibrated one) is raised for the rows whose scanned lists held fewer than k
+        candidates, until every row has k.
+        """
+        import faiss
+
+        n = self.index.ntotal
+        selector = None
+        if candidates is not None:
+            member = torch.zeros(n, dtype=torch.bool)
+            member[candidates.cpu()] = True
+            bitmap = np.packbits(member.numpy(), bitorder="little")
+            selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
+        queries = _as_faiss(queries)
+        depth = nprobe or self.nprobe
+        _, found = self.index.search(queries, k, params=faiss.SearchParametersIVF(sel=selector, nprobe=depth))
+        short = (found < 0).any(axis=1)
+        while short.any():
+            depth = min(2 * depth, self.lists)
+            _, found[short] = self.index.search(queries[short], k,
+                                                params=faiss.SearchParametersIVF(sel=selector, nprobe=depth))
+            short = (found < 0).any(axis=1)
+        return torch.from_numpy(found).to(torch.int64)
+
+    def _calibrated_nprobe(self, rows: np.ndarray, rng: np.random.Generator) -> int:
+        """The smallest nprobe on a ladder of about √2 steps whose recall@CALIBRATION_K reaches CALIBRATION_RECALL,
+        for queries at rows outside a random half of the cache searched among that half (as a training step
+        searches the exemplar subset)."""
+        n = rows.shape[0]
+        order = rng.permutation(n)
+        half, outside = order[: (n + 1) // 2], order[(n + 1) // 2:]
+        k = min(CALIBRATION_K, half.shape[0])
+        if outside.shape[0] == 0:
+            return self.lists
+        queries = torch.from_numpy(rows[rng.choice(outside, min(CALIBRATION_QUERIES, outside.shape[0]), replace=False)])
+        candidates = torch.from_numpy(half)
+        exact = candidates[exact_search(queries, torch.from_numpy(rows[half]), k)]
+        ladder = sorted({min(self.lists, round(2 ** (step / 2))) for step in range(2 * math.ceil(math.log2(self.lists)) + 1)})
+        for nprobe in ladder:
+            if recall(self.search(queries, k, candidates, nprobe), exact) >= CALIBRATION_RECALL:
+                return nprobe
+        return self.lists
+
+
+def recall(found: torch.Tensor, exact: torch.Tensor) -> float:
+    """Mean over rows of the share of each row of ``exact`` (B×k indices) that ``found`` (B×k) holds too."""
+    hits = (found.unsqueeze(2) == exact.unsqueeze(1)).any(1).sum()
+    return hits.item() / exact.numel()
+
+
 class LatentCache:
     """N×d table of exemplar latent means, updated in place as the encoder changes.
 
     Args:
         means: initial N×d means (Algorithm 1 fills the cache with one pass of the encoder).
+        knn_index: what `search` searches, as `use_index` takes it.
     """
 
-    def __init__(self, means: torch.Tensor) -> None:
+    def __init__(self, means: torch.Tensor, knn_index: str = "exact") -> None:
         if means.ndim != 2 or means.shape[0] == 0:
             raise ValueError(f"a latent cache needs N×d means with N > 0, got shape {tuple(means.shape)}")
         self.values = means.detach().clone().contiguous()
+        self.index: InvertedFileIndex | None = None
+        self.use_index(knn_index)
 
     def __len__(self) -> int:
         return self.values.shape[0]
 
+    @property
+    def index_kind(self) -> str:
+        """"exact" or "ivf": the search this cache runs now."""
+        return "exact" if self.index is None else "ivf"
+
+    def use_index(self, knn_index: str) -> None:
+        """Search as the ``knn_index`` setting says from now on ("auto", "exact" or "ivf"; `resolve_knn_index`).
+        An approximate index is built from the current means the first time, then kept up to date."""
+        kind = resolve_knn_index(knn_index, len(self), self.values.device)
+        if kind == "exact":
+            self.index = None
+        elif self.index is None:
+            self.index = InvertedFileIndex(self.values)
+
     def update(self, indices: torch.Tensor, means: torch.Tensor) -> None:
         """Overwrite the cached means of exemplars ``indices`` (their latest encodings)."""
         self.values[indices] = means.detach().to(self.values.dtype)
+        if self.index is not None:  # the stored rows, so that a repeated index files the value the cache kept
+            self.index.update(indices, self.values[indices])
 
     def refresh(self, means: torch.Tensor) -> None:
         """Replace every cached mean, e.g. after a full pass of the encoder at the end of an epoch."""
         self.values.copy_(means.detach())
+        if self.index is not None:
+            self.index.rebuild(self.values)
 
     def search(self, queries: torch.Tensor, k: int, candidates: torch.Tensor | None = None) -> torch.Tensor:
         """Indices (B×k, nearest first) of the k cached means nearest to each query, in L2.
@@ -65,19 +224,10 @@ class LatentCache:
             candidates: optional indices of the exemplars to search among (e.g. the current
                 exemplar subset); the result still holds indices into the whole cache.
         """
-        database = self.values if candidates is None else self.values.index_select(0, candidates)
-        k = min(k, database.shape[0])
         queries = queries.detach()
-        if database.is_cuda:
-            found = squared_distances(queries.to(database.dtype), database).topk(k, largest=False).indices
-        else:
-            import faiss  # imported here so DataLoader workers that never search never load it
-
-            with _blas_distances():
-                _, neighbours = faiss.knn(
-                    np.ascontiguousarray(queries.cpu().numpy(), dtype=np.float32),
-                    np.ascontiguousarray(database.numpy(), dtype=np.float32),
-                    k,
-                )
-            found = torch.from_numpy(neighbours).to(torch.int64)
+        if self.index is not None:
+            return self.index.search(queries, min(k, len(self) if candidates is None else candidates.shape[0]),
+                                     candidates)
+        database = self.values if candidates is None else self.values.index_select(0, candidates)
+        found = exact_search(queries, database, min(k, database.shape[0]))
         return found if candidates is None else candidates[found]
