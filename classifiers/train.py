@@ -3,6 +3,10 @@
 Without a generator each step minimises label-smoothed cross-entropy on a real batch.
 With one, every real image gets a synthetic twin made on the fly (:class:`exaug.MixedBatchLoader`)
 and the step minimises eq. 16. The test error reported is the final epoch's, as in the paper.
+
+Under ``torch.distributed`` each rank trains on its shard of every epoch (a ``DistributedSampler``), the model is
+wrapped in ``DistributedDataParallel`` so gradients are averaged over ranks, and ``batch_size`` is per rank: N ranks
+at batch B step as one process at batch N·B. Rank 0 scores the test set and hands the error to every rank.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ from typing import Any, Iterable
 
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 from tqdm.auto import tqdm
 
 from exaug.atomic import atomic_write_text
 from exaug.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, restore_random_stream, restoring
 from exaug.data import dataset_labels, describe_labels
-from exaug.device import resolve_device
+from exaug.distributed import (ProcessGroup, check_world_size, data_parallel, decided_by_writer, gathered_objects,
+                               rank_seed, summed, training_device)
 from exaug.epochs import EpochCallback, EpochLog, EpochTrainer
 from exaug.mixed import MixedBatchLoader, mixed_loss
 from exaug.models import ExemplarGenerator
@@ -89,17 +94,22 @@ class ClassifierTrainer(EpochTrainer):
         super().__init__(out, config.epochs)
         self.config, self.generator_source, self._identity = config, generator, identity
         self.train_size, self.test_size = len(train), len(test)
-        self.device = device = resolve_device(config.device)
+        self.device = device = training_device(config.device, self.group)
         input_shape, num_classes = task
         torch.manual_seed(config.seed)
         self.model = create_classifier(config.model, input_shape, num_classes, config.hidden)
         self.model.to(device, config.torch_dtype)
+        # What a step runs: under DDP the wrapper averages each step's gradients over the ranks.
+        self.stepped = self.model if self.group is None else data_parallel(self.model, device)
+        if self.group is not None:  # the weights start alike on every rank; dropout differs by rank
+            torch.manual_seed(rank_seed(config.seed, self.group.rank))
         # The sampler owns the shuffling stream (saved in checkpoints); worker seeds come from a second
         # stream, so starting workers again after a resume cannot shift the order of batches.
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.worker_seeds = torch.Generator().manual_seed(config.seed + 1)
         self.loader = DataLoader(train, batch_size=config.batch_size,
-                                 sampler=RandomSampler(train, generator=self.shuffle), num_workers=config.workers,
+                                 sampler=_sampler(train, self.shuffle, config.seed, self.group),
+                                 num_workers=config.workers,
                                  generator=self.worker_seeds, persistent_workers=config.workers > 0,
                                  pin_memory=device.type == "cuda")
         self.mixed = None
@@ -118,31 +128,37 @@ class ClassifierTrainer(EpochTrainer):
         older_checkpoints = {**SETTINGS_ADDED_SINCE_FIRST_RELEASE, "data": self._identity["data"]}
         path = self.checkpoint_path
         state = load_checkpoint(path, self._identity, added_settings=older_checkpoints, structure=CHECKPOINT_STRUCTURE)
+        check_world_size(state, path, self.group)
         history = state["history"]
         if len(history) != state["epoch"] or not all(isinstance(record, dict) and "test_error" in record
                                                      for record in history):
             raise CheckpointError(f"{path} holds {state['epoch']} epochs but not a record of each: it is damaged, or "
                                   "not one exaug wrote; move it away to start this run afresh")
+        streams = state if self.group is None else state["rank_streams"][self.group.rank]
         with restoring(path):
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.schedule.load_state_dict(state["schedule"])
             self.shuffle.set_state(state["shuffle"])
-            torch.set_rng_state(state["torch_rng"])
-            if self.device.type == "cuda" and state.get("cuda_rng") is not None:  # dropout etc. in timm models on GPU
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            torch.set_rng_state(streams["torch_rng"])
+            if self.device.type == "cuda" and streams.get("cuda_rng") is not None:  # dropout etc. in timm models on GPU
+                torch.cuda.set_rng_state_all(streams["cuda_rng"])
             if self.mixed is not None:  # the twins' noise stream lives on the training device
-                restore_random_stream(self.mixed.random, state["mixed_rng"], state.get("mixed_rng_device"), self.out)
+                restore_random_stream(self.mixed.random, streams["mixed_rng"], streams.get("mixed_rng_device"),
+                                      self.out)
         self.history, self.epoch = history, state["epoch"]
         _skip_worker_seeds(self.worker_seeds, self.epoch)
 
     def train_epoch(self, epoch: int, progress: bool) -> dict[str, Any]:
-        if self.mixed is not None:
-            self.mixed.set_epoch(epoch)
-        train_loss = _train_steps(self.model, self.mixed or self.loader, self.optimizer, self.schedule, self.config,
-                                  self.device, progress)
-        return {"train_loss": train_loss, "lr": self.schedule.get_last_lr()[0],
-                "test_error": classification_error(self.model, self.test_loader, self.device)}
+        if isinstance(self.loader.sampler, DistributedSampler):
+            self.loader.sampler.set_epoch(epoch)
+        total, count = _train_steps(self.stepped, self.mixed or self.loader, self.optimizer, self.schedule,
+                                    self.config, self.device, progress)
+        if self.group is not None:
+            total, count = summed(torch.tensor([total, count], dtype=torch.float64)).tolist()
+        test_error = decided_by_writer(self.group, lambda: classification_error(self.model, self.test_loader,
+                                                                                self.device))
+        return {"train_loss": total / count, "lr": self.schedule.get_last_lr()[0], "test_error": test_error}
 
     def keep_record(self, record: dict[str, Any]) -> None:
         self.history.append(record)
@@ -151,13 +167,21 @@ class ClassifierTrainer(EpochTrainer):
         return self._identity
 
     def state(self) -> dict[str, Any]:
+        streams = self._random_streams()
+        state = {"epoch": self.epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "schedule": self.schedule.state_dict(), "shuffle": self.shuffle.get_state(), **streams,
+                 "history": self.history}
+        if self.group is not None:  # each rank's own streams, restored by the same rank
+            state.update(world_size=self.group.world_size, rank_streams=gathered_objects(self.group, streams))
+        return state
+
+    def _random_streams(self) -> dict[str, Any]:
+        """This process's streams of dropout and twin noise."""
         mixed = self.mixed
-        return {"epoch": self.epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(), "shuffle": self.shuffle.get_state(),
-                "torch_rng": torch.get_rng_state(),
+        return {"torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
                 "mixed_rng": None if mixed is None else mixed.random.get_state(),
-                "mixed_rng_device": None if mixed is None else mixed.random.device.type, "history": self.history}
+                "mixed_rng_device": None if mixed is None else mixed.random.device.type}
 
     def finish(self) -> None:
         if self.out is not None:
@@ -175,7 +199,8 @@ class ClassifierTrainer(EpochTrainer):
 
 def _train_steps(model: torch.nn.Module, batches: Any, optimizer: torch.optim.Optimizer,
                  schedule: torch.optim.lr_scheduler.LRScheduler, config: ClassifierConfig, device: torch.device,
-                 progress: bool) -> float:
+                 progress: bool) -> tuple[float, int]:
+    """One epoch of steps; returns the summed loss (weighted by batch size) and the number of images."""
     model.train()
     # The loss is summed on the device and read once per epoch: a read per step would stall a GPU.
     total, count = torch.zeros((), dtype=torch.float64, device=device), 0
@@ -200,7 +225,16 @@ def _train_steps(model: torch.nn.Module, batches: Any, optimizer: torch.optim.Op
         schedule.step()
         total += loss.detach() * size
         count += size
-    return total.item() / count
+    return total.item(), count
+
+
+def _sampler(train: Dataset, shuffle: torch.Generator, seed: int, group: ProcessGroup | None) -> Sampler:
+    """Alone: a random order from the run's shuffling stream; under DDP: this rank's shard of a permutation shared
+    by all ranks, from ``seed`` and the epoch."""
+    if group is None:
+        return RandomSampler(train, generator=shuffle)
+    return DistributedSampler(train, num_replicas=group.world_size, rank=group.rank, shuffle=True, seed=seed)
+
 
 
 @torch.no_grad()

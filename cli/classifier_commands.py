@@ -14,8 +14,9 @@ from exaug.classifiers import ClassifierConfig, fit_classifier
 from exaug.classifiers.config import TRAINING_DTYPES
 from exaug.classifiers.report import model_name, plot_lambda_sweeps, seed_summary, summary_markdown, summary_name
 from exaug.device import apply_threads
+from exaug.distributed import current_group
 
-from .options import dataset_choice, open_dataset, root_option, seed_type, threads_option
+from .options import dataset_choice, echo_once, open_dataset, root_option, seed_type, threads_option
 
 
 def expand_multi_value_options(args: Sequence[str], examples: Mapping[str, str]) -> list[str]:
@@ -139,7 +140,10 @@ def fit_classifier_command(dataset: str, generator: str, lam: float | None, seed
         result = fit_classifier(train, test, config, generator=_generator(generator),
                                 out=out / f"seed{config.seed}", progress=progress)
         errors[config.seed] = result["test_error"]
-        click.echo(json.dumps({"seed": config.seed, "error": result["test_error"]}))
+        echo_once(json.dumps({"seed": config.seed, "error": result["test_error"]}))
+    group = current_group()
+    if group is not None and not group.is_writer:  # rank 0 writes the summary
+        return
     summary = seed_summary(configs[0], dataset, generator, scored_on, errors)
     name = summary_name(out, seed_range)
     atomic_write_text(out / f"{name}.json", json.dumps(summary, indent=2) + "\n")

@@ -17,7 +17,7 @@ from exaug.pretrained import load_generator
 from exaug.sampling import SAMPLE_MODES
 from exaug.train import RunProgress, fit_generator, run_progress
 
-from .options import dataset_choice, generator_option, open_dataset, root_option, seed_type, threads_option
+from .options import dataset_choice, echo_once, generator_option, open_dataset, root_option, seed_type, threads_option
 
 
 def gradient_neighbours_choice(value: str) -> int | None:
@@ -118,9 +118,9 @@ def fit_generator_command(context: click.Context, dataset: str, architecture: st
     train = open_dataset(dataset, "train", root, channel_count)
     val = open_dataset(dataset, "val", root, channel_count)
     if so_far is not None and so_far.epochs_trained <= config.epochs:  # more trained than asked: the library refuses
-        click.echo(_resume_message(out, so_far, config.epochs), err=True)
+        echo_once(_resume_message(out, so_far, config.epochs), err=True)
     fit_generator(train, val, config, out, model_config=model_config, progress=progress)
-    click.echo(json.dumps({"bundle": str(out)}))
+    echo_once(json.dumps({"bundle": str(out)}))
 
 
 def _resume_message(out: Path, so_far: RunProgress, epochs: int) -> str:

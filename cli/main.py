@@ -1,4 +1,9 @@
-"""The ``exaug`` console script."""
+"""The ``exaug`` console script; ``python -m exaug.cli`` runs it too (as torchrun's ``-m exaug.cli``).
+
+Started by torchrun with more than one process, every command runs in the process group torchrun describes
+(:func:`exaug.distributed.torchrun_process_group`): the trainers train as one DDP run, and rank 0 alone prints
+and writes the commands' reports.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import click
 
 from .classifier_commands import fit_classifier_command, lambda_plot_command, lambda_sweep_command
 from .data_commands import data_group
+from exaug.distributed import torchrun_process_group
+
 from .errors import UserErrorsGroup
 from .generator_commands import evaluate_command, export_command, fit_generator_command, sample_command
 
@@ -13,8 +20,10 @@ from .generator_commands import evaluate_command, export_command, fit_generator_
 @click.group(cls=UserErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="exaug")
 @click.option("--debug", is_flag=True, help="Show the traceback of an error instead of its one-line message.")
-def main(debug: bool) -> None:
+@click.pass_context
+def main(context: click.Context, debug: bool) -> None:
     """exaug: Exemplar VAE generative data augmentation."""
+    context.with_resource(torchrun_process_group())
 
 
 main.add_command(data_group)
@@ -27,4 +36,4 @@ main.add_command(lambda_sweep_command)
 main.add_command(lambda_plot_command)
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="exaug")

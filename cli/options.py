@@ -13,6 +13,7 @@ from torch.utils.data import Dataset, random_split
 
 from exaug import data
 from exaug.config import MAX_SEED
+from exaug.distributed import current_group
 
 root_option = click.option(
     "--root", type=click.Path(file_okay=False, path_type=Path), envvar="EXAUG_DATA", default=None,
@@ -25,6 +26,13 @@ def generator_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., 
     return click.option("--generator", "generator_dir", type=click.Path(path_type=Path), metavar="NAME|DIR",
                         required=True, help=f"{what}: a bundled name (mnist, fashion-mnist) or a bundle directory "
                                             "written by fit-generator.")
+
+
+def echo_once(message: str, err: bool = False) -> None:
+    """Print ``message`` from this process alone, or from rank 0 of a DDP run (so N processes print it once)."""
+    group = current_group()
+    if group is None or group.is_writer:
+        click.echo(message, err=err)
 
 
 seed_type = click.IntRange(min=0, max=MAX_SEED)  # what torch's generators take, with room for derived seeds

@@ -6,10 +6,16 @@ from __future__ import annotations
 import torch
 
 
-def resolve_device(name: str | torch.device) -> torch.device:
-    """"auto" → CUDA when present, else CPU; any other name is passed to torch.device."""
+def resolve_device(name: str | torch.device, local_rank: int | None = None) -> torch.device:
+    """"auto" → CUDA when present, else CPU; any other name is passed to torch.device.
+
+    ``local_rank``: this process's rank on its node, under DDP; "auto" and "cuda" then name its own GPU,
+    cuda:``local_rank``, as each DDP process trains on one GPU.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if local_rank is not None and name == "cuda":
+        name = f"cuda:{local_rank}"
     try:
         device = torch.device(name)
     except RuntimeError as error:

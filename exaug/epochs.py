@@ -12,10 +12,16 @@ The skeleton owns what happens around each epoch, in an order that makes every r
 
 A kill at any point leaves the last checkpoint and what it describes; the same call resumes from there.
 Subclasses say how to build or restore their state, how to train one epoch and what their checkpoint holds.
+
+Under ``torch.distributed`` (:mod:`exaug.distributed`) every rank runs this skeleton; rank 0 alone takes the lock,
+prepares the folder, writes checkpoints, logs and progress bars, and whether to resume is its decision, handed to
+every rank. Every rank restores the checkpoint, trains its shard and calls the callbacks once the checkpoint is on
+disk; a subclass keeps its own files to rank 0 through :attr:`EpochTrainer.writes_files`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -27,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .atomic import remove_stale_temporaries
 from .checkpoint import CHECKPOINT_FILE, save_checkpoint
+from .distributed import ProcessGroup, barrier, current_group, decided_by_writer
 from .run_lock import run_directory_lock
 
 # A log: called with each epoch's record.
@@ -49,6 +56,17 @@ class EpochTrainer(ABC):
         self.out = out
         self.epochs = epochs
         self.epoch = 0  # the last finished epoch
+        self.group: ProcessGroup | None = current_group()  # None: this process trains alone
+
+    @property
+    def is_writer(self) -> bool:
+        """Whether this process reports: alone, or rank 0 of a group."""
+        return self.group is None or self.group.is_writer
+
+    @property
+    def writes_files(self) -> bool:
+        """Whether this process writes into ``out``: there is one, and this process is the writer."""
+        return self.out is not None and self.is_writer
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -57,20 +75,28 @@ class EpochTrainer(ABC):
     def fit(self, progress: bool = True, log: EpochLog | None = None,
             callbacks: Iterable[EpochCallback] = ()) -> None:
         """Train the epochs left, resuming the checkpoint in ``out`` when there is one."""
+        progress = progress and self.is_writer
+        log = (log or print_json_line) if self.is_writer else None
         if self.out is None:
-            self._epochs(progress, log or print_json_line, tuple(callbacks))
+            self._epochs(progress, log, tuple(callbacks))
             self.finish()
             return
-        with run_directory_lock(self.out):
-            remove_stale_temporaries(self.out)  # left by writes a kill cut short; the lock keeps writers out
-            if self.checkpoint_path.exists():
+        with contextlib.ExitStack() as lock:
+            def prepare_folder() -> bool:
+                lock.enter_context(run_directory_lock(self.out))
+                remove_stale_temporaries(self.out)  # left by writes a kill cut short; the lock keeps writers out
+                return self.checkpoint_path.exists()
+
+            if decided_by_writer(self.group, prepare_folder):
                 self.resume()
             else:
-                self.start()
-            self._epochs(progress, log or print_json_line, tuple(callbacks))
-            self.finish()
+                decided_by_writer(self.group, self.start)
+            self._epochs(progress, log, tuple(callbacks))
+            if self.writes_files:
+                self.finish()
+            barrier()  # no rank returns before the result is written and the lock is let go
 
-    def _epochs(self, progress: bool, log: EpochLog, callbacks: tuple[EpochCallback, ...]) -> None:
+    def _epochs(self, progress: bool, log: EpochLog | None, callbacks: tuple[EpochCallback, ...]) -> None:
         bar = tqdm(range(self.epoch + 1, self.epochs + 1), desc="epochs", disable=not progress,
                    initial=self.epoch, total=self.epochs, file=sys.stderr)
         for epoch in bar:
@@ -84,15 +110,19 @@ class EpochTrainer(ABC):
             # drops and writes again, where the other order would lose the epoch's record for good.
             self.keep_record(record)
             if self.out is not None:
-                save_checkpoint(self.checkpoint_path, self.identity(), self.state())
-            log(record)
+                state = self.state()  # on every rank: a state may gather what each rank holds
+                if self.writes_files:
+                    save_checkpoint(self.checkpoint_path, self.identity(), state)
+                barrier()  # the callbacks of every rank see the checkpoint on disk
+            if log is not None:
+                log(record)
             for callback in callbacks:
                 callback(self, record)
             bar.set_postfix(self.progress_fields(record))
 
     # ------------------------------------------------------------ what subclasses say
     def start(self) -> None:
-        """Prepare ``out`` for a fresh run (nothing to do by default)."""
+        """Prepare ``out`` for a fresh run (nothing to do by default); under DDP, rank 0 alone calls it."""
 
     @abstractmethod
     def resume(self) -> None:
@@ -111,7 +141,7 @@ class EpochTrainer(ABC):
         """Everything needed to go on after the last finished epoch exactly as an unbroken run would."""
 
     def finish(self) -> None:
-        """Write what the finished run reports (nothing by default)."""
+        """Write what the finished run reports (nothing by default); with ``out``, only the writer calls it."""
 
     def keep_record(self, record: dict[str, Any]) -> None:
         """Keep the epoch's record (before its checkpoint is written)."""

@@ -7,6 +7,13 @@ the validation ELBO decides early stopping, the best model is written as a bundl
 a checkpoint with the full training state is written atomically, so a killed run
 resumes exactly where it stopped, and a run that used up its epoch budget can be given
 a larger one and train on.
+
+Under ``torch.distributed`` (:mod:`exaug.distributed`) each rank trains on its shard of one shared permutation per
+epoch, with ``batch_size`` per rank, through ``DistributedDataParallel``: the leave-one-out prior term, and with it
+the neighbours re-encoded with gradient, runs inside the model's ``forward`` (as its ``log_prior``), so DDP averages
+every gradient over the ranks. The exemplar subsets π come from one stream shared by the ranks, the binarisation
+and reparameterisation noise from each rank's own; the latent cache is replayed on every rank after each step, and
+the end-of-epoch means and validation score are rank 0's, handed to every rank.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from .bundle import load_weights, read_bundle_config, save_generator
 from .bundle_schema import CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE
 from .config import TRAIN_SETTINGS_ADDED_SINCE_FIRST_RELEASE, ModelConfig, TrainConfig
 from .data import ImageTensorDataset, data_checksum
-from .device import resolve_device
+from .distributed import (ReplicatedLatentCache, broadcast_tensor, check_world_size, data_parallel, decided_by_writer,
+                          gathered_objects, rank_seed, shard_of_permutation, summed, training_device)
 from .epochs import EpochCallback, EpochLog, EpochTrainer
 from .evaluate import binarize_once, elbo_parts
 from .exemplar_objective import LeaveOneOutExemplarPrior
@@ -247,7 +255,7 @@ class GeneratorTrainer(EpochTrainer):
         super().__init__(out, config.epochs)
         self.config = config
         self.model_config = model_config
-        self.device = resolve_device(config.device)
+        self.device = training_device(config.device, self.group)
         self.train_u8 = as_uint8(train_images)
         self.train_labels = train_labels
         self.data_checksum = data_checksum(ImageTensorDataset(self.train_u8, train_labels))
@@ -257,13 +265,21 @@ class GeneratorTrainer(EpochTrainer):
         if config.init_from is not None:
             self.model.load_state_dict(load_weights(config.init_from))
         self.optimizer = NormalizedAdam(self.model.parameters(), lr=config.learning_rate, foreach=True)
+        # Alone, one stream draws everything. Under DDP it draws only the exemplar subsets π, alike on every rank;
+        # ``noise`` draws this rank's binarisation and reparameterisation, and each step runs through the wrapper.
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.noise = self.generator
+        self.stepped: torch.nn.Module = self.model
+        if self.group is not None:
+            self.noise = torch.Generator(device=self.device).manual_seed(rank_seed(config.seed, self.group.rank))
+            # The exemplar set is fixed for the run: its buffers are alike on every rank, nothing to broadcast.
+            self.stepped = data_parallel(self.model, self.device, sync_buffers=False)
         # Images keep their C×H×W shape: each architecture takes them as its layers need.
         self.train_images = train_images.to(device=self.device, dtype=self.model.dtype)
         self.val_images = None if val_images is None else binarize_once(val_images).to(self.device)
         # Algorithm 1's latent cache, filled by one pass of the encoder; only the exemplar prior uses it.
         self.trunk_features: torch.Tensor | None = None  # with cached_trunk: the exemplars' encoder-trunk features
-        self.cache = LatentCache(self.encode_exemplars()) if self.uses_exemplar_prior else None
+        self.cache = self._latent_cache(self.encode_exemplars()) if self.uses_exemplar_prior else None
         self.best_elbo = -math.inf
         self.best_epoch = 0
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -281,30 +297,40 @@ class GeneratorTrainer(EpochTrainer):
     def _train_epoch(self, epoch: int, prior_term: LeaveOneOutExemplarPrior | None, progress: bool) -> dict[str, Any]:
         self.model.train()
         beta = kl_weight(epoch, self.config.warmup_epochs)
-        order = torch.randperm(self.train_images.shape[0], generator=self.generator, device=self.generator.device)
+        size = self.train_images.shape[0]
+        if self.group is None:
+            order = torch.randperm(size, generator=self.generator, device=self.generator.device)
+        else:
+            order = shard_of_permutation(size, self.config.seed, epoch, self.group)
         totals = torch.zeros(3, dtype=torch.float64)
         batches = tqdm(order.split(self.config.batch_size), desc=f"epoch {epoch}", leave=False,
                        disable=not progress, file=sys.stderr)
         for batch_indices in batches:
             totals += self.train_step(batch_indices.to(self.device), beta, prior_term) * len(batch_indices)
-        loss, reconstruction, kl = (totals / self.train_images.shape[0]).tolist()
+        if self.group is not None:  # every rank's images, padding included, as DistributedSampler pads
+            totals, size = summed(totals), len(order) * self.group.world_size
+        loss, reconstruction, kl = (totals / size).tolist()
         return {"beta": beta, "train_loss": loss, "train_reconstruction": reconstruction, "train_kl": kl}
 
     def train_step(self, batch_indices: torch.Tensor, beta: float,
                    prior_term: LeaveOneOutExemplarPrior | None) -> torch.Tensor:
         """One optimiser step on training exemplars ``batch_indices``; returns (loss, reconstruction, KL) means."""
-        x = torch.bernoulli(self.train_images[batch_indices], generator=self.generator)
+        x = torch.bernoulli(self.train_images[batch_indices], generator=self.noise)
         log_prior = None
         if prior_term is not None:
             def log_prior(z: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
                 return prior_term(z, batch_indices, query=mu if self.config.knn_query == "posterior" else None)
-        terms = self.model(x, log_prior=log_prior, generator=self.generator)
+        # The prior term runs inside forward(), so under DDP the gradients of the neighbours it re-encodes are
+        # averaged over the ranks with the rest.
+        terms = self.stepped(x, log_prior=log_prior, generator=self.noise)
         loss = (beta * terms.kl - terms.reconstruction).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         if self.cache is not None:
             self.cache.update(batch_indices.to(self.cache.values.device), terms.posterior_mean)
+            if isinstance(self.cache, ReplicatedLatentCache):
+                self.cache.synchronise()
         return torch.tensor([loss.item(), terms.reconstruction.mean().item(), terms.kl.mean().item()],
                             dtype=torch.float64)
 
@@ -312,6 +338,8 @@ class GeneratorTrainer(EpochTrainer):
         """Refresh exemplar means, score validation, keep the best model (the caller checkpoints)."""
         self.model.eval()
         means = self.encode_exemplars()
+        if self.group is not None:  # bit for bit rank 0's, so the caches stay alike
+            means = broadcast_tensor(means)
         if self.cache is not None:
             self.cache.refresh(means)
         self.model.set_exemplars(self.train_u8, self.train_labels, means=means)
@@ -321,7 +349,8 @@ class GeneratorTrainer(EpochTrainer):
         if self.val_images is not None:
             # elbo_parts draws from its own fixed noise stream: every epoch is scored on the same ε,
             # and the training random stream is untouched.
-            record.update({f"val_{name}": value for name, value in elbo_parts(self.model, self.val_images).items()})
+            scores = decided_by_writer(self.group, lambda: elbo_parts(self.model, self.val_images))
+            record.update({f"val_{name}": value for name, value in scores.items()})
             self._refuse_divergence(epoch, "validation ELBO", record["val_elbo"])
             improved = record["val_elbo"] > self.best_elbo
         else:
@@ -331,7 +360,8 @@ class GeneratorTrainer(EpochTrainer):
             self.best_epoch = epoch
             self.best_state = copy.deepcopy(self.model.state_dict())
             self.best_means = means.clone()
-            save_generator(self.model, self.out, self.config, self.data_checksum)
+            if self.writes_files:
+                save_generator(self.model, self.out, self.config, self.data_checksum)
         record["best_epoch"] = self.best_epoch
         return record
 
@@ -351,6 +381,10 @@ class GeneratorTrainer(EpochTrainer):
             return self.model.encode_means(self.train_images)
         self.trunk_features = self.model.encode_features(self.train_images)
         return self.model.mean_from_features(self.trunk_features)
+
+    def _latent_cache(self, means: torch.Tensor) -> LatentCache:
+        """Algorithm 1's latent cache; under DDP one that every rank keeps alike."""
+        return LatentCache(means) if self.group is None else ReplicatedLatentCache(means, self.group)
 
     @property
     def uses_exemplar_prior(self) -> bool:
@@ -406,6 +440,12 @@ class GeneratorTrainer(EpochTrainer):
                                             f"{self.config.init_from!r} instead, pass another output directory"}
 
     def state(self) -> dict[str, Any]:
+        state = self._state()
+        if self.group is not None:  # each rank's own noise stream, restored by the same rank
+            state.update(world_size=self.group.world_size, rank_noise=gathered_objects(self.group, self.noise.get_state()))
+        return state
+
+    def _state(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
             "epoch_budget": self.config.epochs,
@@ -428,9 +468,13 @@ class GeneratorTrainer(EpochTrainer):
         if state["epoch"] > self.config.epochs:
             raise ValueError(f"{self.out} holds a run already trained {state['epoch']} epochs, more than "
                              f"epochs={self.config.epochs}; ask for at least {state['epoch']} epochs to resume or extend it")
+        check_world_size(state, path, self.group)
         self._check_means(state, path)
         with restoring(path):
             restore_random_stream(self.generator, state["generator"], state.get("generator_device"), self.out)
+            if self.group is not None:
+                restore_random_stream(self.noise, state["rank_noise"][self.group.rank], state.get("generator_device"),
+                                      self.out)
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             if self.cache is not None:
@@ -443,9 +487,10 @@ class GeneratorTrainer(EpochTrainer):
         self.epoch = state["epoch"]
         self.best_elbo, self.best_epoch = state["best_elbo"], state["best_epoch"]
         self.best_state, self.best_means = state["best_state"], state["best_means"]
-        self._truncate_log()
-        best.set_exemplars(self.train_u8, self.train_labels, means=self.best_means)
-        save_generator(best, self.out, self.config, self.data_checksum)
+        if self.writes_files:
+            self._truncate_log()
+            best.set_exemplars(self.train_u8, self.train_labels, means=self.best_means)
+            save_generator(best, self.out, self.config, self.data_checksum)
 
     def _check_means(self, state: dict[str, Any], path: Path) -> None:
         """Refuse saved exemplar means of another shape than this run's: copied into place, they would broadcast."""
@@ -481,6 +526,8 @@ class GeneratorTrainer(EpochTrainer):
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest() + "\n"
 
     def keep_record(self, record: dict[str, Any]) -> None:
+        if not self.writes_files:
+            return
         with open(self.out / LOG_FILE, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 

@@ -21,7 +21,7 @@ LAYERS = [
     ("models and priors", ["exaug.models", "exaug.priors", "exaug.config", "exaug.latent_cache"]),
     ("bundle format", ["exaug.bundle", "exaug.bundle_schema"]),
     ("evaluation and sampling", ["exaug.evaluate", "exaug.sampling"]),
-    ("trainers", ["exaug.epochs", "exaug.train", "exaug.exemplar_objective"]),
+    ("trainers", ["exaug.epochs", "exaug.distributed", "exaug.train", "exaug.exemplar_objective"]),
     ("generators by name", ["exaug.pretrained"]),
     ("plugin", ["exaug.twins", "exaug.augment", "exaug.batch_twins", "exaug.collate", "exaug.mixed"]),
     ("classifiers", ["exaug.classifiers"]),
