@@ -31,11 +31,11 @@ from exaug.train import LOG_FILE, training_log
 WORLD_SIZE = 2
 PER_RANK_BATCH = 50
 SMALL = ModelConfig(hidden_dim=32, latent_dim=4)
-# How far one epoch's loss of two processes at batch 50 may lie from one process's at batch 100, relative to it
-# (measured over seeds 0-4 on this data: see docs/scaling.md). The generator's ranks draw other noise than the
-# single process, so its losses agree as two seeds' do; the classifier differs only in the order of its images.
-GENERATOR_TOLERANCE = 0.04
-CLASSIFIER_TOLERANCE = 0.01
+# How far an epoch's figure of two processes at batch 50 may lie from one process's at batch 100, relative to it.
+# Measured over seeds 0-4 on this data, with each largest gap well inside (docs/scaling.md has the figures). The
+# generator's ranks draw other noise than the single process, so its figures agree as runs of two seeds nearly do;
+# the classifier's differ only in which images share a batch.
+TOLERANCE = {"generator train_loss": 0.04, "generator val_elbo": 0.005, "classifier train_loss": 0.02}
 
 
 def data() -> tuple[TensorDataset, TensorDataset]:
@@ -176,7 +176,7 @@ def test_two_ranks_at_batch_50_follow_one_process_at_batch_100(generator_ranks, 
     fit_generator(train, val, generator_config(1), tmp_path, SMALL, progress=False, log=records.append)
     for alone, shared in zip(records, training_log(folder / "unbroken"), strict=True):
         for key in ("train_loss", "val_elbo"):
-            assert abs(shared[key] - alone[key]) <= GENERATOR_TOLERANCE * abs(alone[key]), (key, alone, shared)
+            assert abs(shared[key] - alone[key]) <= TOLERANCE[f"generator {key}"] * abs(alone[key]), (key, alone, shared)
 
 
 def test_resuming_on_another_number_of_processes_is_refused_in_one_line(generator_ranks, tmp_path):
@@ -217,7 +217,7 @@ def test_two_classifier_ranks_at_batch_50_follow_one_process_at_batch_100(classi
     train, test = data()
     alone = fit_classifier(train, test, classifier_config(1), progress=False, log=lambda record: None)
     for single, shared in zip(alone["history"], first["unbroken"]["history"], strict=True):
-        assert abs(shared["train_loss"] - single["train_loss"]) <= CLASSIFIER_TOLERANCE * single["train_loss"]
+        assert abs(shared["train_loss"] - single["train_loss"]) <= TOLERANCE["classifier train_loss"] * single["train_loss"]
         assert shared["lr"] == pytest.approx(single["lr"])
 
 
