@@ -112,8 +112,39 @@ def architecture_curves(results: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def knn_scale(results: Path = RESULTS) -> str:
+    """The latent cache's exact search beside the approximate index at each exemplar count
+    (benchmarks/knn_scale.py)."""
+    report = json.loads((results / "knn_scale.json").read_text())
+    lines = ["| exemplars | exact search, ms | index search, ms | recall@10 (min) | nprobe / lists | index build, s "
+             "| update of 1,100 rows, ms (exact / index) | refresh, s (index) | memory, MB (exact / index) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for n, figures in report["sizes"].items():
+        exact, ivf = figures["exact"], figures["ivf"]
+        lines.append(f"| {int(n):,} | {exact['search_ms']:.1f} | {ivf['search_ms']:.1f} | {ivf['recall_at_10']:.3f} "
+                     f"({ivf['recall_at_10_min']:.3f}) | {ivf['nprobe']} / {ivf['lists']} | {ivf['build_seconds']:.1f} "
+                     f"| {exact['update_ms']:.2f} / {ivf['update_ms']:.1f} | {ivf['refresh_seconds']:.1f} "
+                     f"| {exact['memory_mb']:.0f} / {ivf['memory_mb']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def knn_scale_step(results: Path = RESULTS) -> str:
+    """A whole training step at the smallest and the largest exemplar count, and its parts (benchmarks/knn_scale.py)."""
+    report = json.loads((results / "knn_scale.json").read_text())
+    parts = {"draw_subset_ms": "draw π (randperm)", "leave_one_out_mask_ms": "leave-one-out mask",
+             "search_ms": "kNN search", "re_encode_neighbours_ms": "re-encode neighbours (with backward)",
+             "cache_update_ms": "cache update"}
+    lines = ["| exemplars | search | whole step, ms | " + " | ".join(f"{name}, ms" for name in parts.values()) + " |",
+             "|---|---|---|" + "---|" * len(parts)]
+    for n, step in report["steps"].items():
+        cells = " | ".join(f"{step['parts_ms'][key]:.1f}" for key in parts)
+        lines.append(f"| {int(n):,} | {step['index']} | {step['step_ms']:.1f} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
 TABLES: dict[str, Callable[[], str]] = {"table-3": table_3, "architecture-speed": architecture_speed,
-                                        "architecture-curves": architecture_curves}
+                                        "architecture-curves": architecture_curves,
+                                        "knn-scale": knn_scale, "knn-scale-step": knn_scale_step}
 
 
 def rewritten(text: str) -> str:

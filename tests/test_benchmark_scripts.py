@@ -292,3 +292,19 @@ def test_the_augment_speed_benchmark_refuses_too_few_images_to_time(monkeypatch,
     with pytest.raises(SystemExit):
         augment_speed.main()
     assert "at least 400" in capsys.readouterr().err
+
+
+def test_the_knn_scale_benchmark_times_exact_against_the_index_and_a_whole_step(tmp_path, monkeypatch):
+    knn_scale = load("knn_scale")
+    out = tmp_path / "knn_scale.json"
+    monkeypatch.setattr(sys, "argv", ["knn_scale.py", "--sizes", "3000", "6000", "--trials", "3", "--exact-trials", "2",
+                                      "--steps", "2", "--image-side", "4", "--out", str(out)])
+    knn_scale.main()
+    result = json.loads(out.read_text())
+    assert set(result["sizes"]) == set(result["steps"]) == {"3000", "6000"}
+    for figures in result["sizes"].values():
+        assert 0.0 <= figures["ivf"]["recall_at_10_min"] <= figures["ivf"]["recall_at_10"] <= 1.0
+        assert 1 <= figures["ivf"]["nprobe"] <= figures["ivf"]["lists"]
+    assert result["steps"]["6000"]["index"] == "exact"  # below the threshold, as knn_index="auto" picks
+    target = result["target"]
+    assert math.isclose(target["ratio"], target["search_ms_largest_auto"] / target["search_ms_smallest_exact"])
