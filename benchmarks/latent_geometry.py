@@ -26,16 +26,13 @@ import torch
 from exaug.atomic import atomic_write_text
 from exaug.data import load_split
 from exaug.device import apply_threads
-from exaug.evaluate import binarize_once
+from exaug.evaluate import binarize_once, posterior_log_variances
 from exaug.models import ExemplarGenerator
 from exaug.models.base import LOG_VAR_MAX
 from exaug.pretrained import load_generator
 from exaug.priors import squared_distances
 
 from twin_label_agreement import recorded_dataset  # the same check of what the generator trained on
-
-# A log-variance this close to LOG_VAR_MAX counts as resting on the clamp (hardtanh returns the bound itself).
-CLAMP_MARGIN = 1e-4
 
 
 def nearest_other_distances(queries: int, means: torch.Tensor, rows_per_chunk: int = 500) -> torch.Tensor:
@@ -56,7 +53,6 @@ def latent_geometry(model: ExemplarGenerator, images: torch.Tensor, exemplars: i
     means = model.exemplar_means
     sigma = model.kernel_std().item()
     spacing = nearest_other_distances(min(exemplars, means.shape[0]), means).median().item()
-    _, log_var = model.encode(images)
     return {
         "kernel_sigma": sigma,
         "exemplar_spread_per_dimension": means.std(dim=0).median().item(),
@@ -64,8 +60,7 @@ def latent_geometry(model: ExemplarGenerator, images: torch.Tensor, exemplars: i
         # A twin lies about σ·√d from its exemplar: this compares that offset with the gap to the nearest
         # other exemplar, and does not change when the whole space is rescaled.
         "twin_offset_to_spacing": sigma * math.sqrt(means.shape[1]) / spacing,
-        "posterior_log_var_median": log_var.median().item(),
-        "posterior_log_var_at_clamp_share": (log_var >= LOG_VAR_MAX - CLAMP_MARGIN).float().mean().item(),
+        **posterior_log_variances(model, images),
     }
 
 

@@ -11,13 +11,13 @@ import torch
 from click.core import ParameterSource
 
 from exaug import data
-from exaug.config import ARCHITECTURES, EXEMPLAR_SEARCHES, KNN_QUERIES, PRIORS, ModelConfig, TrainConfig
+from exaug.config import ARCHITECTURES, EXEMPLAR_SEARCHES, KNN_INDEXES, KNN_QUERIES, PRIORS, ModelConfig, TrainConfig
 from exaug.device import apply_threads
 from exaug.pretrained import load_generator
 from exaug.sampling import SAMPLE_MODES
 from exaug.train import RunProgress, fit_generator, run_progress
 
-from .options import dataset_choice, echo_once, generator_option, open_dataset, root_option, seed_type, threads_option
+from .options import command_line, dataset_choice, echo_once, generator_option, open_dataset, root_option, seed_type, threads_option
 
 
 def gradient_neighbours_choice(value: str) -> int | None:
@@ -44,6 +44,9 @@ def gradient_neighbours_choice(value: str) -> int | None:
 @click.option("--knn-query", type=click.Choice(KNN_QUERIES), default=TrainConfig.knn_query, show_default=True,
               help="Search the k neighbours around the batch's current posterior means (the authors' code) or "
                    "around each exemplar's cached mean (exaug's earlier behaviour, up to an epoch stale).")
+@click.option("--knn-index", type=click.Choice(KNN_INDEXES), default=TrainConfig.knn_index, show_default=True,
+              help="The kNN prior's search: exact, an approximate faiss IVF index calibrated to recall@10 >= 0.95 "
+                   "(CPU only), or auto (exact below 200K exemplars or on a GPU): see docs/exemplar-scale.md.")
 @click.option("--neighbour-gradient/--no-neighbour-gradient", default=True, show_default=True,
               help="Re-encode the prior's exemplars with gradient each step (Algorithm 1), or take them from the "
                    "latent cache (faster, but the latent scale drifts).")
@@ -119,7 +122,8 @@ def fit_generator_command(context: click.Context, dataset: str, architecture: st
     val = open_dataset(dataset, "val", root, channel_count)
     if so_far is not None and so_far.epochs_trained <= config.epochs:  # more trained than asked: the library refuses
         echo_once(_resume_message(out, so_far, config.epochs), err=True)
-    fit_generator(train, val, config, out, model_config=model_config, progress=progress)
+    fit_generator(train, val, config, out, model_config=model_config, progress=progress,
+                  command=command_line("fit-generator"))
     echo_once(json.dumps({"bundle": str(out)}))
 
 
@@ -271,9 +275,13 @@ def _images_advice(generator_dir: Path) -> str:
                    "loading re-attaches them from the training split when it is at hand.")
 @click.option("--dataset", type=click.Choice(data.DATASETS), default=None,
               help="Record the training dataset, for bundles whose training run did not.")
+@click.option("--version", "release", default=None, metavar="LABEL",
+              help="Record the release label the copy is published under (e.g. 'mnist v2'), beside the provenance "
+                   "its training recorded, so figures can name the bundle they used.")
 @root_option
-def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | None, root: Path | None) -> None:
-    """Copy a generator bundle, optionally without its exemplar images."""
+def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | None, release: str | None,
+                   root: Path | None) -> None:
+    """Copy a generator bundle, optionally without its exemplar images; its provenance goes with it."""
     import dataclasses
 
     from exaug.bundle import CONFIG_FILE, read_bundle_config, save_generator
@@ -288,6 +296,8 @@ def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | 
     training = TrainConfig.from_recorded(config["training"]) if config.get("training") else TrainConfig()
     if dataset is not None:
         training = dataclasses.replace(training, extra={**training.extra, "dataset": dataset})
-    save_generator(model, out, training, config.get("data_checksum"), include_images=images)
+    provenance = {**config.get("provenance", {}), **({} if release is None else {"version": release})}
+    save_generator(model, out, training, config.get("data_checksum"), include_images=images,
+                   provenance=provenance or None)
     size = sum(path.stat().st_size for path in out.iterdir()) / 2**20
     click.echo(f"wrote {out} ({size:.1f} MiB)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +35,15 @@ def echo_once(message: str, err: bool = False) -> None:
     group = current_group()
     if group is None or group.is_writer:
         click.echo(message, err=err)
+
+
+def command_line(command: str) -> str | None:
+    """The command line that ran ``command``, as ``exaug COMMAND ARGS…`` (however exaug was started: the console
+    script, ``python -m exaug.cli``, torchrun); None when no command line ran it (click's test runner, a script)."""
+    arguments = sys.argv[1:]
+    if command not in arguments:
+        return None
+    return shlex.join(["exaug", *arguments[arguments.index(command):]])
 
 
 seed_type = click.IntRange(min=0, max=MAX_SEED)  # what torch's generators take, with room for derived seeds

@@ -3,7 +3,8 @@
 * test ELBO with its reconstruction and KL parts, one posterior sample (Table 9);
 * IWAE log-likelihood bound with S importance samples (Tables 1–4, S = 5000);
 * active units: latent dimensions whose mean varies over the data by more than 0.01 (Table 8);
-* kNN classification error on latent means, k ∈ {3, …, 15} (Table 5).
+* kNN classification error on latent means, k ∈ {3, …, 15} (Table 5);
+* the posterior log-variances: their median and the share on the encoder's clamp (a growing latent space).
 
 At test time the exemplar prior uses every training exemplar, with no leave-one-out.
 Evaluation images are binarised once with a fixed seed, like the validation set in training.
@@ -21,18 +22,30 @@ from tqdm.auto import tqdm
 from .images import as_unit_float
 from .latent_cache import LatentCache
 from .models import ExemplarGenerator
+from .models.base import LOG_VAR_MAX
 
 EVAL_SEED = 0
 ACTIVE_UNIT_THRESHOLD = 0.01
 DEFAULT_KS = tuple(range(3, 16))
 # The IWAE NLL may lie this many nats above the exact one (see ExemplarPrior.log_prob_near), for ~5× less time.
 PRIOR_TOLERANCE = 1e-3
+# A log-variance this close to LOG_VAR_MAX counts as resting on the clamp (hardtanh returns the bound itself).
+CLAMP_MARGIN = 1e-4
 
 
 def binarize_once(images: torch.Tensor, seed: int = EVAL_SEED) -> torch.Tensor:
     """A fixed stochastic binarisation of grey images in [0, 1] (or uint8)."""
     generator = torch.Generator().manual_seed(seed)
     return torch.bernoulli(as_unit_float(images).cpu().float(), generator=generator)
+
+
+@torch.no_grad()
+def posterior_log_variances(model: ExemplarGenerator, images: torch.Tensor, batch_size: int = 500) -> dict[str, float]:
+    """The median posterior log σ² of the prior latent over ``images``, and the share of them resting on the
+    encoder's upper clamp: a latent space that grows as it trains shows as both rising."""
+    log_var = torch.cat([model.encode(batch.to(model.device))[1] for batch in images.split(batch_size)])
+    return {"posterior_log_var_median": log_var.median().item(),
+            "posterior_log_var_at_clamp_share": (log_var >= LOG_VAR_MAX - CLAMP_MARGIN).float().mean().item()}
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import math
 import os
@@ -42,7 +43,7 @@ from .data import ImageTensorDataset, data_checksum
 from .distributed import (ReplicatedLatentCache, broadcast_tensor, check_world_size, data_parallel, decided_by_writer,
                           gathered_objects, rank_seed, shard_of_permutation, summed, training_device)
 from .epochs import EpochCallback, EpochLog, EpochTrainer
-from .evaluate import binarize_once, elbo_parts
+from .evaluate import binarize_once, elbo_parts, posterior_log_variances
 from .exemplar_objective import LeaveOneOutExemplarPrior
 from .latent_cache import LatentCache
 from .optim import NormalizedAdam
@@ -129,6 +130,7 @@ def fit_generator(
     progress: bool = True,
     log: EpochLog | None = None,
     callbacks: Iterable[EpochCallback] = (),
+    command: str | None = None,
 ) -> ExemplarGenerator:
     """Train a generator (``model_config.architecture``, the MLP VAE by default) on ``train`` and write it to the
     bundle directory ``out``.
@@ -149,6 +151,8 @@ def fit_generator(
         callbacks: each called with the trainer (its ``model``, ``epoch``) and each epoch's record once that
             epoch's checkpoint is on disk; an exception raised in one stops the run there, and the same call
             later resumes it.
+        command: the command line that started the run, recorded in the bundle's provenance (the CLI passes
+            its own; None for the Python API).
 
     Returns:
         The best model (by validation ELBO), in eval mode, with its exemplar set.
@@ -166,7 +170,7 @@ def fit_generator(
         val_images, _ = stack_dataset(val)
         if tuple(val_images.shape[1:]) != model_config.input_shape:
             raise ValueError(f"validation images are {tuple(val_images.shape[1:])} but training images are {model_config.input_shape}")
-    trainer = GeneratorTrainer(train_images, train_labels, val_images, model_config, config, Path(out))
+    trainer = GeneratorTrainer(train_images, train_labels, val_images, model_config, config, Path(out), command)
     trainer.fit(progress=progress, log=log, callbacks=callbacks)
     return trainer.best_model()
 
@@ -251,9 +255,10 @@ class GeneratorTrainer(EpochTrainer):
     """State of one training run: model, optimiser, random stream, cache, early-stopping book-keeping."""
 
     def __init__(self, train_images: torch.Tensor, train_labels: torch.Tensor | None, val_images: torch.Tensor | None,
-                 model_config: ModelConfig, config: TrainConfig, out: Path) -> None:
+                 model_config: ModelConfig, config: TrainConfig, out: Path, command: str | None = None) -> None:
         super().__init__(out, config.epochs)
         self.config = config
+        self.command = command
         self.model_config = model_config
         self.device = training_device(config.device, self.group)
         self.train_u8 = as_uint8(train_images)
@@ -349,7 +354,8 @@ class GeneratorTrainer(EpochTrainer):
         if self.val_images is not None:
             # elbo_parts draws from its own fixed noise stream: every epoch is scored on the same ε,
             # and the training random stream is untouched.
-            scores = decided_by_writer(self.group, lambda: elbo_parts(self.model, self.val_images))
+            scores = decided_by_writer(self.group, lambda: {**elbo_parts(self.model, self.val_images),
+                                                            **posterior_log_variances(self.model, self.val_images)})
             record.update({f"val_{name}": value for name, value in scores.items()})
             self._refuse_divergence(epoch, "validation ELBO", record["val_elbo"])
             improved = record["val_elbo"] > self.best_elbo
@@ -361,7 +367,7 @@ class GeneratorTrainer(EpochTrainer):
             self.best_state = copy.deepcopy(self.model.state_dict())
             self.best_means = means.clone()
             if self.writes_files:
-                save_generator(self.model, self.out, self.config, self.data_checksum)
+                save_generator(self.model, self.out, self.config, self.data_checksum, provenance=self._provenance())
         record["best_epoch"] = self.best_epoch
         return record
 
@@ -381,6 +387,11 @@ class GeneratorTrainer(EpochTrainer):
             return self.model.encode_means(self.train_images)
         self.trunk_features = self.model.encode_features(self.train_images)
         return self.model.mean_from_features(self.trunk_features)
+
+    def _provenance(self) -> dict[str, Any]:
+        """Where the best bundle's weights come from: this exaug, the run's command, their epoch and score."""
+        return {"exaug_version": importlib.metadata.version("exaug"), "epochs_trained": self.best_epoch,
+                "best_val_elbo": self.best_elbo if math.isfinite(self.best_elbo) else None, "command": self.command}
 
     def _latent_cache(self, means: torch.Tensor) -> LatentCache:
         """Algorithm 1's latent cache; under DDP one that every rank keeps alike."""
@@ -490,7 +501,7 @@ class GeneratorTrainer(EpochTrainer):
         if self.writes_files:
             self._truncate_log()
             best.set_exemplars(self.train_u8, self.train_labels, means=self.best_means)
-            save_generator(best, self.out, self.config, self.data_checksum)
+            save_generator(best, self.out, self.config, self.data_checksum, provenance=self._provenance())
 
     def _check_means(self, state: dict[str, Any], path: Path) -> None:
         """Refuse saved exemplar means of another shape than this run's: copied into place, they would broadcast."""

@@ -1,6 +1,7 @@
 """The exaug command end to end on a small ImageFolder of 16×16 grey images."""
 
 import json
+import sys
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from PIL import Image
 
 from conftest import blob_images
 from exaug import load_generator
+from exaug.bundle import bundle_provenance
 from exaug.cli.main import main
 
 
@@ -129,15 +131,16 @@ def test_evaluate_writes_json_and_markdown(fitted, image_folder, tmp_path):
     assert 0 <= results["iwae_nll"] - exact_results["iwae_nll"] <= 1e-3 + 1e-5  # the same noise, a certified gap
 
 
-def test_fit_generator_passes_the_paper_ablation_and_query_flags_into_the_recorded_recipe(image_folder, tmp_path):
+def test_fit_generator_passes_the_paper_ablation_query_and_index_flags_into_the_recorded_recipe(image_folder, tmp_path):
     result = CliRunner().invoke(main, [
         "fit-generator", "--dataset", str(image_folder), "--channels", "1", "--epochs", "1", "--warmup-epochs", "1",
         "--hidden-dim", "16", "--latent-dim", "2", "--knn-query", "cache", "--no-leave-one-out",
-        "--patience-from-best", "--gradient-neighbours", "2", "--no-progress", "--out", str(tmp_path / "gen")])
+        "--patience-from-best", "--gradient-neighbours", "2", "--knn-index", "ivf", "--no-progress",
+        "--out", str(tmp_path / "gen")])
     assert result.exit_code == 0, result.output
     training = json.loads((tmp_path / "gen" / "config.json").read_text())["training"]
     assert (training["knn_query"], training["leave_one_out"], training["patience_after_warmup"],
-            training["gradient_neighbours"]) == ("cache", False, False, 2)
+            training["gradient_neighbours"], training["knn_index"]) == ("cache", False, False, 2, "ivf")
 
 
 def test_fit_generator_passes_the_cached_trunk_flag_and_explains_a_clash(image_folder, tmp_path):
@@ -441,8 +444,25 @@ def test_export_keeps_how_an_old_bundle_was_trained_not_todays_defaults(tmp_path
     assert (training["knn_query"], training["patience_after_warmup"]) == ("cache", False)
 
 
+def test_export_keeps_the_provenance_and_records_a_release_label(tmp_path):
+    result = CliRunner().invoke(main, ["export", "--generator", "mnist", "--no-images", "--version", "mnist v1.1",
+                                       "--out", str(tmp_path / "copy")])
+    assert result.exit_code == 0, result.output
+    provenance = json.loads((tmp_path / "copy" / "config.json").read_text())["provenance"]
+    assert provenance == {**bundle_provenance("mnist"), "version": "mnist v1.1"}
+
+
 def test_a_malformed_recorded_recipe_is_a_value_error_naming_it():
     from exaug import TrainConfig
 
     with pytest.raises(ValueError, match="recorded training recipe is malformed"):
         TrainConfig.from_recorded({"epochs": "x"})
+
+
+def test_the_command_line_recorded_is_the_one_that_ran_the_command(monkeypatch):
+    from exaug.cli.options import command_line
+
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/exaug", "--debug", "fit-generator", "--dataset", "my data"])
+    assert command_line("fit-generator") == "exaug fit-generator --dataset 'my data'"
+    monkeypatch.setattr(sys, "argv", ["pytest", "-q"])
+    assert command_line("fit-generator") is None

@@ -89,4 +89,13 @@ def test_refactors_leave_every_number_of_small_runs_bit_identical(tmp_path):
         pytest.skip(f"golden numbers were recorded under {golden['platform']}, this is {platform_key()}")
     now = numbers_now(tmp_path)
     for part, expected in golden["numbers"].items():
-        assert now[part] == expected, f"{part} changed"
+        assert pinned(now[part], expected) == expected, f"{part} changed"
+
+
+def pinned(now: object, expected: object) -> object:
+    """``now`` with the fields of training histories the golden file does not hold left out: a field added to
+    the epoch records since (a new diagnostic) is no number it pins, while every field it holds must match."""
+    if not (isinstance(now, dict) and isinstance(expected, dict) and "history" in expected):
+        return now
+    history = [{key: record.get(key) for key in golden} for record, golden in zip(now["history"], expected["history"])]
+    return {**now, "history": history + now["history"][len(history):]}

@@ -1,6 +1,7 @@
 """fit_generator: it learns, it resumes exactly, and it never overwrites what is already there."""
 
 import dataclasses
+import importlib.metadata
 import json
 import os
 
@@ -10,6 +11,8 @@ from torch.utils.data import TensorDataset
 
 from conftest import blob_images, plant_foreign_random_stream
 from exaug import BundleError, ExemplarVAE, ModelConfig, TrainConfig, fit_generator, load_generator, save_generator
+from exaug.bundle import bundle_provenance
+from exaug.models.base import LOG_VAR_MAX, LOG_VAR_MIN
 from exaug.run_lock import RunDirectoryBusy, run_directory_lock
 from exaug.train import CHECKPOINT_FILE, LOG_FILE, RunProgress, kl_weight, run_progress, stopped_early, training_log
 
@@ -357,6 +360,8 @@ def test_the_bundle_keeps_the_best_validation_model(tiny_data, tmp_path, monkeyp
     score_epochs(-100.0, -90.0, -80.0)
     after_three, _ = quiet_fit(train, val, tmp_path / "three", epochs=3)  # the same seed: epoch 3's weights
     loaded = load_generator(tmp_path / "four")
+    provenance = bundle_provenance(tmp_path / "four")
+    assert (provenance["epochs_trained"], provenance["best_val_elbo"]) == (3, -80.0)
     for (name, a), b, c in zip(after_three.state_dict().items(), loaded.state_dict().values(),
                                model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=0, atol=0, msg=name)
@@ -556,3 +561,20 @@ def test_a_bundle_cut_short_in_a_run_folder_says_to_rerun_the_command_which_repa
 def test_a_seed_torch_cannot_take_is_refused_by_the_recipe(seed):
     with pytest.raises(ValueError, match="seed=.* must be an integer in \\[0, 2\\*\\*63 - 1\\]"):
         TrainConfig(seed=seed)
+
+
+def test_the_bundle_records_the_command_and_exaug_version_that_trained_it(tiny_data, tmp_path):
+    train, val = tiny_data
+    fit_generator(train, val, TrainConfig(epochs=1, batch_size=50), tmp_path, model_config=SMALL, progress=False,
+                  log=lambda record: None, command="exaug fit-generator --dataset blobs --out here")
+    provenance = bundle_provenance(tmp_path)
+    assert provenance["command"] == "exaug fit-generator --dataset blobs --out here"
+    assert provenance["exaug_version"] == importlib.metadata.version("exaug")
+
+
+def test_each_epoch_records_how_the_validation_posterior_variances_sit_against_the_clamp(tiny_data, tmp_path):
+    train, val = tiny_data
+    _, records = quiet_fit(train, val, tmp_path, epochs=2)
+    for record in records:
+        assert 0.0 <= record["val_posterior_log_var_at_clamp_share"] <= 1.0
+        assert LOG_VAR_MIN <= record["val_posterior_log_var_median"] <= LOG_VAR_MAX
