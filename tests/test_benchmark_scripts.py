@@ -308,3 +308,24 @@ def test_the_knn_scale_benchmark_times_exact_against_the_index_and_a_whole_step(
     assert result["steps"]["6000"]["index"] == "exact"  # below the threshold, as knn_index="auto" picks
     target = result["target"]
     assert math.isclose(target["ratio"], target["search_ms_largest_auto"] / target["search_ms_smallest_exact"])
+
+
+def test_paired_nll_scores_every_generator_on_the_same_images_and_pairs_them(tmp_path, monkeypatch):
+    paired_nll = load("paired_nll")
+    out = tmp_path / "paired.json"
+    monkeypatch.setattr(sys, "argv", ["paired_nll.py", "--generator", "first=mnist", "--generator", "again=mnist",
+                                      "--images", "3", "--samples", "20", "--out", str(out)])
+    paired_nll.main()
+    result = json.loads(out.read_text())
+    first, again = result["generators"]["first"], result["generators"]["again"]
+    assert len(first["bounds"]) == 3 and first["bounds"] == again["bounds"]  # the same images, the same noise
+    assert result["differences"]["again"] == {"mean": 0.0, "sem": 0.0, "share_lower": 0.0}
+    assert first["provenance"]["version"] == "mnist v1"
+
+
+def test_paired_nll_refuses_generators_of_different_datasets(monkeypatch):
+    paired_nll = load("paired_nll")
+    monkeypatch.setattr(sys, "argv", ["paired_nll.py", "--generator", "a=mnist", "--generator", "b=fashion-mnist",
+                                      "--out", "unused.json"])
+    with pytest.raises(SystemExit):
+        paired_nll.main()
