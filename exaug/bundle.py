@@ -32,6 +32,7 @@ from .bundle_schema import (CONFIG_FILE, EXEMPLARS_FILE, FLOAT_DTYPES, FORMAT_NA
                             BundleError, check_provenance, checked_bundle_config, model_config, parse_json,
                             safetensors_header)
 from .config import ModelConfig, TrainConfig
+from .exemplar_images import ExemplarImages
 from .models import ExemplarGenerator, build_generator
 
 
@@ -61,8 +62,9 @@ def save_generator(model: ExemplarGenerator, directory: str | os.PathLike, train
     directory.mkdir(parents=True, exist_ok=True)
     weights = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     exemplars = {"means": model.exemplar_means.detach().cpu().float().contiguous()}
-    if include_images:
-        exemplars["images"] = model.exemplar_images.contiguous()
+    if include_images:  # a set kept out of RAM is read whole here, once, as the file holds it whole
+        images = model.exemplar_images
+        exemplars["images"] = (images.to_tensor() if isinstance(images, ExemplarImages) else images).contiguous()
     if model.exemplar_labels is not None:
         exemplars["labels"] = model.exemplar_labels.contiguous()
     # Entered config.json first, so it is renamed into place last; every temporary is written before any rename.

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from .pretrained import load_generator
 from .device import resolve_device
+from .exemplar_lookup import ExemplarLookup
 from .images import as_uint8, as_unit_float, check_images, check_labels
 from .twins import check_noise_scale, twin_noise, twins_around
 from .models import ExemplarGenerator
@@ -94,7 +95,7 @@ class MixedBatchLoader:
             self.random.seed()
         else:
             self.random.manual_seed(seed + _rank())
-        self._cache_index = self._index_exemplars()
+        self._lookup = self._exemplar_lookup()
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -145,10 +146,9 @@ class MixedBatchLoader:
 
     def _means(self, grid: torch.Tensor, unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """μ(x) per image: from the latent cache for exemplars of the generator, from the encoder otherwise."""
-        if self._cache_index is None:
+        if self._lookup is None:
             return self.generator.encode(unit)
-        keys = [row.tobytes() for row in as_uint8(grid).cpu().reshape(grid.shape[0], -1).numpy()]
-        found = torch.tensor([self._cache_index.get(key, -1) for key in keys], device=self.device)
+        found = self._lookup.find(as_uint8(grid)).to(self.device)
         cached = found >= 0
         if not cached.any():
             return self.generator.encode(unit)
@@ -158,13 +158,13 @@ class MixedBatchLoader:
             mu[~cached] = self.generator.encode(unit[~cached])[0]
         return mu, None  # the exemplar kernel's σ is a scalar: no posterior variance needed
 
-    def _index_exemplars(self) -> dict[bytes, int] | None:
-        """image bytes → exemplar index, when the cached means can stand in for the encoder."""
+    def _exemplar_lookup(self) -> ExemplarLookup | None:
+        """What finds the generator's exemplars in a batch, when the cached means can stand in for the encoder."""
         images = self.generator.exemplar_images
         has_kernel = self.generator.config.prior == "exemplar"
         if images is None or not has_kernel or self.generator.exemplar_means is None:
             return None
-        return {row.tobytes(): index for index, row in enumerate(images.reshape(images.shape[0], -1).numpy())}
+        return ExemplarLookup(images)
 
 
 def _rank() -> int:

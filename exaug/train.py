@@ -43,6 +43,7 @@ from .data import ImageTensorDataset, data_checksum
 from .distributed import (ReplicatedLatentCache, broadcast_tensor, check_world_size, data_parallel, decided_by_writer,
                           gathered_objects, rank_seed, shard_of_permutation, summed, training_device)
 from .epochs import EpochCallback, EpochLog, EpochTrainer
+from .exemplar_images import ExemplarImages
 from .evaluate import binarize_once, elbo_parts, posterior_log_variances
 from .exemplar_objective import LeaveOneOutExemplarPrior
 from .latent_cache import LatentCache
@@ -122,8 +123,8 @@ def kl_weight(epoch: int, warmup_epochs: int) -> float:
 
 
 def fit_generator(
-    train: Dataset,
-    val: Dataset | None = None,
+    train: Dataset | ExemplarImages,
+    val: Dataset | ExemplarImages | None = None,
     config: TrainConfig | None = None,
     out: str | os.PathLike = "runs/generator",
     model_config: ModelConfig | None = None,
@@ -137,8 +138,10 @@ def fit_generator(
 
     Args:
         train: dataset of images in [0, 1] (any C×H×W), optionally with labels; it becomes
-            the exemplar set and is stored in the bundle.
-        val: dataset for early stopping on the validation ELBO; without it training runs
+            the exemplar set and is stored in the bundle. A dataset is read into RAM whole; an
+            :class:`~exaug.exemplar_images.ExemplarImages` (a memory-mapped array, an ``ImageFolder``) is read by
+            index as training needs its images (docs/exemplar-storage.md).
+        val: dataset for early stopping on the validation ELBO, read into RAM; without it training runs
             ``config.epochs`` epochs and keeps the last model.
         config: training recipe (defaults to the paper's).
         out: bundle directory; also holds ``checkpoint.pt`` and ``train_log.jsonl``. A run there
@@ -158,19 +161,19 @@ def fit_generator(
         The best model (by validation ELBO), in eval mode, with its exemplar set.
     """
     config = config or TrainConfig()
-    train_images, train_labels = stack_dataset(train)
-    if train_images.shape[0] < 2:
-        raise ValueError(f"the training set has {train_images.shape[0]} image(s); a generator needs at least 2")
-    input_shape = tuple(train_images.shape[1:])
+    exemplars = train if isinstance(train, ExemplarImages) else ExemplarImages(*stack_dataset(train))
+    if len(exemplars) < 2:
+        raise ValueError(f"the training set has {len(exemplars)} image(s); a generator needs at least 2")
+    input_shape = exemplars.image_shape
     if config.init_from is not None:
         config, model_config = _warm_start_settings(config, model_config, input_shape)
     model_config = dataclasses.replace(model_config or ModelConfig(), input_shape=input_shape)
     val_images = None
     if val is not None:
-        val_images, _ = stack_dataset(val)
+        val_images = val.unit_float(slice(None)) if isinstance(val, ExemplarImages) else stack_dataset(val)[0]
         if tuple(val_images.shape[1:]) != model_config.input_shape:
             raise ValueError(f"validation images are {tuple(val_images.shape[1:])} but training images are {model_config.input_shape}")
-    trainer = GeneratorTrainer(train_images, train_labels, val_images, model_config, config, Path(out), command)
+    trainer = GeneratorTrainer(exemplars, None, val_images, model_config, config, Path(out), command)
     trainer.fit(progress=progress, log=log, callbacks=callbacks)
     return trainer.best_model()
 
@@ -252,18 +255,27 @@ def stopped_early(epoch: int, best_epoch: int, patience: int, counted_from: int,
 
 
 class GeneratorTrainer(EpochTrainer):
-    """State of one training run: model, optimiser, random stream, cache, early-stopping book-keeping."""
+    """State of one training run: model, optimiser, random stream, cache, early-stopping book-keeping.
 
-    def __init__(self, train_images: torch.Tensor, train_labels: torch.Tensor | None, val_images: torch.Tensor | None,
-                 model_config: ModelConfig, config: TrainConfig, out: Path, command: str | None = None) -> None:
+    The exemplar set ``train`` is an :class:`ExemplarImages` (it carries its labels), or a tensor N×C×H×W with
+    ``train_labels``. RAM holds what a step needs of it, by exemplar: its latent mean in the cache, its label; its
+    images are read by index, each batch and each step's neighbours, unless the set is itself held in RAM.
+    """
+
+    def __init__(self, train: ExemplarImages | torch.Tensor, train_labels: torch.Tensor | None,
+                 val_images: torch.Tensor | None, model_config: ModelConfig, config: TrainConfig, out: Path,
+                 command: str | None = None) -> None:
         super().__init__(out, config.epochs)
         self.config = config
         self.command = command
         self.model_config = model_config
         self.device = training_device(config.device, self.group)
-        self.train_u8 = as_uint8(train_images)
-        self.train_labels = train_labels
-        self.data_checksum = data_checksum(ImageTensorDataset(self.train_u8, train_labels))
+        if isinstance(train, ExemplarImages) and train_labels is not None:
+            raise ValueError("train_labels go with a tensor of images; an ExemplarImages carries its own labels "
+                             "(ExemplarImages(images, labels))")
+        self.exemplars = train if isinstance(train, ExemplarImages) else ExemplarImages(train, train_labels)
+        self.train_labels = self.exemplars.labels
+        self.data_checksum = self.exemplars.checksum()
         self.val_checksum = None if val_images is None else data_checksum(ImageTensorDataset(as_uint8(val_images)))
         torch.manual_seed(config.seed)
         self.model = build_generator(model_config).to(self.device)
@@ -279,8 +291,9 @@ class GeneratorTrainer(EpochTrainer):
             self.noise = torch.Generator(device=self.device).manual_seed(rank_seed(config.seed, self.group.rank))
             # The exemplar set is fixed for the run: its buffers are alike on every rank, nothing to broadcast.
             self.stepped = data_parallel(self.model, self.device, sync_buffers=False)
-        # Images keep their C×H×W shape: each architecture takes them as its layers need.
-        self.train_images = train_images.to(device=self.device, dtype=self.model.dtype)
+        # Images keep their C×H×W shape: each architecture takes them as its layers need. A set held in RAM is
+        # copied to the device once; one out of RAM is read batch by batch.
+        self.train_images = self.exemplars.as_float(self.device, self.model.dtype)
         self.val_images = None if val_images is None else binarize_once(val_images).to(self.device)
         # Algorithm 1's latent cache, filled by one pass of the encoder; only the exemplar prior uses it.
         self.trunk_features: torch.Tensor | None = None  # with cached_trunk: the exemplars' encoder-trunk features
@@ -302,7 +315,7 @@ class GeneratorTrainer(EpochTrainer):
     def _train_epoch(self, epoch: int, prior_term: LeaveOneOutExemplarPrior | None, progress: bool) -> dict[str, Any]:
         self.model.train()
         beta = kl_weight(epoch, self.config.warmup_epochs)
-        size = self.train_images.shape[0]
+        size = len(self.exemplars)
         if self.group is None:
             order = torch.randperm(size, generator=self.generator, device=self.generator.device)
         else:
@@ -347,7 +360,7 @@ class GeneratorTrainer(EpochTrainer):
             means = broadcast_tensor(means)
         if self.cache is not None:
             self.cache.refresh(means)
-        self.model.set_exemplars(self.train_u8, self.train_labels, means=means)
+        self.model.set_exemplars(self.exemplars, self.train_labels, means=means)
         record: dict[str, Any] = {}
         if isinstance(self.model.prior, ExemplarPrior):
             record["prior_log_var"] = self.model.prior.log_var.item()
@@ -411,7 +424,7 @@ class GeneratorTrainer(EpochTrainer):
     def best_model(self) -> ExemplarGenerator:
         """The model of the best epoch (by validation ELBO, else the last), in eval mode, with its exemplar set."""
         self.model.load_state_dict(self.best_state)
-        self.model.set_exemplars(self.train_u8, self.train_labels, means=self.best_means)
+        self.model.set_exemplars(self.exemplars, self.train_labels, means=self.best_means)
         return self.model.eval()
 
     def stopped(self) -> bool:
@@ -500,12 +513,12 @@ class GeneratorTrainer(EpochTrainer):
         self.best_state, self.best_means = state["best_state"], state["best_means"]
         if self.writes_files:
             self._truncate_log()
-            best.set_exemplars(self.train_u8, self.train_labels, means=self.best_means)
+            best.set_exemplars(self.exemplars, self.train_labels, means=self.best_means)
             save_generator(best, self.out, self.config, self.data_checksum, provenance=self._provenance())
 
     def _check_means(self, state: dict[str, Any], path: Path) -> None:
         """Refuse saved exemplar means of another shape than this run's: copied into place, they would broadcast."""
-        shape = (self.train_u8.shape[0], self.model_config.latent_dim)
+        shape = (len(self.exemplars), self.model_config.latent_dim)
         saved = {"best_means": state["best_means"], "cache": state["cache"] if self.cache is not None else None}
         wrong = [f"{key} is {list(value.shape)}" for key, value in saved.items()
                  if value is not None and tuple(value.shape) != shape]

@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import ModelConfig
+from ..exemplar_images import ExemplarImages, FloatExemplarImages
 from ..images import as_uint8, as_unit_float
 from ..priors import ExemplarPrior, log_normal_diag
 
@@ -36,6 +37,8 @@ LOG_VAR_MIN, LOG_VAR_MAX = -6.0, 2.0  # hardtanh clamp on every learned log-vari
 
 # The trainer's prior term: log p(z_p) per row for prior-latent samples z_p, given the posterior means μ_p.
 LogPrior = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# Images read in slices to be encoded: a tensor N×C×H×W, or an exemplar set read by index.
+ImageRows = torch.Tensor | ExemplarImages | FloatExemplarImages
 
 
 @dataclass
@@ -87,7 +90,8 @@ class ExemplarGenerator(nn.Module, abc.ABC):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.exemplar_images: torch.Tensor | None = None  # uint8 N×C×H×W, kept on the CPU
+        # uint8 N×C×H×W on the CPU; a set kept out of RAM stays an ExemplarImages, indexed the same way.
+        self.exemplar_images: torch.Tensor | ExemplarImages | None = None
         self.exemplar_labels: torch.Tensor | None = None  # int64 N, when the data had labels
         # Latent means of the exemplar set (N×d); saved in exemplars.safetensors, not with the weights.
         self.register_buffer("exemplar_means", torch.empty(0, config.latent_dim), persistent=False)
@@ -250,43 +254,50 @@ class ExemplarGenerator(nn.Module, abc.ABC):
         return torch.exp(0.5 * log_var)
 
     # ---------------------------------------------------------------------- exemplars
-    def encode_means(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-        """μ_p(x) for many images, in batches, without gradient. ``images`` may be uint8 or float in [0, 1]."""
+    def encode_means(self, images: ImageRows, batch_size: int = 1000) -> torch.Tensor:
+        """μ_p(x) for many images, in batches, without gradient. ``images`` may be uint8 or float in [0, 1], or an
+        exemplar set out of RAM (read one batch at a time)."""
         return self._in_batches(lambda x: self.mean_from_features(self.exemplar_features(x)), images, batch_size)
 
-    def encode_features(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    def encode_features(self, images: ImageRows, batch_size: int = 1000) -> torch.Tensor:
         """:meth:`exemplar_features` of many images, in batches, without gradient: what μ_p(x) is read from."""
         return self._in_batches(self.exemplar_features, images, batch_size)
 
     @torch.no_grad()
-    def _in_batches(self, encode: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+    def _in_batches(self, encode: Callable[[torch.Tensor], torch.Tensor], images: ImageRows,
                     batch_size: int) -> torch.Tensor:
         # An empty set still makes one (empty) pass, so the result has the right width.
         return torch.cat([encode(self.model_input(as_unit_float(images[start:start + batch_size]).to(self.device)))
                           for start in range(0, max(images.shape[0], 1), batch_size)])
 
-    def set_exemplars(self, images: torch.Tensor | None, labels: torch.Tensor | None = None,
+    def set_exemplars(self, images: torch.Tensor | ExemplarImages | None, labels: torch.Tensor | None = None,
                       means: torch.Tensor | None = None) -> None:
         """Make ``images`` (uint8 or float in [0, 1], N×C×H×W) the exemplar set.
 
-        The latent means are computed with the current encoder unless given; they become
-        the components of the exemplar prior. ``images`` may be None when ``means`` are
+        A tensor, or an :class:`ExemplarImages` held in RAM, is kept as a uint8 tensor on the CPU. An
+        :class:`ExemplarImages` read from disk or from a dataset is kept as it is, by reference: sampling, the plugin
+        and a bundle read the images they need from it. The latent means are computed with the current encoder
+        unless given; they become the components of the exemplar prior. ``images`` may be None when ``means`` are
         given (a bundle shipped without its images).
         """
         if images is None:
             if means is None:
                 raise ValueError("set_exemplars needs the exemplar images, or their latent means")
-            images_u8, count = None, means.shape[0]
+            kept, count = None, means.shape[0]
         else:
-            images_u8, count = as_uint8(images).cpu(), images.shape[0]
-            if tuple(images_u8.shape[1:]) != self.config.input_shape:
-                raise ValueError(f"exemplars of shape {tuple(images_u8.shape[1:])} do not match {self.config.input_shape}")
+            if isinstance(images, ExemplarImages):
+                kept = images.to_tensor() if images.in_memory else images
+            else:
+                kept = as_uint8(images).cpu()
+            count = kept.shape[0]
+            if tuple(kept.shape[1:]) != self.config.input_shape:
+                raise ValueError(f"exemplars of shape {tuple(kept.shape[1:])} do not match {self.config.input_shape}")
         if labels is not None and labels.shape != (count,):
             raise ValueError(f"labels have shape {tuple(labels.shape)}; expected ({count},)")
-        self.exemplar_images = images_u8
+        self.exemplar_images = kept
         self.exemplar_labels = None if labels is None else labels.to(torch.int64).cpu()
         if means is None:
-            means = self.encode_means(images_u8)
+            means = self.encode_means(kept)
         self.exemplar_means = means.detach().to(device=self.device, dtype=self.dtype)
         if isinstance(self.prior, ExemplarPrior):
             self.prior.set_exemplar_means(self.exemplar_means)
