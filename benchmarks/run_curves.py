@@ -20,13 +20,18 @@ from exaug.bundle import read_bundle_config
 from exaug.train import training_log
 
 
+CURVE_FIELDS = ("epoch", "val_elbo", "seconds", "prior_log_var", "val_posterior_log_var_at_clamp_share")
+
+
 def run_curves(folder: Path) -> dict[str, Any]:
-    """The architecture, recipe and per-epoch records (epoch, validation ELBO, seconds) of the run in ``folder``."""
+    """The architecture, recipe and per-epoch records of the run in ``folder``: epoch, validation ELBO, seconds, and
+    the latent scale (the exemplar prior's log σ², the validation posterior log-variances' share on the encoder's
+    clamp; None for epochs that did not record it)."""
     config = read_bundle_config(folder)
     records = training_log(folder)
     return {"folder": str(folder), "model": config["model"], "training": config["training"],
-            "epochs_trained": len(records), "epoch": [r["epoch"] for r in records],
-            "val_elbo": [r["val_elbo"] for r in records], "seconds": [r["seconds"] for r in records]}
+            "provenance": config.get("provenance", {}), "epochs_trained": len(records),
+            **{field: [record.get(field) for record in records] for field in CURVE_FIELDS}}
 
 
 def main() -> None:

@@ -81,7 +81,7 @@ def test_the_curves_table_shows_each_architecture_at_the_epochs_it_reached(table
     assert "| ConvHVAE | -190.00 |  |  |" in table and "VAE (MLP)" not in table
 
 
-def test_run_curves_records_a_runs_epochs_so_far(tmp_path):
+def test_run_curves_records_a_runs_epochs_so_far_with_its_latent_scale(tmp_path):
     from torch.utils.data import TensorDataset
 
     from conftest import blob_images
@@ -97,4 +97,6 @@ def test_run_curves_records_a_runs_epochs_so_far(tmp_path):
                   log=lambda record: None)
     curves = run_curves.run_curves(tmp_path)
     assert curves["epochs_trained"] == 2 and curves["epoch"] == [1, 2] and curves["model"]["architecture"] == "hvae"
-    assert len(curves["val_elbo"]) == 2
+    assert len(curves["val_elbo"]) == len(curves["prior_log_var"]) == 2
+    assert all(0.0 <= share <= 1.0 for share in curves["val_posterior_log_var_at_clamp_share"])
+    assert curves["provenance"]["epochs_trained"] in (1, 2)
