@@ -9,6 +9,7 @@ memory-mapped ``.npy`` (rows read from disk as they are asked for), or any map-s
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import math
 import os
@@ -172,19 +173,21 @@ class FloatExemplarImages:
         return self.images.unit_float(index).to(device=self.device, dtype=self.dtype)
 
 
-class _Source:
+class _Source(abc.ABC):
     """Where the images are: their count, their shape, and the images of some rows."""
 
     image_shape: tuple[int, int, int]
 
-    def __len__(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
 
+    @abc.abstractmethod
     def uint8(self, rows: Rows) -> torch.Tensor:
-        raise NotImplementedError
+        """uint8 images of ``rows``, B×C×H×W on the CPU."""
 
+    @abc.abstractmethod
     def unit_float(self, rows: Rows) -> torch.Tensor:
-        raise NotImplementedError
+        """float32 images of ``rows`` in [0, 1], B×C×H×W on the CPU."""
 
 
 class _TensorSource(_Source):
