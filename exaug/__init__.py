@@ -10,6 +10,7 @@ from .batch_twins import ExemplarTwins
 from .bundle import BundleError, save_generator
 from .collate import ExemplarCollate
 from .config import ModelConfig, TrainConfig
+from .exemplar_images import ExemplarImages
 from .mixed import MixedBatch, MixedBatchLoader, mixed_loss
 from .run_lock import RunDirectoryBusy
 from .train import RunProgress, fit_generator, run_progress
@@ -21,6 +22,7 @@ __all__ = [
     "ExemplarAugment",
     "ExemplarCollate",
     "ExemplarGenerator",
+    "ExemplarImages",
     "ExemplarTwins",
     "ExemplarVAE",
     "MixedBatch",
