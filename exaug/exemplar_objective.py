@@ -4,7 +4,8 @@ For a batch of training points i with latent samples z_i this computes
 
     log r(z_i) = log (1/M_i) Σ_{j ∈ π, j ≠ i} N(z_i; μ(x_j), σ² I)
 
-with a fresh exemplar subset π of size M = fraction·N per batch (exemplar subsampling),
+with a fresh exemplar subset π of size M = fraction·N per batch (exemplar subsampling; from APPROXIMATE_FROM
+exemplars drawn as a mask by `uniform_subset_mask`, which costs far less than the permutation drawn below it),
 leave-one-out (a point never explains itself, and M_i counts only the exemplars that may
 explain it), and either every exemplar of π ("exact") or only the k members of π nearest
 to μ(x_i) in the latent cache ("knn", a lower bound by eq. 15).
@@ -24,6 +25,7 @@ import math
 
 import torch
 
+from . import latent_cache
 from .config import TrainConfig
 from .latent_cache import LatentCache
 from .priors import ExemplarPrior, isotropic_mixture_log_prob
@@ -69,6 +71,8 @@ class LeaveOneOutExemplarPrior:
         n = exemplars.shape[0]
         # M ≥ 2 so that every point keeps at least one exemplar after leaving itself out.
         self.subset_size = max(2, min(n, round(config.exemplar_fraction * n)))
+        # Below the threshold π stays the prefix of a permutation, so that every run there keeps its numbers.
+        self.subset_as_mask = n >= latent_cache.APPROXIMATE_FROM
 
     def __call__(self, z: torch.Tensor, batch_indices: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
         """log r(z_b) for each row b, where row b encodes training exemplar ``batch_indices[b]``.
@@ -78,13 +82,13 @@ class LeaveOneOutExemplarPrior:
         """
         subset = self._draw_subset()
         if self.leave_one_out:  # a row's own exemplar, when drawn into π, neither explains it nor counts
-            in_subset = torch.zeros(self.exemplars.shape[0], dtype=torch.bool, device=z.device)
-            in_subset[subset] = True
-            log_count = torch.log(self.subset_size - in_subset[batch_indices].to(z.dtype))
+            in_subset = self._membership(subset)
+            log_count = torch.log(self.subset_size - in_subset[batch_indices.to(in_subset.device)].to(z.device, z.dtype))
         else:
             log_count = math.log(self.subset_size)
         if self.search == "exact":
-            members, mask = subset, (subset.unsqueeze(0) != batch_indices.unsqueeze(1) if self.leave_one_out else None)
+            members = subset.nonzero().squeeze(1) if subset.dtype == torch.bool else subset
+            mask = members.unsqueeze(0) != batch_indices.unsqueeze(1) if self.leave_one_out else None
             fresh = None
         else:
             members, mask, fresh = self._nearest_members(batch_indices, subset, query)
@@ -92,10 +96,22 @@ class LeaveOneOutExemplarPrior:
         return isotropic_mixture_log_prob(z, centres, self.prior.log_var, log_count, mask)
 
     def _draw_subset(self) -> torch.Tensor:
-        """Indices of a uniformly drawn exemplar subset π of size M (exemplar subsampling, eq. 5)."""
+        """A uniformly drawn exemplar subset π of size M (exemplar subsampling, eq. 5): its indices (the first M of a
+        permutation) below APPROXIMATE_FROM exemplars, from there an N-long boolean mask (`uniform_subset_mask`)."""
         n = self.exemplars.shape[0]
-        subset = torch.randperm(n, generator=self.generator, device=self.generator.device)[: self.subset_size]
+        if self.subset_as_mask:
+            subset = uniform_subset_mask(n, self.subset_size, self.generator)
+        else:
+            subset = torch.randperm(n, generator=self.generator, device=self.generator.device)[: self.subset_size]
         return subset.to(self.exemplars.device)
+
+    def _membership(self, subset: torch.Tensor) -> torch.Tensor:
+        """π as an N-long boolean mask, whichever form `_draw_subset` gave it in."""
+        if subset.dtype == torch.bool:
+            return subset
+        member = torch.zeros(self.exemplars.shape[0], dtype=torch.bool, device=subset.device)
+        member[subset] = True
+        return member
 
     def _nearest_members(self, batch_indices: torch.Tensor, subset: torch.Tensor, query: torch.Tensor | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -145,3 +161,47 @@ class LeaveOneOutExemplarPrior:
         self.cache.update(members[fresh].to(cache_device), encoded)
         cached = self.cache.values[members.to(cache_device)].to(encoded.device, encoded.dtype)
         return cached.index_put((fresh.nonzero(as_tuple=True)[0],), encoded)
+
+
+def uniform_subset_mask(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """An N-long boolean mask of ``size`` rows drawn uniformly among all subsets of that size, from ``generator``.
+
+    Every row joins on its own with probability about size/N (one random byte each, rather than a permutation of all
+    N rows, which costs several times more: its writes land at random places in memory). Given how many joined,
+    which ones did is uniform, so removing the surplus, or adding the shortfall, with rows drawn uniformly among
+    the members (or the others) leaves a subset that is uniform among those of exactly ``size`` rows.
+    """
+    if not 0 < size <= n:
+        raise ValueError(f"a subset of {size} rows out of {n} is not possible; expected 0 < size ≤ {n}")
+    device = generator.device
+    if size == n:
+        return torch.ones(n, dtype=torch.bool, device=device)
+    threshold = min(255, max(1, round(256 * size / n)))
+    mask = torch.randint(0, 256, (n,), generator=generator, device=device, dtype=torch.uint8) < threshold
+    joined = int(mask.count_nonzero())
+    if joined != size:
+        surplus = joined > size
+        flipped = _distinct_rows_where(mask, surplus, abs(joined - size), joined if surplus else n - joined, generator)
+        mask[flipped] = not surplus
+    return mask
+
+
+def _distinct_rows_where(mask: torch.Tensor, value: bool, count: int, eligible: int,
+                         generator: torch.Generator) -> torch.Tensor:
+    """``count`` distinct rows drawn uniformly among the ``eligible`` rows where ``mask`` is ``value``: rows drawn
+    uniformly from all, those that qualify kept in the order they first appeared until there are ``count``."""
+    n = mask.shape[0]
+    chosen = torch.empty(0, dtype=torch.int64, device=mask.device)
+    while chosen.shape[0] < count:
+        draws = math.ceil(1.25 * (count - chosen.shape[0]) * n / eligible) + 64
+        rows = torch.randint(0, n, (draws,), generator=generator, device=generator.device).to(mask.device)
+        chosen = _first_occurrences(torch.cat([chosen, rows[mask[rows] == value]]))[:count]
+    return chosen
+
+
+def _first_occurrences(values: torch.Tensor) -> torch.Tensor:
+    """The distinct ``values``, each at the place it first appears, in that order."""
+    distinct, inverse = torch.unique(values, return_inverse=True)
+    places = torch.arange(values.shape[0], device=values.device)
+    first = torch.full_like(distinct, values.shape[0]).scatter_reduce_(0, inverse, places, "amin")
+    return values[first.sort().values]

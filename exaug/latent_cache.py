@@ -34,6 +34,8 @@ CALIBRATION_QUERIES = 256
 CALIBRATION_K = 10
 # k-means trains the inverted lists on this many rows per list (faiss asks for at least 39).
 TRAINING_ROWS_PER_LIST = 64
+# The approximate index ranks RERANK·k candidates by their 4-bit codes, then the k nearest of them by exact distance.
+RERANK = 4
 
 
 @contextlib.contextmanager
@@ -78,16 +80,20 @@ def resolve_knn_index(setting: str, rows: int, device: torch.device) -> str:
 
 
 class InvertedFileIndex:
-    """Approximate L2 kNN over the rows of a latent cache: a faiss inverted file (IndexIVFFlat), row i under id i.
+    """Approximate L2 kNN over the rows of a latent cache: a faiss inverted file of 4-bit codes (IndexIVFPQFastScan,
+    one sub-quantizer per dimension, scanned with SIMD), whose candidates are re-ranked by their exact rows.
 
-    k-means splits the rows into about 2·√N lists; a query scans the ``nprobe`` lists whose centroids are nearest,
-    skipping rows that are not candidates (a bitmap selector), so the k found are all members of the exemplar subset.
-    ``nprobe`` is calibrated at each build against the exact search (CALIBRATION_RECALL). Rows that move are
-    re-assigned to their nearest list in place (a direct map finds them); `rebuild` re-trains the lists, for when
-    every row has moved (the cache's refresh at the end of an epoch).
+    k-means splits the rows into about 2·√N lists; a query scans the codes of the ``nprobe`` lists whose centroids
+    are nearest, skipping rows that are not candidates (a bitmap selector), keeps the RERANK·k nearest by their codes
+    and returns the k of those nearest by the cache's own rows. Codes are approximate, the re-ranking is exact: the
+    recall lost is the neighbours the scanned lists miss or the codes rank too far. ``nprobe`` is calibrated at each
+    build against the exact search (CALIBRATION_RECALL). Rows that move are filed again (removed, then added under
+    their new code); `rebuild` re-trains the lists, for when every row has moved (the cache's refresh at the end of an
+    epoch).
 
     Args:
-        values: N×d cache rows on the CPU.
+        values: N×d cache rows on the CPU; the index re-ranks with these rows as they are when it searches (the
+            cache's own tensor, not a copy).
     """
 
     def __init__(self, values: torch.Tensor) -> None:
@@ -97,30 +103,35 @@ class InvertedFileIndex:
         """Train the lists on a sample of ``values``, file every row, and calibrate ``nprobe``."""
         import faiss
 
+        self.values = values
         rows = _as_faiss(values)
         n, d = rows.shape
         self.lists = max(1, min(n // TRAINING_ROWS_PER_LIST, round(2 * math.sqrt(n))))
-        self.index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, self.lists)
+        self.index = faiss.IndexIVFPQFastScan(faiss.IndexFlatL2(d), d, self.lists, d, 4)
+        self.index.by_residual = True  # codes of the offset from the list's centroid: finer than of the row itself
         # A fixed numpy stream: the build never draws from the training's torch generators.
         rng = np.random.default_rng(0)
         sample = np.sort(rng.choice(n, min(n, self.lists * TRAINING_ROWS_PER_LIST), replace=False))
         self.index.train(rows[sample])
         self.index.add(rows)
-        self.index.make_direct_map(True)
         self.nprobe = self._calibrated_nprobe(rows, rng)
 
-    def update(self, indices: torch.Tensor, values: torch.Tensor) -> None:
-        """Store the new ``values`` of rows ``indices`` (unique or not), each in the list now nearest to it."""
-        self.index.update_vectors(np.ascontiguousarray(indices.cpu().numpy(), dtype=np.int64), _as_faiss(values))
+    def update(self, indices: torch.Tensor) -> None:
+        """File rows ``indices`` (unique or not) again, under the code and in the list of the value they hold now."""
+        import faiss
+
+        ids = np.unique(indices.cpu().numpy()).astype(np.int64)
+        self.index.remove_ids(faiss.IDSelectorBatch(ids))
+        self.index.add_with_ids(_as_faiss(self.values[torch.from_numpy(ids)]), ids)
 
     def nbytes(self) -> int:
-        """Memory the index holds: the filed rows, their ids, the direct map and the centroids."""
-        rows, d = self.index.ntotal, self.index.d
-        return rows * (4 * d + 8 + 8) + self.lists * 4 * d
+        """Memory the index holds: the codes, their ids and the centroids (the rows it re-ranks with are the cache's)."""
+        return self.index.ntotal * (self.index.code_size + 8) + self.lists * 4 * self.index.d
 
     def search(self, queries: torch.Tensor, k: int, candidates: torch.Tensor | None = None,
                nprobe: int | None = None) -> torch.Tensor:
-        """Row indices (B×k, nearest first) of k rows near each query, all of them ``candidates`` when given.
+        """Row indices (B×k, nearest first) of k rows near each query (fewer if there are fewer candidates), all of
+        them ``candidates`` when given (indices, or an N-long boolean mask).
 
         ``nprobe`` (default: the calibrated one) is raised for the rows whose scanned lists held fewer than k
         candidates, until every row has k.
@@ -130,20 +141,30 @@ class InvertedFileIndex:
         n = self.index.ntotal
         selector = None
         if candidates is not None:
-            member = torch.zeros(n, dtype=torch.bool)
-            member[candidates.cpu()] = True
+            member = _membership(candidates, n)
+            k = min(k, int(member.count_nonzero()))
             bitmap = np.packbits(member.numpy(), bitorder="little")
             selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
-        queries = _as_faiss(queries)
+        queries = queries.detach().cpu().to(torch.float32).contiguous()
         depth = nprobe or self.nprobe
-        _, found = self.index.search(queries, k, params=faiss.SearchParametersIVF(sel=selector, nprobe=depth))
-        short = (found < 0).any(axis=1)
+        found = self._reranked(queries, k, selector, depth)
+        short = (found < 0).any(1)
         while short.any():
             depth = min(2 * depth, self.lists)
-            _, found[short] = self.index.search(queries[short], k,
-                                                params=faiss.SearchParametersIVF(sel=selector, nprobe=depth))
-            short = (found < 0).any(axis=1)
-        return torch.from_numpy(found).to(torch.int64)
+            found[short] = self._reranked(queries[short], k, selector, depth)
+            short = (found < 0).any(1)
+        return found
+
+    def _reranked(self, queries: torch.Tensor, k: int, selector, nprobe: int) -> torch.Tensor:
+        """The k of the RERANK·k rows nearest by code that are nearest by their exact rows; -1 where too few."""
+        import faiss
+
+        _, coarse = self.index.search(queries.numpy(), RERANK * k,
+                                      params=faiss.SearchParametersIVF(sel=selector, nprobe=nprobe))
+        coarse = torch.from_numpy(coarse)
+        distances = (self.values[coarse.clamp(min=0)] - queries.unsqueeze(1)).square().sum(2)
+        distances[coarse < 0] = math.inf  # a missing candidate ranks last and stays -1
+        return coarse.gather(1, distances.topk(k, largest=False).indices)
 
     def _calibrated_nprobe(self, rows: np.ndarray, rng: np.random.Generator) -> int:
         """The smallest nprobe on a ladder of about √2 steps whose recall@CALIBRATION_K reaches CALIBRATION_RECALL,
@@ -163,6 +184,16 @@ class InvertedFileIndex:
             if recall(self.search(queries, k, candidates, nprobe), exact) >= CALIBRATION_RECALL:
                 return nprobe
         return self.lists
+
+
+def _membership(candidates: torch.Tensor, n: int) -> torch.Tensor:
+    """``candidates`` (indices, or an N-long boolean mask) as an N-long boolean mask on the CPU."""
+    candidates = candidates.cpu()
+    if candidates.dtype == torch.bool:
+        return candidates
+    member = torch.zeros(n, dtype=torch.bool)
+    member[candidates] = True
+    return member
 
 
 def recall(found: torch.Tensor, exact: torch.Tensor) -> float:
@@ -206,8 +237,8 @@ class LatentCache:
     def update(self, indices: torch.Tensor, means: torch.Tensor) -> None:
         """Overwrite the cached means of exemplars ``indices`` (their latest encodings)."""
         self.values[indices] = means.detach().to(self.values.dtype)
-        if self.index is not None:  # the stored rows, so that a repeated index files the value the cache kept
-            self.index.update(indices, self.values[indices])
+        if self.index is not None:
+            self.index.update(indices)
 
     def refresh(self, means: torch.Tensor) -> None:
         """Replace every cached mean, e.g. after a full pass of the encoder at the end of an epoch."""
@@ -221,13 +252,14 @@ class LatentCache:
         Args:
             queries: B×d latent codes.
             k: neighbours per query (at most the number of candidates).
-            candidates: optional indices of the exemplars to search among (e.g. the current
-                exemplar subset); the result still holds indices into the whole cache.
+            candidates: optional exemplars to search among (e.g. the current exemplar subset), as indices or as an
+                N-long boolean mask; the result still holds indices into the whole cache.
         """
         queries = queries.detach()
         if self.index is not None:
-            return self.index.search(queries, min(k, len(self) if candidates is None else candidates.shape[0]),
-                                     candidates)
+            return self.index.search(queries, min(k, len(self)), candidates)
+        if candidates is not None and candidates.dtype == torch.bool:
+            candidates = candidates.nonzero().squeeze(1)
         database = self.values if candidates is None else self.values.index_select(0, candidates)
         found = exact_search(queries, database, min(k, database.shape[0]))
         return found if candidates is None else candidates[found]
