@@ -9,7 +9,8 @@ exemplar subset π), the queries at rows outside π plus a little noise; recall@
 search of the same queries. Updates write 1,100 rows (a batch and its re-encoded neighbours); a refresh
 replaces every row (the end of an epoch). The whole step is the trainer's: the ELBO of an MLP VAE on 8×8
 images (5M 784-pixel images would not fit in memory as float32) with the leave-one-out kNN prior,
-gradient through all k neighbours, backward, the optimiser step and the cache's update.
+gradient through all k neighbours, backward, the optimiser step and the cache's update; beside its parts, what
+drawing π as the first M of a permutation would cost at that size.
 
     python benchmarks/knn_scale.py --sizes 50000 500000 5000000 --out benchmarks/results/knn_scale.json
 """
@@ -68,9 +69,14 @@ def search_trials(means: torch.Tensor, trials: int, seed: int) -> list[tuple[tor
     return drawn
 
 
-def time_searches(cache: LatentCache, trials: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, list]:
+def time_searches(cache: LatentCache, trials: list[tuple[torch.Tensor, torch.Tensor]], as_mask: bool = False
+                  ) -> tuple[float, list]:
+    """Median milliseconds of a step's search, and what it found; π handed over as indices, or as the N-long mask
+    a training step draws from APPROXIMATE_FROM exemplars (``as_mask``; making it is the draw's work, not timed)."""
     found, times = [], []
     for queries, candidates in trials:
+        if as_mask:
+            candidates = torch.zeros(len(cache), dtype=torch.bool).index_fill_(0, candidates, True)
         started = time.perf_counter()
         found.append(cache.search(queries, K + 1, candidates)[:, :K])
         times.append(time.perf_counter() - started)
@@ -86,7 +92,7 @@ def measure_size(n: int, trials: int, exact_trials: int) -> dict:
     started = time.perf_counter()
     approximate = LatentCache(means, knn_index="ivf")
     build_seconds = time.perf_counter() - started
-    ivf_ms, ivf_found = time_searches(approximate, drawn)
+    ivf_ms, ivf_found = time_searches(approximate, drawn, as_mask=n >= latent_cache.APPROXIMATE_FROM)
     recalls = [recall(found, truth) for found, truth in zip(ivf_found, exact_found)]
     rows = torch.randint(0, n, (UPDATED_ROWS,), generator=torch.Generator().manual_seed(2))
     moved = means[rows] + 0.01 * torch.randn(UPDATED_ROWS, DIM)
@@ -102,7 +108,8 @@ def measure_size(n: int, trials: int, exact_trials: int) -> dict:
                   "memory_mb": exact.values.nbytes / 2**20},
         "ivf": {"search_ms": ivf_ms, "timed_searches": len(ivf_found),
                 "recall_at_10": sum(recalls) / len(recalls), "recall_at_10_min": min(recalls),
-                "lists": index.lists, "nprobe": index.nprobe, "build_seconds": build_seconds,
+                "lists": index.lists, "nprobe": index.nprobe, "rerank": latent_cache.RERANK,
+                "build_seconds": build_seconds,
                 "update_ms": median_ms(lambda: approximate.update(rows, moved), 20),
                 "refresh_seconds": refresh_seconds,
                 "memory_mb": (approximate.values.nbytes + index.nbytes()) / 2**20,
@@ -144,13 +151,15 @@ def measure_step(n: int, image_side: int, steps: int, warmup: int) -> dict:
     members = prior._nearest_members(batches[0], subset)[0]
     parts = {
         "draw_subset_ms": median_ms(prior._draw_subset, steps),
-        "leave_one_out_mask_ms": median_ms(lambda: torch.zeros(n, dtype=torch.bool).index_fill_(0, subset, True),
-                                           steps),
+        "leave_one_out_mask_ms": median_ms(lambda: prior._membership(subset), steps),
         "search_ms": median_ms(lambda: cache.search(queries, K + 1, subset), steps),
         "re_encode_neighbours_ms": median_ms(lambda: model.exemplar_mean(images[members]).sum().backward(), steps),
         "cache_update_ms": median_ms(lambda: cache.update(members, cache.values[members]), steps),
     }
+    permutation_ms = median_ms(lambda: torch.randperm(n, generator=generator)[: prior.subset_size], steps)
     return {"exemplars": n, "image_shape": [1, image_side, image_side], "index": cache.index_kind,
+            "subset_drawn_as": "mask" if prior.subset_as_mask else "permutation",
+            "subset_by_permutation_ms": permutation_ms,
             "neighbours_re_encoded": int(members.shape[0]), "index_setup_seconds": setup_seconds,
             "step_ms": step_ms, "parts_ms": parts}
 

@@ -131,14 +131,16 @@ def knn_scale(results: Path = RESULTS) -> str:
 def knn_scale_step(results: Path = RESULTS) -> str:
     """A whole training step at the smallest and the largest exemplar count, and its parts (benchmarks/knn_scale.py)."""
     report = json.loads((results / "knn_scale.json").read_text())
-    parts = {"draw_subset_ms": "draw π (randperm)", "leave_one_out_mask_ms": "leave-one-out mask",
+    parts = {"draw_subset_ms": "draw π", "leave_one_out_mask_ms": "leave-one-out mask",
              "search_ms": "kNN search", "re_encode_neighbours_ms": "re-encode neighbours (with backward)",
              "cache_update_ms": "cache update"}
-    lines = ["| exemplars | search | whole step, ms | " + " | ".join(f"{name}, ms" for name in parts.values()) + " |",
-             "|---|---|---|" + "---|" * len(parts)]
+    lines = ["| exemplars | search | π drawn as | whole step, ms | " + " | ".join(f"{name}, ms" for name in parts.values())
+             + " | π as the first M of a permutation, ms |",
+             "|---|---|---|---|" + "---|" * len(parts) + "---|"]
     for n, step in report["steps"].items():
         cells = " | ".join(f"{step['parts_ms'][key]:.1f}" for key in parts)
-        lines.append(f"| {int(n):,} | {step['index']} | {step['step_ms']:.1f} | {cells} |")
+        lines.append(f"| {int(n):,} | {step['index']} | {step['subset_drawn_as']} | {step['step_ms']:.1f} | {cells} "
+                     f"| {step['subset_by_permutation_ms']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
