@@ -25,9 +25,8 @@ import math
 
 import torch
 
-from . import latent_cache
 from .config import TrainConfig
-from .latent_cache import LatentCache
+from .latent_cache import LatentCache, at_scale
 from .priors import ExemplarPrior, isotropic_mixture_log_prob
 from .models import ExemplarGenerator
 
@@ -72,7 +71,7 @@ class LeaveOneOutExemplarPrior:
         # M ≥ 2 so that every point keeps at least one exemplar after leaving itself out.
         self.subset_size = max(2, min(n, round(config.exemplar_fraction * n)))
         # Below the threshold π stays the prefix of a permutation, so that every run there keeps its numbers.
-        self.subset_as_mask = n >= latent_cache.APPROXIMATE_FROM
+        self.subset_as_mask = at_scale(n)
 
     def __call__(self, z: torch.Tensor, batch_indices: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
         """log r(z_b) for each row b, where row b encodes training exemplar ``batch_indices[b]``.

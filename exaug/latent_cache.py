@@ -65,12 +65,18 @@ def exact_search(queries: torch.Tensor, database: torch.Tensor, k: int) -> torch
     return torch.from_numpy(neighbours).to(torch.int64)
 
 
+def at_scale(rows: int) -> bool:
+    """Whether an exemplar set of ``rows`` is large enough for the paths built for millions: the approximate index
+    (under "auto", on the CPU) and π drawn as a mask."""
+    return rows >= APPROXIMATE_FROM
+
+
 def resolve_knn_index(setting: str, rows: int, device: torch.device) -> str:
     """The index a cache of ``rows`` exemplars on ``device`` searches under the ``knn_index`` setting:
     "exact", or "ivf" (`InvertedFileIndex`). "auto" picks "ivf" for a CPU cache of at least
     APPROXIMATE_FROM rows; a CUDA cache always searches exactly, on the GPU."""
     if setting == "auto":
-        return "ivf" if device.type == "cpu" and rows >= APPROXIMATE_FROM else "exact"
+        return "ivf" if device.type == "cpu" and at_scale(rows) else "exact"
     if setting == "ivf" and device.type != "cpu":
         raise ValueError(f"knn_index='ivf' is a faiss index on the CPU, and this latent cache lives on {device}, where "
                          "the exact search runs on the GPU: use knn_index='auto' or 'exact'")
