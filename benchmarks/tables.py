@@ -144,9 +144,23 @@ def knn_scale_step(results: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ddp_equivalence(results: Path = RESULTS) -> str:
+    """Two processes at batch 50 against one at batch 100, the largest relative gap of any epoch over the seeds,
+    beside the gap between two seeds alone and the test's tolerance (benchmarks/ddp_equivalence.py)."""
+    report = json.loads((results / "ddp_equivalence.json").read_text())
+    batch, world = report["per_process_batch"], report["world_size"]
+    lines = [f"| figure | {world} × {batch} against 1 × {batch * world} | two seeds, 1 × {batch * world} "
+             "| tolerance in the test |", "|---|---|---|---|"]
+    for figure, largest in report["largest"].items():
+        lines.append(f"| {figure.replace('_', ' ')} | {100 * largest['gap']:.2f} % | "
+                     f"{100 * largest['gap_to_next_seed']:.2f} % | {100 * report['test_tolerance'][figure]:g} % |")
+    return "\n".join(lines) + "\n"
+
+
 TABLES: dict[str, Callable[[], str]] = {"table-3": table_3, "architecture-speed": architecture_speed,
                                         "architecture-curves": architecture_curves,
-                                        "knn-scale": knn_scale, "knn-scale-step": knn_scale_step}
+                                        "knn-scale": knn_scale, "knn-scale-step": knn_scale_step,
+                                        "ddp-equivalence": ddp_equivalence}
 
 
 def rewritten(text: str) -> str:

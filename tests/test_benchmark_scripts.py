@@ -329,3 +329,16 @@ def test_paired_nll_refuses_generators_of_different_datasets(monkeypatch):
                                       "--out", "unused.json"])
     with pytest.raises(SystemExit):
         paired_nll.main()
+
+
+def test_the_ddp_equivalence_benchmark_compares_two_processes_with_one_on_each_seed(tmp_path, monkeypatch):
+    ddp_equivalence = load("ddp_equivalence")
+    out = tmp_path / "ddp.json"
+    monkeypatch.setattr(sys, "argv", ["ddp_equivalence.py", "--seeds", "0", "1", "--out", str(out)])
+    ddp_equivalence.main()
+    report = json.loads(out.read_text())
+    for figure in ddp_equivalence.FIGURES:
+        runs = [report["per_seed"][seed][figure] for seed in ("0", "1")]
+        assert all(len(run["two_processes"]) == len(run["one_process"]) == 2 for run in runs)  # two epochs each
+        assert report["largest"][figure]["gap"] == max(run["gap"] for run in runs)
+        assert report["largest"][figure]["gap"] <= report["test_tolerance"][figure]
