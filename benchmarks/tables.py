@@ -177,10 +177,65 @@ def exemplar_memory(results: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def hvae_50k_curve(results: Path = RESULTS) -> str:
+    """Validation ELBO at equal epochs on all 50K MNIST images, seed 0, one recipe: the MLP VAE of the time-to-quality
+    study (the paper's recipe, warm-up 40) beside the HVAE run (benchmarks/run_curves.py)."""
+    mlp = json.loads((results / "time_to_quality" / "reach-50000.json").read_text())["curves"]["paper recipe"]
+    hvae = json.loads((results / "hvae_50k" / "curve.json").read_text())["runs"]["hvae"]
+    by_epoch = dict(zip(hvae["epoch"], hvae["val_elbo"]))
+    last = min(len(mlp), max(by_epoch))
+    epochs = [epoch for epoch in (10, 20, 40, 80, 120, 160, 200, 240, 280, 320) if epoch < last] + [last]
+    lines = ["| epoch | MLP VAE | HVAE | HVAE − MLP |", "|---|---|---|---|"]
+    for epoch in epochs:
+        lines.append(f"| {epoch} | {mlp[epoch - 1]:.2f} | {by_epoch[epoch]:.2f} | {by_epoch[epoch] - mlp[epoch - 1]:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def hvae_50k_nll(results: Path = RESULTS) -> str:
+    """Test NLL of the bundled MLP generator and the HVAE on the same test images (benchmarks/paired_nll.py)."""
+    report = json.loads((results / "hvae_50k" / "paired_nll.json").read_text())
+    lines = ["| generator | epochs | best validation ELBO | test NLL, nats | − the MLP's, paired | lower NLL on |",
+             "|---|---|---|---|---|---|"]
+    for name, run in report["generators"].items():
+        provenance = run["provenance"]
+        difference = report["differences"].get(name)
+        paired = "" if difference is None else f"{difference['mean']:+.2f} ± {difference['sem']:.2f}"
+        lower = "" if difference is None else f"{100 * difference['share_lower']:.0f} % of images"
+        lines.append(f"| {name} | {provenance.get('epochs_trained', '')} | {provenance.get('best_val_elbo', 0):.2f} | "
+                     f"{run['nll']:.2f} | {paired} | {lower} |")
+    return "\n".join(lines) + "\n"
+
+
+def hvae_dropin(results: Path = RESULTS) -> str:
+    """The 1,000-image stock-CNN cell of the drop-in grid (RandomAffine + appended twins) with the HVAE's twins
+    beside the bundled MLP generator's, per seed and paired (benchmarks/dropin.py, generator kind hvae)."""
+    runs = results / "dropin" / "runs" / "mnist" / "test" / "cnn-balanced1000-e100"
+    errors: dict[str, dict[str, float]] = {}
+    for path in sorted(runs.glob("*/seed*/result.json")):
+        result = json.loads(path.read_text())
+        spec = result["spec"]
+        if spec["augmentation"] in ("affine", "affine+exemplar-append"):
+            label = spec["augmentation"] + ("" if spec["augmentation"] == "affine" else f" ({spec['generator']}, p {spec['p']:g})")
+            if spec["augmentation"] == "affine" or spec["generator"] in ("bundled", "hvae"):
+                errors.setdefault(label, {})[str(spec["seed"])] = result["error"]
+    mlp = next(errors[label] for label in errors if "(bundled" in label)
+    lines = ["| augmentation | test error % per seed | mean | − with the MLP generator's twins, paired |",
+             "|---|---|---|---|"]
+    for label, by_seed in errors.items():
+        seeds = sorted(by_seed)
+        paired = [by_seed[seed] - mlp[seed] for seed in seeds if seed in mlp]
+        difference = "" if "(hvae" not in label else f"{statistics.mean(paired):+.2f} ± {statistics.stdev(paired):.2f}"
+        lines.append(f"| {label} | {', '.join(f'{by_seed[seed]:.2f}' for seed in seeds)} | "
+                     f"{statistics.mean(by_seed.values()):.2f} | {difference} |")
+    return "\n".join(lines) + "\n"
+
+
 TABLES: dict[str, Callable[[], str]] = {"table-3": table_3, "architecture-speed": architecture_speed,
                                         "architecture-curves": architecture_curves,
                                         "knn-scale": knn_scale, "knn-scale-step": knn_scale_step,
-                                        "ddp-equivalence": ddp_equivalence, "exemplar-memory": exemplar_memory}
+                                        "ddp-equivalence": ddp_equivalence, "exemplar-memory": exemplar_memory,
+                                        "hvae-50k-curve": hvae_50k_curve, "hvae-50k-nll": hvae_50k_nll,
+                                        "hvae-dropin": hvae_dropin}
 
 
 def rewritten(text: str) -> str:

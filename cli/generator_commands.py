@@ -45,8 +45,9 @@ def gradient_neighbours_choice(value: str) -> int | None:
               help="Search the k neighbours around the batch's current posterior means (the authors' code) or "
                    "around each exemplar's cached mean (exaug's earlier behaviour, up to an epoch stale).")
 @click.option("--knn-index", type=click.Choice(KNN_INDEXES), default=TrainConfig.knn_index, show_default=True,
-              help="The kNN prior's search: exact, an approximate faiss IVF index calibrated to recall@10 >= 0.95 "
-                   "(CPU only), or auto (exact below 200K exemplars or on a GPU): see docs/exemplar-scale.md.")
+              help="The kNN prior's search: exact, an approximate faiss IVF index calibrated on sample queries to "
+                   "recall@10 0.97 (CPU only), or auto (exact below 200K exemplars or on a GPU): see "
+                   "docs/exemplar-scale.md.")
 @click.option("--neighbour-gradient/--no-neighbour-gradient", default=True, show_default=True,
               help="Re-encode the prior's exemplars with gradient each step (Algorithm 1), or take them from the "
                    "latent cache (faster, but the latent scale drifts).")
@@ -284,7 +285,7 @@ def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | 
     """Copy a generator bundle, optionally without its exemplar images; its provenance goes with it."""
     import dataclasses
 
-    from exaug.bundle import CONFIG_FILE, read_bundle_config, save_generator
+    from exaug.bundle import CONFIG_FILE, bundle_provenance, read_bundle_config, save_generator
 
     if (out / CONFIG_FILE).exists():
         raise click.ClickException(f"{out} already holds a bundle; choose another --out")
@@ -296,7 +297,7 @@ def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | 
     training = TrainConfig.from_recorded(config["training"]) if config.get("training") else TrainConfig()
     if dataset is not None:
         training = dataclasses.replace(training, extra={**training.extra, "dataset": dataset})
-    provenance = {**config.get("provenance", {}), **({} if release is None else {"version": release})}
+    provenance = {**bundle_provenance(generator_dir), **({} if release is None else {"version": release})}
     save_generator(model, out, training, config.get("data_checksum"), include_images=images,
                    provenance=provenance or None)
     size = sum(path.stat().st_size for path in out.iterdir()) / 2**20

@@ -14,6 +14,7 @@ from .exemplar_images import ExemplarImages
 from .mixed import MixedBatch, MixedBatchLoader, mixed_loss
 from .run_lock import RunDirectoryBusy
 from .train import RunProgress, fit_generator, run_progress
+from .version import __version__
 from .models import ExemplarGenerator, ExemplarVAE
 from .pretrained import load_generator
 
@@ -37,4 +38,3 @@ __all__ = [
     "run_progress",
     "save_generator",
 ]
-__version__ = "0.1.0"

@@ -192,11 +192,13 @@ class ReplicatedLatentCache(LatentCache):
         self._writes: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def update(self, indices: torch.Tensor, means: torch.Tensor) -> None:
-        super().update(indices, means)
+        """Write the means here at once, and keep them for `synchronise`, which also files them in an approximate
+        index (once a step, for every rank's rows together)."""
+        self.write(indices, means)
         self._writes.append((indices.to(self.values.device), means.detach().to(self.values.dtype)))
 
     def synchronise(self) -> None:
-        """Apply every rank's writes since the last call, on every rank."""
+        """Apply every rank's writes since the last call, on every rank, and file the rows they touched again."""
         writes, self._writes = self._writes, []
         # One row per written mean: (which write of the step, rank, exemplar index, mean...), in float64, which
         # holds the indices and float32 means exactly.
@@ -210,7 +212,9 @@ class ReplicatedLatentCache(LatentCache):
         # is undefined.
         for key in writer.unique():  # sorted: by write, then by rank
             chosen = every[writer == key]
-            super().update(chosen[:, 2].long().to(self.values.device), chosen[:, 3:].to(self.values))
+            self.write(chosen[:, 2].long().to(self.values.device), chosen[:, 3:].to(self.values))
+        if every.shape[0]:
+            self.refile(every[:, 2].long().unique().to(self.values.device))
 
 
 def _gathered_rows(rows: torch.Tensor, world_size: int) -> torch.Tensor:

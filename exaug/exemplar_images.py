@@ -17,7 +17,7 @@ from typing import Iterator, Union
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from .data.labels import dataset_labels, listed_labels
 from .images import as_uint8, as_unit_float, value_range
@@ -52,6 +52,10 @@ class ExemplarImages:
             self._source: _Source = _TensorSource(images)
         elif isinstance(images, np.ndarray):
             self._source = _ArraySource(images)
+        elif isinstance(images, IterableDataset):
+            raise TypeError(f"{type(images).__name__} is an iterable-style dataset, which cannot be read by index: "
+                            "write its images once as a uint8 .npy (ExemplarImages.from_npy) or wrap them in a "
+                            "map-style Dataset")
         elif isinstance(images, Dataset):
             self._source = _DatasetSource(images)
             if labels is None:

@@ -26,7 +26,7 @@ import math
 import torch
 
 from .config import TrainConfig
-from .latent_cache import LatentCache, at_scale
+from .latent_cache import LatentCache, as_indices, as_mask, at_scale
 from .priors import ExemplarPrior, isotropic_mixture_log_prob
 from .models import ExemplarGenerator
 
@@ -70,8 +70,9 @@ class LeaveOneOutExemplarPrior:
         n = exemplars.shape[0]
         # M ≥ 2 so that every point keeps at least one exemplar after leaving itself out.
         self.subset_size = max(2, min(n, round(config.exemplar_fraction * n)))
-        # Below the threshold π stays the prefix of a permutation, so that every run there keeps its numbers.
-        self.subset_as_mask = at_scale(n)
+        # Below the threshold π stays the prefix of a permutation, so that every run there keeps its numbers; a
+        # permutation is cheap on a GPU at any size, where the mask's draws would only add host synchronisations.
+        self.subset_as_mask = at_scale(n) and generator.device.type == "cpu"
 
     def __call__(self, z: torch.Tensor, batch_indices: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
         """log r(z_b) for each row b, where row b encodes training exemplar ``batch_indices[b]``.
@@ -81,12 +82,12 @@ class LeaveOneOutExemplarPrior:
         """
         subset = self._draw_subset()
         if self.leave_one_out:  # a row's own exemplar, when drawn into π, neither explains it nor counts
-            in_subset = self._membership(subset)
+            in_subset = as_mask(subset, self.exemplars.shape[0])
             log_count = torch.log(self.subset_size - in_subset[batch_indices.to(in_subset.device)].to(z.device, z.dtype))
         else:
             log_count = math.log(self.subset_size)
         if self.search == "exact":
-            members = subset.nonzero().squeeze(1) if subset.dtype == torch.bool else subset
+            members = as_indices(subset)
             mask = members.unsqueeze(0) != batch_indices.unsqueeze(1) if self.leave_one_out else None
             fresh = None
         else:
@@ -96,21 +97,14 @@ class LeaveOneOutExemplarPrior:
 
     def _draw_subset(self) -> torch.Tensor:
         """A uniformly drawn exemplar subset π of size M (exemplar subsampling, eq. 5): its indices (the first M of a
-        permutation) below APPROXIMATE_FROM exemplars, from there an N-long boolean mask (`uniform_subset_mask`)."""
+        permutation) below APPROXIMATE_FROM exemplars or on a GPU, from there on the CPU an N-long boolean mask
+        (`uniform_subset_mask`)."""
         n = self.exemplars.shape[0]
         if self.subset_as_mask:
             subset = uniform_subset_mask(n, self.subset_size, self.generator)
         else:
             subset = torch.randperm(n, generator=self.generator, device=self.generator.device)[: self.subset_size]
         return subset.to(self.exemplars.device)
-
-    def _membership(self, subset: torch.Tensor) -> torch.Tensor:
-        """π as an N-long boolean mask, whichever form `_draw_subset` gave it in."""
-        if subset.dtype == torch.bool:
-            return subset
-        member = torch.zeros(self.exemplars.shape[0], dtype=torch.bool, device=subset.device)
-        member[subset] = True
-        return member
 
     def _nearest_members(self, batch_indices: torch.Tensor, subset: torch.Tensor, query: torch.Tensor | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -80,6 +80,10 @@ def resolve_knn_index(setting: str, rows: int, device: torch.device) -> str:
     if setting == "ivf" and device.type != "cpu":
         raise ValueError(f"knn_index='ivf' is a faiss index on the CPU, and this latent cache lives on {device}, where "
                          "the exact search runs on the GPU: use knn_index='auto' or 'exact'")
+    if setting == "ivf" and rows < TRAINING_ROWS_PER_LIST:
+        raise ValueError(f"knn_index='ivf' needs at least {TRAINING_ROWS_PER_LIST} exemplars to train its lists, and "
+                         f"this set has {rows}: use knn_index='exact' (or 'auto'), which searches a set this small "
+                         "faster anyway")
     if setting not in ("exact", "ivf"):
         raise ValueError(f"knn_index={setting!r} is not known; expected one of ('auto', 'exact', 'ivf')")
     return setting
@@ -147,7 +151,7 @@ class InvertedFileIndex:
         n = self.index.ntotal
         selector = None
         if candidates is not None:
-            member = _membership(candidates, n)
+            member = as_mask(candidates.cpu(), n)
             k = min(k, int(member.count_nonzero()))
             bitmap = np.packbits(member.numpy(), bitorder="little")
             selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
@@ -192,14 +196,18 @@ class InvertedFileIndex:
         return self.lists
 
 
-def _membership(candidates: torch.Tensor, n: int) -> torch.Tensor:
-    """``candidates`` (indices, or an N-long boolean mask) as an N-long boolean mask on the CPU."""
-    candidates = candidates.cpu()
+def as_mask(candidates: torch.Tensor, n: int) -> torch.Tensor:
+    """Exemplars given as indices or as an N-long boolean mask, as the mask (on the device they are on)."""
     if candidates.dtype == torch.bool:
         return candidates
-    member = torch.zeros(n, dtype=torch.bool)
+    member = torch.zeros(n, dtype=torch.bool, device=candidates.device)
     member[candidates] = True
     return member
+
+
+def as_indices(candidates: torch.Tensor) -> torch.Tensor:
+    """Exemplars given as indices or as an N-long boolean mask, as their indices in increasing order for a mask."""
+    return candidates.nonzero().squeeze(1) if candidates.dtype == torch.bool else candidates
 
 
 def recall(found: torch.Tensor, exact: torch.Tensor) -> float:
@@ -242,7 +250,15 @@ class LatentCache:
 
     def update(self, indices: torch.Tensor, means: torch.Tensor) -> None:
         """Overwrite the cached means of exemplars ``indices`` (their latest encodings)."""
+        self.write(indices, means)
+        self.refile(indices)
+
+    def write(self, indices: torch.Tensor, means: torch.Tensor) -> None:
+        """Overwrite the cached means of ``indices`` without filing them again in the index (see `refile`)."""
         self.values[indices] = means.detach().to(self.values.dtype)
+
+    def refile(self, indices: torch.Tensor) -> None:
+        """File rows ``indices`` again in the approximate index, under the means they hold now (nothing without one)."""
         if self.index is not None:
             self.index.update(indices)
 
@@ -264,8 +280,8 @@ class LatentCache:
         queries = queries.detach()
         if self.index is not None:
             return self.index.search(queries, min(k, len(self)), candidates)
-        if candidates is not None and candidates.dtype == torch.bool:
-            candidates = candidates.nonzero().squeeze(1)
+        if candidates is not None:
+            candidates = as_indices(candidates)
         database = self.values if candidates is None else self.values.index_select(0, candidates)
         found = exact_search(queries, database, min(k, database.shape[0]))
         return found if candidates is None else candidates[found]

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from .pretrained import load_generator
 from .device import resolve_device
+from .distributed import current_group, rank_seed
 from .exemplar_lookup import ExemplarLookup
 from .images import as_uint8, as_unit_float, check_images, check_labels
 from .twins import check_noise_scale, twin_noise, twins_around
@@ -75,8 +76,9 @@ class MixedBatchLoader:
             passed in is used as it is: moved to ``device``, put in eval mode and frozen.
         device: where batches and generation go (default: the generator's device).
         seed: seeds this loader's own random stream, for reproducible synthetic batches.
-            Under ``torch.distributed`` the process's rank is added, so the ranks of a DDP
-            run draw different noise from one seed.
+            Under ``torch.distributed`` each rank derives its own seed from it
+            (:func:`exaug.distributed.rank_seed`), so the ranks of a DDP run draw different noise, and no
+            rank of one seed draws what a rank of another seed draws.
         noise_scale: multiplies the kernel's σ (for a non-exemplar prior, the posterior's); 1.0, the
             default, is the paper's sampler.
     """
@@ -94,7 +96,8 @@ class MixedBatchLoader:
         if seed is None:
             self.random.seed()
         else:
-            self.random.manual_seed(seed + _rank())
+            group = current_group()
+            self.random.manual_seed(seed if group is None else rank_seed(seed, group.rank))
         self._lookup = self._exemplar_lookup()
 
     def __len__(self) -> int:
@@ -165,9 +168,3 @@ class MixedBatchLoader:
         if images is None or not has_kernel or self.generator.exemplar_means is None:
             return None
         return ExemplarLookup(images)
-
-
-def _rank() -> int:
-    """This process's rank in a running ``torch.distributed`` group, else 0."""
-    distributed = torch.distributed
-    return distributed.get_rank() if distributed.is_available() and distributed.is_initialized() else 0

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import importlib.metadata
 import json
 import math
 import os
@@ -46,8 +45,9 @@ from .epochs import EpochCallback, EpochLog, EpochTrainer
 from .exemplar_images import ExemplarImages
 from .evaluate import binarize_once, elbo_parts, posterior_log_variances
 from .exemplar_objective import LeaveOneOutExemplarPrior
-from .latent_cache import LatentCache
+from .latent_cache import LatentCache, resolve_knn_index
 from .optim import NormalizedAdam
+from .version import __version__
 from .priors import ExemplarPrior
 from .images import as_uint8
 from .models import ExemplarGenerator, build_generator
@@ -297,6 +297,8 @@ class GeneratorTrainer(EpochTrainer):
         self.val_images = None if val_images is None else binarize_once(val_images).to(self.device)
         # Algorithm 1's latent cache, filled by one pass of the encoder; only the exemplar prior uses it.
         self.trunk_features: torch.Tensor | None = None  # with cached_trunk: the exemplars' encoder-trunk features
+        if self.uses_exemplar_prior and config.exemplar_search == "knn":  # refused before the costly first encoding
+            resolve_knn_index(config.knn_index, len(self.exemplars), self.device)
         self.cache = self._latent_cache(self.encode_exemplars()) if self.uses_exemplar_prior else None
         self.best_elbo = -math.inf
         self.best_epoch = 0
@@ -403,7 +405,7 @@ class GeneratorTrainer(EpochTrainer):
 
     def _provenance(self) -> dict[str, Any]:
         """Where the best bundle's weights come from: this exaug, the run's command, their epoch and score."""
-        return {"exaug_version": importlib.metadata.version("exaug"), "epochs_trained": self.best_epoch,
+        return {"exaug_version": __version__, "epochs_trained": self.best_epoch,
                 "best_val_elbo": self.best_elbo if math.isfinite(self.best_elbo) else None, "command": self.command}
 
     def _latent_cache(self, means: torch.Tensor) -> LatentCache:

@@ -16,7 +16,7 @@ PACKAGES = {"exaug": ROOT / "exaug", "exaug.classifiers": ROOT / "classifiers", 
 # its place here (a new module must be given one).
 LAYERS = [
     ("utilities", ["exaug.atomic", "exaug.figures", "exaug.device", "exaug.images", "exaug.run_lock",
-                   "exaug.checkpoint", "exaug.optim"]),
+                   "exaug.checkpoint", "exaug.optim", "exaug.version"]),
     ("data", ["exaug.data", "exaug.exemplar_images"]),
     ("models and priors", ["exaug.models", "exaug.priors", "exaug.config", "exaug.latent_cache"]),
     ("bundle format", ["exaug.bundle", "exaug.bundle_schema"]),

@@ -466,3 +466,21 @@ def test_the_command_line_recorded_is_the_one_that_ran_the_command(monkeypatch):
     assert command_line("fit-generator") == "exaug fit-generator --dataset 'my data'"
     monkeypatch.setattr(sys, "argv", ["pytest", "-q"])
     assert command_line("fit-generator") is None
+
+
+def test_under_torchrun_only_the_training_commands_start(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = CliRunner().invoke(main, ["export", "--generator", "mnist", "--out", str(tmp_path / "copy")])
+    assert result.exit_code == 2 and "runs in one process" in result.output and "without torchrun" in result.output
+    assert not (tmp_path / "copy").exists()
+
+
+def test_export_of_a_bundle_with_a_null_provenance_records_only_the_release_label(tmp_path):
+    CliRunner().invoke(main, ["export", "--generator", "mnist", "--no-images", "--out", str(tmp_path / "first")])
+    config = json.loads((tmp_path / "first" / "config.json").read_text())
+    config["provenance"] = None  # as a bundle may record it
+    (tmp_path / "first" / "config.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(main, ["export", "--generator", str(tmp_path / "first"), "--no-images", "--version",
+                                       "mine", "--out", str(tmp_path / "second")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "second" / "config.json").read_text())["provenance"] == {"version": "mine"}

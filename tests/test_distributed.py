@@ -8,6 +8,7 @@ processes at batch 50 follow one process at batch 100. Real process groups throu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -94,12 +95,20 @@ def train_generators(rank: int, folder: Path) -> dict:
                              callbacks=[keep_streams])
     fit_generator(train, val, generator_config(WORLD_SIZE, epochs=1), folder / "resumed", SMALL, progress=False)
     resumed = fit_generator(train, val, generator_config(WORLD_SIZE), folder / "resumed", SMALL, progress=False)
+    indexed = {}
+
+    def keep_index(trainer, record):  # what the approximate index finds, after a step's writes were replayed
+        indexed.update(cache=trainer.cache.values.clone(),
+                       found=trainer.cache.search(trainer.cache.values[:20], 5, torch.arange(0, 200, 2)))
+
+    approximate = fit_generator(train, val, dataclasses.replace(generator_config(WORLD_SIZE, epochs=1), knn_index="ivf"),
+                                folder / "ivf", SMALL, progress=False, callbacks=[keep_index])
     cache = ReplicatedLatentCache(torch.zeros(6, 2), ProcessGroup(rank, WORLD_SIZE, rank, "gloo"))
     cache.update(torch.tensor([rank, 2]), torch.full((2, 2), float(rank + 1)))  # both ranks write exemplar 2
     cache.update(torch.tensor([4 + rank]), torch.full((1, 2), 10.0 + rank))
     cache.synchronise()
     return {"unbroken": unbroken.state_dict(), "resumed": resumed.state_dict(), "streams": streams,
-            "cache": cache.values}
+            "cache": cache.values, "ivf": {"weights": approximate.state_dict(), **indexed}}
 
 
 def train_classifiers(rank: int, folder: Path) -> dict:
@@ -144,7 +153,7 @@ def test_two_generator_ranks_end_with_the_same_weights(generator_ranks):
 def test_generator_checkpoints_and_log_are_written_once_by_rank_zero(generator_ranks):
     _, folder = generator_ranks
     writes = (folder / "checkpoint_writes.txt").read_text().split()
-    assert writes == ["0"] * 4  # unbroken: 2 epochs; resumed: 1 + 1
+    assert writes == ["0"] * 5  # unbroken: 2 epochs; resumed: 1 + 1; with the approximate index: 1
     assert [record["epoch"] for record in training_log(folder / "unbroken")] == [1, 2]
 
 
@@ -154,6 +163,14 @@ def test_generator_ranks_share_exemplar_subsets_and_cache_but_not_noise(generato
         assert torch.equal(mine["subsets"], theirs["subsets"])
         assert torch.equal(mine["cache"], theirs["cache"])
         assert not torch.equal(mine["noise"], theirs["noise"])
+
+
+def test_with_the_approximate_index_the_ranks_keep_one_cache_one_index_and_one_model(generator_ranks):
+    (first, second), _ = generator_ranks
+    assert torch.equal(first["ivf"]["cache"], second["ivf"]["cache"])
+    assert torch.equal(first["ivf"]["found"], second["ivf"]["found"])
+    for name, weights in first["ivf"]["weights"].items():
+        torch.testing.assert_close(second["ivf"]["weights"][name], weights, rtol=0, atol=0, msg=name)
 
 
 def test_the_replicated_cache_applies_every_ranks_writes_in_order_on_every_rank(generator_ranks):

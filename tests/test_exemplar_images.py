@@ -208,3 +208,27 @@ class _ListDataset(Dataset):
 
     def __getitem__(self, index):
         return self.items[index]
+
+
+def test_an_iterable_dataset_is_refused_with_the_ways_to_read_it_by_index():
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            yield torch.zeros(1, 4, 4)
+
+    with pytest.raises(TypeError, match="iterable-style dataset.*from_npy"):
+        ExemplarImages(Stream())
+
+
+def test_labels_go_with_a_tensor_and_an_exemplar_set_carries_its_own():
+    images, labels = blob_images(20)
+    with pytest.raises(ValueError, match="carries its own labels"):
+        GeneratorTrainer(ExemplarImages(images, labels), labels, None, ModelConfig(input_shape=(1, 16, 16)),
+                         TrainConfig(epochs=1), out=None)
+
+
+def test_a_validation_set_may_be_an_exemplar_set_too(tmp_path):
+    (images, labels), (val_images, _) = blob_images(60), blob_images(20, seed=1)
+    records = []
+    fit_generator(ExemplarImages(images, labels), ExemplarImages(val_images), TrainConfig(epochs=1, batch_size=30),
+                  tmp_path, ModelConfig(hidden_dim=16, latent_dim=2), progress=False, log=records.append)
+    assert records[0]["val_elbo"] < 0

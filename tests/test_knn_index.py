@@ -180,3 +180,8 @@ def test_from_the_threshold_the_subset_is_a_mask_and_the_prior_term_is_what_its_
     as_mask = prior(z, batch)
     monkeypatch.setattr(prior, "_draw_subset", lambda: mask.nonzero().squeeze(1))
     torch.testing.assert_close(as_mask, prior(z, batch))
+
+
+def test_an_index_over_too_few_exemplars_to_train_its_lists_is_refused_naming_the_exact_search():
+    with pytest.raises(ValueError, match="at least 64 exemplars.*knn_index='exact'"):
+        LatentCache(torch.randn(10, 4), knn_index="ivf")

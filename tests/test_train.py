@@ -7,6 +7,8 @@ import os
 
 import pytest
 import torch
+
+import exaug
 from torch.utils.data import TensorDataset
 
 from conftest import blob_images, plant_foreign_random_stream
@@ -569,7 +571,7 @@ def test_the_bundle_records_the_command_and_exaug_version_that_trained_it(tiny_d
                   log=lambda record: None, command="exaug fit-generator --dataset blobs --out here")
     provenance = bundle_provenance(tmp_path)
     assert provenance["command"] == "exaug fit-generator --dataset blobs --out here"
-    assert provenance["exaug_version"] == importlib.metadata.version("exaug")
+    assert provenance["exaug_version"] == exaug.__version__ == importlib.metadata.version("exaug")
 
 
 def test_each_epoch_records_how_the_validation_posterior_variances_sit_against_the_clamp(tiny_data, tmp_path):
