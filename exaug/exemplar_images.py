@@ -67,8 +67,11 @@ class ExemplarImages:
 
     @classmethod
     def from_npy(cls, path: str | os.PathLike, labels: torch.Tensor | np.ndarray | None = None) -> "ExemplarImages":
-        """The uint8 N×C×H×W array saved at ``path`` (``np.save``), memory-mapped: read from disk row by row."""
-        return cls(np.load(path, mmap_mode="r"), labels)
+        """The uint8 N×C×H×W array saved at ``path`` (``np.save``), memory-mapped: read from disk row by row. Pickled
+        (into a spawned DataLoader worker, say), it travels as its path and is mapped again there."""
+        exemplars = cls(np.load(path, mmap_mode="r"), labels)
+        exemplars._source.path = os.fspath(path)
+        return exemplars
 
     @property
     def shape(self) -> torch.Size:
@@ -234,6 +237,16 @@ class _ArraySource(_Source):
                              "array.transpose(0, 3, 1, 2) (a view, nothing is read)")
         self.array = array
         self.image_shape = tuple(int(size) for size in array.shape[1:])
+        self.path: str | None = None  # the .npy file the array maps, when it maps one whole
+
+    def __getstate__(self) -> dict:
+        """A mapped file pickles as its path, not its contents."""
+        return {**self.__dict__, "array": None} if self.path is not None else self.__dict__
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.path is not None:
+            self.array = np.load(self.path, mmap_mode="r")
 
     def __len__(self) -> int:
         return self.array.shape[0]

@@ -232,3 +232,15 @@ def test_a_validation_set_may_be_an_exemplar_set_too(tmp_path):
     fit_generator(ExemplarImages(images, labels), ExemplarImages(val_images), TrainConfig(epochs=1, batch_size=30),
                   tmp_path, ModelConfig(hidden_dim=16, latent_dim=2), progress=False, log=records.append)
     assert records[0]["val_elbo"] < 0
+
+
+def test_a_memory_mapped_set_pickles_as_its_path_and_reads_the_same_rows_after(tmp_path):
+    import pickle
+
+    images = np.random.default_rng(0).integers(0, 256, (500, 1, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "set.npy", images)
+    exemplars = ExemplarImages.from_npy(tmp_path / "set.npy")
+    payload = pickle.dumps(exemplars)
+    assert len(payload) < images.nbytes // 50  # the path and the bookkeeping, not 392 KB of images
+    again = pickle.loads(payload)
+    assert torch.equal(again[torch.tensor([3, 499, 0])], torch.from_numpy(images[[3, 499, 0]]))
