@@ -31,7 +31,7 @@ from exaug.atomic import atomic_write_text
 from exaug.config import ModelConfig, TrainConfig
 from exaug.device import apply_threads
 from exaug.exemplar_objective import LeaveOneOutExemplarPrior
-from exaug.latent_cache import LatentCache, recall
+from exaug.latent_cache import LatentCache, as_mask, at_scale, recall
 from exaug.models import ExemplarVAE
 from exaug.optim import NormalizedAdam
 
@@ -69,14 +69,14 @@ def search_trials(means: torch.Tensor, trials: int, seed: int) -> list[tuple[tor
     return drawn
 
 
-def time_searches(cache: LatentCache, trials: list[tuple[torch.Tensor, torch.Tensor]], as_mask: bool = False
+def time_searches(cache: LatentCache, trials: list[tuple[torch.Tensor, torch.Tensor]], masked: bool = False
                   ) -> tuple[float, list]:
     """Median milliseconds of a step's search, and what it found; π handed over as indices, or as the N-long mask
-    a training step draws from APPROXIMATE_FROM exemplars (``as_mask``; making it is the draw's work, not timed)."""
+    a training step draws from APPROXIMATE_FROM exemplars (``masked``; making it is the draw's work, not timed)."""
     found, times = [], []
     for queries, candidates in trials:
-        if as_mask:
-            candidates = torch.zeros(len(cache), dtype=torch.bool).index_fill_(0, candidates, True)
+        if masked:
+            candidates = as_mask(candidates, len(cache))
         started = time.perf_counter()
         found.append(cache.search(queries, K + 1, candidates)[:, :K])
         times.append(time.perf_counter() - started)
@@ -92,7 +92,7 @@ def measure_size(n: int, trials: int, exact_trials: int) -> dict:
     started = time.perf_counter()
     approximate = LatentCache(means, knn_index="ivf")
     build_seconds = time.perf_counter() - started
-    ivf_ms, ivf_found = time_searches(approximate, drawn, as_mask=n >= latent_cache.APPROXIMATE_FROM)
+    ivf_ms, ivf_found = time_searches(approximate, drawn, masked=at_scale(n))
     recalls = [recall(found, truth) for found, truth in zip(ivf_found, exact_found)]
     rows = torch.randint(0, n, (UPDATED_ROWS,), generator=torch.Generator().manual_seed(2))
     moved = means[rows] + 0.01 * torch.randn(UPDATED_ROWS, DIM)
@@ -151,7 +151,7 @@ def measure_step(n: int, image_side: int, steps: int, warmup: int) -> dict:
     members = prior._nearest_members(batches[0], subset)[0]
     parts = {
         "draw_subset_ms": median_ms(prior._draw_subset, steps),
-        "leave_one_out_mask_ms": median_ms(lambda: prior._membership(subset), steps),
+        "leave_one_out_mask_ms": median_ms(lambda: as_mask(subset, n), steps),
         "search_ms": median_ms(lambda: cache.search(queries, K + 1, subset), steps),
         "re_encode_neighbours_ms": median_ms(lambda: model.exemplar_mean(images[members]).sum().backward(), steps),
         "cache_update_ms": median_ms(lambda: cache.update(members, cache.values[members]), steps),
