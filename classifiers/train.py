@@ -26,8 +26,7 @@ from tqdm.auto import tqdm
 from exaug.atomic import atomic_write_text
 from exaug.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, restore_random_stream, restoring
 from exaug.data import dataset_labels, describe_labels
-from exaug.distributed import (ProcessGroup, check_world_size, data_parallel, decided_by_writer, gathered_objects,
-                               rank_seed, summed, training_device)
+from exaug.distributed import ProcessGroup, data_parallel, decided_by_writer, rank_seed, summed, training_device
 from exaug.epochs import EpochCallback, EpochLog, EpochTrainer
 from exaug.mixed import MixedBatchLoader, mixed_loss
 from exaug.models import ExemplarGenerator
@@ -128,13 +127,13 @@ class ClassifierTrainer(EpochTrainer):
         older_checkpoints = {**SETTINGS_ADDED_SINCE_FIRST_RELEASE, "data": self._identity["data"]}
         path = self.checkpoint_path
         state = load_checkpoint(path, self._identity, added_settings=older_checkpoints, structure=CHECKPOINT_STRUCTURE)
-        check_world_size(state, path, self.group)
+        own_streams = self.own_rank_state(state, path)
         history = state["history"]
         if len(history) != state["epoch"] or not all(isinstance(record, dict) and "test_error" in record
                                                      for record in history):
             raise CheckpointError(f"{path} holds {state['epoch']} epochs but not a record of each: it is damaged, or "
                                   "not one exaug wrote; move it away to start this run afresh")
-        streams = state if self.group is None else state["rank_streams"][self.group.rank]
+        streams = state if own_streams is None else own_streams
         with restoring(path):
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -168,12 +167,10 @@ class ClassifierTrainer(EpochTrainer):
 
     def state(self) -> dict[str, Any]:
         streams = self._random_streams()
-        state = {"epoch": self.epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "schedule": self.schedule.state_dict(), "shuffle": self.shuffle.get_state(), **streams,
-                 "history": self.history}
-        if self.group is not None:  # each rank's own streams, restored by the same rank
-            state.update(world_size=self.group.world_size, rank_streams=gathered_objects(self.group, streams))
-        return state
+        # Under DDP each rank's own streams go in too, restored by the same rank.
+        return self.with_rank_states({"epoch": self.epoch, "model": self.model.state_dict(),
+                                      "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                                      "shuffle": self.shuffle.get_state(), **streams, "history": self.history}, streams)
 
     def _random_streams(self) -> dict[str, Any]:
         """This process's streams of dropout and twin noise."""

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .atomic import remove_stale_temporaries
 from .checkpoint import CHECKPOINT_FILE, save_checkpoint
-from .distributed import ProcessGroup, barrier, current_group, decided_by_writer
+from .distributed import ProcessGroup, barrier, check_world_size, current_group, decided_by_writer, gathered_objects
 from .run_lock import run_directory_lock
 
 # A log: called with each epoch's record.
@@ -67,6 +67,19 @@ class EpochTrainer(ABC):
     def writes_files(self) -> bool:
         """Whether this process writes into ``out``: there is one, and this process is the writer."""
         return self.out is not None and self.is_writer
+
+    def with_rank_states(self, state: dict[str, Any], own: Any) -> dict[str, Any]:
+        """``state`` with, under DDP, the number of processes and every rank's ``own`` (what that rank alone holds,
+        such as its noise streams), by rank, for :meth:`own_rank_state` to hand back; alone, ``state`` as it is."""
+        if self.group is None:
+            return state
+        return {**state, "world_size": self.group.world_size, "rank_states": gathered_objects(self.group, own)}
+
+    def own_rank_state(self, state: dict[str, Any], path: Path) -> Any:
+        """This rank's part of a checkpoint :meth:`with_rank_states` wrote (None alone), after refusing one written by
+        another number of processes."""
+        check_world_size(state, path, self.group)
+        return None if self.group is None else state["rank_states"][self.group.rank]
 
     @property
     def checkpoint_path(self) -> Path | None:

@@ -39,8 +39,8 @@ from .bundle import load_weights, read_bundle_config, save_generator
 from .bundle_schema import CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE
 from .config import TRAIN_SETTINGS_ADDED_SINCE_FIRST_RELEASE, ModelConfig, TrainConfig
 from .data import ImageTensorDataset, data_checksum
-from .distributed import (ReplicatedLatentCache, broadcast_tensor, check_world_size, data_parallel, decided_by_writer,
-                          gathered_objects, rank_seed, shard_of_permutation, summed, training_device)
+from .distributed import (ReplicatedLatentCache, broadcast_tensor, data_parallel, decided_by_writer, rank_seed,
+                          shard_of_permutation, summed, training_device)
 from .epochs import EpochCallback, EpochLog, EpochTrainer
 from .exemplar_images import ExemplarImages
 from .evaluate import binarize_once, elbo_parts, posterior_log_variances
@@ -466,13 +466,8 @@ class GeneratorTrainer(EpochTrainer):
                                             f"{self.config.init_from!r} instead, pass another output directory"}
 
     def state(self) -> dict[str, Any]:
-        state = self._state()
-        if self.group is not None:  # each rank's own noise stream, restored by the same rank
-            state.update(world_size=self.group.world_size, rank_noise=gathered_objects(self.group, self.noise.get_state()))
-        return state
-
-    def _state(self) -> dict[str, Any]:
-        return {
+        # Under DDP each rank's own noise stream goes in too, restored by the same rank.
+        return self.with_rank_states({
             "epoch": self.epoch,
             "epoch_budget": self.config.epochs,
             "model": self.model.state_dict(),
@@ -484,7 +479,7 @@ class GeneratorTrainer(EpochTrainer):
             "best_epoch": self.best_epoch,
             "best_state": self.best_state,
             "best_means": self.best_means,
-        }
+        }, self.noise.get_state())
 
     def resume(self) -> None:
         path = self.checkpoint_path
@@ -494,13 +489,12 @@ class GeneratorTrainer(EpochTrainer):
         if state["epoch"] > self.config.epochs:
             raise ValueError(f"{self.out} holds a run already trained {state['epoch']} epochs, more than "
                              f"epochs={self.config.epochs}; ask for at least {state['epoch']} epochs to resume or extend it")
-        check_world_size(state, path, self.group)
+        own_noise = self.own_rank_state(state, path)
         self._check_means(state, path)
         with restoring(path):
             restore_random_stream(self.generator, state["generator"], state.get("generator_device"), self.out)
-            if self.group is not None:
-                restore_random_stream(self.noise, state["rank_noise"][self.group.rank], state.get("generator_device"),
-                                      self.out)
+            if own_noise is not None:
+                restore_random_stream(self.noise, own_noise, state.get("generator_device"), self.out)
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             if self.cache is not None:
