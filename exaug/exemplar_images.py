@@ -10,7 +10,6 @@ memory-mapped ``.npy`` (rows read from disk as they are asked for), or any map-s
 from __future__ import annotations
 
 import abc
-import hashlib
 import math
 import os
 from typing import Iterator, Union
@@ -20,6 +19,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from .data.labels import dataset_labels, listed_labels
+from .data.splits import streamed_checksum
 from .images import as_uint8, as_unit_float, value_range
 
 # What an index of the set may be: one row, a slice, or a 1-d tensor or array of rows.
@@ -116,12 +116,7 @@ class ExemplarImages:
     def checksum(self) -> str:
         """sha256 hex of the uint8 image bytes, then of the int64 label bytes if any: what
         :func:`exaug.data.data_checksum` gives for the same images held in RAM."""
-        digest = hashlib.sha256()
-        for chunk in self.chunks():
-            digest.update(chunk.contiguous().numpy())
-        if self.labels is not None:
-            digest.update(self.labels.contiguous().numpy())
-        return digest.hexdigest()
+        return streamed_checksum(self.chunks(), self.labels)
 
     def as_float(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "FloatExemplarImages":
         """The set as float images in [0, 1] on ``device``, read by index: what training gathers each step."""

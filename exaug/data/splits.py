@@ -12,6 +12,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 import torch
 
@@ -153,7 +154,15 @@ def data_checksum(dataset: ImageTensorDataset) -> str:
 
     Recorded beside a trained model to say exactly which data it saw.
     """
-    digest = hashlib.sha256(dataset.images.cpu().contiguous().numpy())
-    if dataset.labels is not None:
-        digest.update(dataset.labels.cpu().contiguous().numpy())
+    return streamed_checksum([dataset.images], dataset.labels)
+
+
+def streamed_checksum(image_chunks: Iterable[torch.Tensor], labels: torch.Tensor | None) -> str:
+    """:func:`data_checksum` of images given chunk after chunk (uint8, in row order), so a set read by index
+    need not be held in RAM whole to be checked."""
+    digest = hashlib.sha256()
+    for chunk in image_chunks:
+        digest.update(chunk.cpu().contiguous().numpy())
+    if labels is not None:
+        digest.update(labels.cpu().contiguous().numpy())
     return digest.hexdigest()
