@@ -157,7 +157,7 @@ def _resume_message(out: Path, so_far: RunProgress, epochs: int) -> str:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @root_option
 @threads_option
-def evaluate_command(generator_dir: Path, dataset: str | None, num_samples: int, subset: int, exact_prior: bool,
+def evaluate_command(generator_dir: str, dataset: str | None, num_samples: int, subset: int, exact_prior: bool,
                      device: str, out: Path | None, progress: bool, root: Path | None, threads: int | None) -> None:
     """Test ELBO (KL / reconstruction), IWAE NLL, active units and latent kNN error of a generator."""
     from exaug.atomic import atomic_write_text
@@ -166,8 +166,8 @@ def evaluate_command(generator_dir: Path, dataset: str | None, num_samples: int,
     from exaug.train import stack_dataset
 
     apply_threads(threads)
-    model = load_generator(generator_dir, device=device, data_root=root)
     bundle_dir = resolve_bundle(generator_dir)
+    model = load_generator(bundle_dir, device=device, data_root=root)
     dataset = dataset or trained_dataset(read_bundle_config(bundle_dir))
     if dataset is None:
         raise click.UsageError("the bundle does not record its dataset; pass --dataset")
@@ -204,7 +204,7 @@ def evaluate_command(generator_dir: Path, dataset: str | None, num_samples: int,
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG file to write.")
 @root_option
 @threads_option
-def sample_command(generator_dir: Path, mode: str, count: int | None, per_row: int, seed: int, device: str, out: Path,
+def sample_command(generator_dir: str, mode: str, count: int | None, per_row: int, seed: int, device: str, out: Path,
                    root: Path | None, threads: int | None) -> None:
     """Write a grid of generated images to OUT (PNG).
 
@@ -213,17 +213,19 @@ def sample_command(generator_dir: Path, mode: str, count: int | None, per_row: i
     from torchvision.utils import save_image
 
     from exaug.atomic import atomic_path
+    from exaug.bundle import resolve_bundle
     from exaug.sampling import cyclic_generation, exemplar_plates, random_grid
 
     if out.suffix.lower() != ".png":
         raise click.BadParameter(f"{out} should end in .png", param_hint="--out")
     apply_threads(threads)
     count = count or (100 if mode == "random" else 10)
-    _check_grid_size(generator_dir, count if mode == "random" else count * (per_row + 1))
-    model = load_generator(generator_dir, device=device, data_root=root)
+    bundle_dir = resolve_bundle(generator_dir)
+    _check_grid_size(bundle_dir, count if mode == "random" else count * (per_row + 1))
+    model = load_generator(bundle_dir, device=device, data_root=root)
     if mode != "random" and model.exemplar_images is None:
         raise click.ClickException(f"--mode {mode} starts from exemplar images, and {generator_dir} was saved "
-                                   f"without them; {_images_advice(generator_dir)}, or use --mode random")
+                                   f"without them; {_images_advice(bundle_dir)}, or use --mode random")
     generator = torch.Generator(device=model.device).manual_seed(seed)
     if mode == "random":
         grid = random_grid(model, count, generator)
@@ -241,12 +243,12 @@ def sample_command(generator_dir: Path, mode: str, count: int | None, per_row: i
 MAX_GRID_VALUES = 2**26
 
 
-def _check_grid_size(generator_dir: Path, images: int) -> None:
+def _check_grid_size(bundle_dir: Path, images: int) -> None:
     """Refuse a grid of more images than one PNG should hold, before the generator is loaded: asked for
     millions, sampling would run out of memory."""
     from exaug.bundle import read_bundle_config
 
-    shape = read_bundle_config(generator_dir)["model"]["input_shape"]
+    shape = read_bundle_config(bundle_dir)["model"]["input_shape"]
     most = MAX_GRID_VALUES // math.prod(shape)
     if images > most:
         raise ValueError(f"--count and --per-row ask for a grid of {images} images of {'×'.join(map(str, shape))}, "
@@ -254,11 +256,11 @@ def _check_grid_size(generator_dir: Path, images: int) -> None:
                          "with another --seed for more")
 
 
-def _images_advice(generator_dir: Path) -> str:
+def _images_advice(bundle_dir: Path) -> str:
     """How to get a bundle's exemplar images back: exaug re-attaches them only from a registered data set."""
     from exaug.bundle import read_bundle_config, trained_dataset
 
-    dataset = trained_dataset(read_bundle_config(generator_dir))
+    dataset = trained_dataset(read_bundle_config(bundle_dir))
     if dataset in data.DATASETS:
         return (f"they are re-attached from its training split when that is at hand: fetch it with "
                 f"`exaug data fetch {dataset}` (--root or EXAUG_DATA set the data folder)")
@@ -280,24 +282,25 @@ def _images_advice(generator_dir: Path) -> str:
               help="Record the release label the copy is published under (e.g. 'mnist v2'), beside the provenance "
                    "its training recorded, so figures can name the bundle they used.")
 @root_option
-def export_command(generator_dir: Path, out: Path, images: bool, dataset: str | None, release: str | None,
+def export_command(generator_dir: str, out: Path, images: bool, dataset: str | None, release: str | None,
                    root: Path | None) -> None:
     """Copy a generator bundle, optionally without its exemplar images; its provenance goes with it."""
     import dataclasses
 
-    from exaug.bundle import CONFIG_FILE, bundle_provenance, read_bundle_config, save_generator
+    from exaug.bundle import CONFIG_FILE, bundle_provenance, read_bundle_config, resolve_bundle, save_generator
 
     if (out / CONFIG_FILE).exists():
         raise click.ClickException(f"{out} already holds a bundle; choose another --out")
-    config = read_bundle_config(generator_dir)
-    model = load_generator(generator_dir, device="cpu", data_root=root)
+    bundle_dir = resolve_bundle(generator_dir)
+    config = read_bundle_config(bundle_dir)
+    model = load_generator(bundle_dir, device="cpu", data_root=root)
     if images and model.exemplar_images is None:
         raise click.ClickException(f"{generator_dir} carries no exemplar images: pass --no-images, or get them back "
-                                   f"({_images_advice(generator_dir)})")
+                                   f"({_images_advice(bundle_dir)})")
     training = TrainConfig.from_recorded(config["training"]) if config.get("training") else TrainConfig()
     if dataset is not None:
         training = dataclasses.replace(training, extra={**training.extra, "dataset": dataset})
-    provenance = {**bundle_provenance(generator_dir), **({} if release is None else {"version": release})}
+    provenance = {**bundle_provenance(bundle_dir), **({} if release is None else {"version": release})}
     save_generator(model, out, training, config.get("data_checksum"), include_images=images,
                    provenance=provenance or None)
     size = sum(path.stat().st_size for path in out.iterdir()) / 2**20

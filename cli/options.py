@@ -24,10 +24,14 @@ root_option = click.option(
 
 
 def generator_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--generator NAME|DIR``, passed on as ``generator_dir``: a bundled name or a bundle directory."""
-    return click.option("--generator", "generator_dir", type=click.Path(path_type=Path), metavar="NAME|DIR",
+    """``--generator NAME|DIR``, passed on as ``generator_dir``: a bundled name or a bundle directory.
+
+    Passed on as typed (a string), so ``mnist`` stays the bundled name and ``./mnist`` a folder
+    (`exaug.bundle.resolve_bundle`)."""
+    return click.option("--generator", "generator_dir", type=click.Path(), metavar="NAME|DIR",
                         required=True, help=f"{what}: a bundled name (mnist, fashion-mnist) or a bundle directory "
-                                            "written by fit-generator.")
+                                            "written by fit-generator (./mnist for a folder named like a bundled "
+                                            "generator).")
 
 
 def echo_once(message: str, err: bool = False) -> None:

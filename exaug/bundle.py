@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -96,8 +97,10 @@ def read_bundle_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
                           "or fit_generator")
     path = directory / CONFIG_FILE
     if not path.is_file():
+        bundled = (f"; for the bundled generator, pass the plain name {directory.name!r}"
+                   if directory.name in PRETRAINED_NAMES else "")
         raise BundleError(f"{path} is missing; is {directory} a bundle written by exaug.save_generator or "
-                          "fit_generator?")
+                          f"fit_generator?{bundled}")
     return checked_bundle_config(parse_json(_own_file(directory, CONFIG_FILE).read_bytes(), path, "config.json"), path)
 
 
@@ -118,12 +121,18 @@ PRETRAINED_NAMES = ("mnist", "fashion-mnist")
 def resolve_bundle(path_or_name: str | os.PathLike) -> Path:
     """The directory of a bundle path, or of a bundled generator name ("mnist", "fashion-mnist").
 
-    An existing directory wins over a bundled name of the same spelling.
+    A string spelt like a bundled name means the bundled generator, even where the working directory holds a
+    folder of that name: a data folder called ``mnist`` must not replace the generator unnoticed. Such a folder
+    is a path when spelt as one (``"./mnist"``, an absolute path, a ``pathlib.Path``); the clash is reported as
+    a warning that says so.
     """
-    if str(path_or_name) in PRETRAINED_NAMES and not Path(path_or_name).is_dir():
-        directory = PRETRAINED_DIR / str(path_or_name)
+    if isinstance(path_or_name, str) and path_or_name in PRETRAINED_NAMES:
+        directory = PRETRAINED_DIR / path_or_name
         if not (directory / CONFIG_FILE).is_file():
             raise BundleError(f"the bundled generator {path_or_name!r} is not part of this installation ({directory})")
+        if Path(path_or_name).exists():
+            warnings.warn(f"{path_or_name!r} names the bundled generator; the {path_or_name} in the working directory "
+                          f"is not used (spell it './{path_or_name}' to load that folder instead)", stacklevel=2)
         return directory
     directory = Path(path_or_name)
     if not directory.exists():
