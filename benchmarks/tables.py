@@ -192,17 +192,24 @@ def hvae_50k_curve(results: Path = RESULTS) -> str:
 
 
 def hvae_50k_nll(results: Path = RESULTS) -> str:
-    """Test NLL of the bundled MLP generator and the HVAE on the same test images (benchmarks/paired_nll.py)."""
-    report = json.loads((results / "hvae_50k" / "paired_nll.json").read_text())
+    """Test NLL of the bundled MLP generator and of the HVAE as its run went on, on the same test images
+    (benchmarks/paired_nll.py, one file per HVAE snapshot: paired_nll*.json)."""
+    rows: dict[str, tuple[dict, dict | None]] = {}
+    for path in sorted((results / "hvae_50k").glob("paired_nll*.json")):
+        report = json.loads(path.read_text())
+        for name, run in report["generators"].items():
+            provenance = run["provenance"]
+            label = (name if name == report["baseline"]
+                     else provenance.get("version") or f"{name}, {provenance['epochs_trained']} epochs")
+            rows[label] = (run, report["differences"].get(name))
     lines = ["| generator | epochs | best validation ELBO | test NLL, nats | − the MLP's, paired | lower NLL on |",
              "|---|---|---|---|---|---|"]
-    for name, run in report["generators"].items():
+    for label, (run, difference) in sorted(rows.items(), key=lambda row: row[1][1] is not None):
         provenance = run["provenance"]
-        difference = report["differences"].get(name)
         paired = "" if difference is None else f"{difference['mean']:+.2f} ± {difference['sem']:.2f}"
         lower = "" if difference is None else f"{100 * difference['share_lower']:.0f} % of images"
-        lines.append(f"| {name} | {provenance.get('epochs_trained', '')} | {provenance.get('best_val_elbo', 0):.2f} | "
-                     f"{run['nll']:.2f} | {paired} | {lower} |")
+        lines.append(f"| {label} | {provenance.get('epochs_trained', '')} | "
+                     f"{provenance.get('best_val_elbo', 0):.2f} | {run['nll']:.2f} | {paired} | {lower} |")
     return "\n".join(lines) + "\n"
 
 
@@ -230,12 +237,33 @@ def hvae_dropin(results: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def convergence_latent_scale(results: Path = RESULTS) -> str:
+    """How far each long default-recipe run has come, and whether its latent space stayed put after the KL warm-up:
+    the exemplar prior's log σ² and the largest share of posterior log-variances on the encoder's clamp
+    (benchmarks/run_curves.py)."""
+    runs = json.loads((results / "convergence" / "curves.json").read_text())["runs"]
+    lines = ["| run | epochs so far | best validation ELBO (epoch) | prior log σ², end of warm-up → last | "
+             "its range after warm-up | largest share on the clamp after warm-up |", "|---|---|---|---|---|---|"]
+    for name, run in runs.items():
+        warmup = run["training"]["warmup_epochs"]
+        after = [index for index, epoch in enumerate(run["epoch"]) if epoch >= warmup]
+        log_vars = [run["prior_log_var"][index] for index in after if run["prior_log_var"][index] is not None]
+        shares = [share for index in after
+                  if (share := run["val_posterior_log_var_at_clamp_share"][index]) is not None]
+        best = max(range(len(run["val_elbo"])), key=run["val_elbo"].__getitem__)
+        lines.append(f"| {name} | {run['epochs_trained']} | {run['val_elbo'][best]:.2f} ({run['epoch'][best]}) | "
+                     f"{log_vars[0]:.2f} → {log_vars[-1]:.2f} | {min(log_vars):.2f} to {max(log_vars):.2f} | "
+                     f"{100 * max(shares):.1f} % |")
+    return "\n".join(lines) + "\n"
+
+
 TABLES: dict[str, Callable[[], str]] = {"table-3": table_3, "architecture-speed": architecture_speed,
                                         "architecture-curves": architecture_curves,
                                         "knn-scale": knn_scale, "knn-scale-step": knn_scale_step,
                                         "ddp-equivalence": ddp_equivalence, "exemplar-memory": exemplar_memory,
                                         "hvae-50k-curve": hvae_50k_curve, "hvae-50k-nll": hvae_50k_nll,
-                                        "hvae-dropin": hvae_dropin}
+                                        "hvae-dropin": hvae_dropin,
+                                        "convergence-latent-scale": convergence_latent_scale}
 
 
 def rewritten(text: str) -> str:

@@ -81,22 +81,59 @@ def test_the_curves_table_shows_each_architecture_at_the_epochs_it_reached(table
     assert "| ConvHVAE | -190.00 |  |  |" in table and "VAE (MLP)" not in table
 
 
-def test_run_curves_records_a_runs_epochs_so_far_with_its_latent_scale(tmp_path):
+def test_the_latent_scale_table_reads_only_the_epochs_after_the_warm_up(tables, tmp_path):
+    (tmp_path / "convergence").mkdir()
+    run = {"epochs_trained": 4, "training": {"warmup_epochs": 2}, "epoch": [1, 2, 3, 4],
+           "val_elbo": [-120.0, -100.0, -95.0, -96.0], "prior_log_var": [5.0, -1.5, -1.7, -1.6],
+           "val_posterior_log_var_at_clamp_share": [None, 0.0, 0.25, 0.0]}
+    (tmp_path / "convergence" / "curves.json").write_text(json.dumps({"runs": {"mlp": run}}))
+    assert "| mlp | 4 | -95.00 (3) | -1.50 → -1.60 | -1.70 to -1.50 | 25.0 % |" in tables.convergence_latent_scale(tmp_path)
+
+
+def paired_report(epochs: int, nll: float, difference: float) -> dict:
+    mlp = {"nll": 82.0, "provenance": {"version": "mnist v1", "epochs_trained": 341, "best_val_elbo": -87.6}}
+    hvae = {"nll": nll, "provenance": {"epochs_trained": epochs, "best_val_elbo": -88.0}}
+    return {"baseline": "mlp", "generators": {"mlp": mlp, "hvae": hvae},
+            "differences": {"hvae": {"mean": difference, "sem": 0.1, "share_lower": 0.5}}}
+
+
+def test_the_hvae_nll_table_lists_the_baseline_once_and_every_snapshot_of_the_run(tables, tmp_path):
+    (tmp_path / "hvae_50k").mkdir()
+    (tmp_path / "hvae_50k" / "paired_nll-epoch135.json").write_text(json.dumps(paired_report(135, 82.4, 0.4)))
+    (tmp_path / "hvae_50k" / "paired_nll.json").write_text(json.dumps(paired_report(300, 81.8, -0.2)))
+    rows = tables.hvae_50k_nll(tmp_path).splitlines()[2:]
+    assert rows[0].startswith("| mlp | 341 |") and len(rows) == 3
+    assert "| hvae, 135 epochs | 135 | -88.00 | 82.40 | +0.40 ± 0.10 | 50 % of images |" in rows
+    assert "| hvae, 300 epochs | 300 | -88.00 | 81.80 | -0.20 ± 0.10 | 50 % of images |" in rows
+
+
+def load_run_curves():
+    spec = importlib.util.spec_from_file_location("run_curves", SCRIPT.parent / "run_curves.py")
+    run_curves = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_curves)
+    return run_curves
+
+
+def test_run_curves_records_a_runs_epochs_so_far_with_its_latent_scale_and_plots_them(tmp_path, monkeypatch):
     from torch.utils.data import TensorDataset
 
     from conftest import blob_images
     from exaug import ModelConfig, TrainConfig, fit_generator
 
-    spec = importlib.util.spec_from_file_location("run_curves", SCRIPT.parent / "run_curves.py")
-    run_curves = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_curves)
+    run_curves = load_run_curves()
     images, _ = blob_images(30)
     fit_generator(TensorDataset(images), TensorDataset(blob_images(10, seed=1)[0]),
-                  TrainConfig(epochs=2, batch_size=15, warmup_epochs=1, knn=3), tmp_path,
+                  TrainConfig(epochs=2, batch_size=15, warmup_epochs=1, knn=3), tmp_path / "run",
                   model_config=ModelConfig(architecture="hvae", hidden_dim=8, latent_dim=2), progress=False,
                   log=lambda record: None)
-    curves = run_curves.run_curves(tmp_path)
+    curves = run_curves.run_curves(tmp_path / "run")
     assert curves["epochs_trained"] == 2 and curves["epoch"] == [1, 2] and curves["model"]["architecture"] == "hvae"
     assert len(curves["val_elbo"]) == len(curves["prior_log_var"]) == 2
     assert all(0.0 <= share <= 1.0 for share in curves["val_posterior_log_var_at_clamp_share"])
     assert curves["provenance"]["epochs_trained"] in (1, 2)
+
+    monkeypatch.setattr(sys, "argv", ["run_curves.py", "--run", f"tiny={tmp_path / 'run'}",
+                                      "--out", str(tmp_path / "curves.json"), "--plot", str(tmp_path / "curves.png")])
+    run_curves.main()
+    assert json.loads((tmp_path / "curves.json").read_text())["runs"]["tiny"]["epoch"] == [1, 2]
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
