@@ -62,6 +62,7 @@ GENERATOR_KINDS = {
     "bundled": "the package's generator (MLP VAE), which saw all 50K training images without labels",
     "subset": "an MLP VAE fitted on the run's own labelled subset alone (see fit-generators)",
     "hvae": "an HVAE fitted like the bundled one, on all 50K training images without labels, in GENERATORS/DATASET-hvae",
+    "hvae-longer": "a later snapshot of that HVAE's run, trained longer, in GENERATORS/DATASET-hvae-longer",
 }
 # The knob each augmentation is tuned on, with the values tried on validation.
 KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
@@ -200,8 +201,9 @@ def generator_source(spec: RunSpec) -> str | Path:
         return subset_generator_dir(spec)
     folder = GENERATORS / f"{spec.dataset}-{spec.generator}"
     if not folder.is_dir():
+        architecture = spec.generator.split("-")[0]
         raise FileNotFoundError(f"{folder} holds no generator; train one there first, e.g. exaug fit-generator "
-                                f"--arch {spec.generator} --dataset {spec.dataset} --out {folder}")
+                                f"--arch {architecture} --dataset {spec.dataset} --out {folder}")
     return folder
 
 
@@ -301,11 +303,12 @@ def run(spec: RunSpec, out: Path, root: str | None = None, log: Callable[[str], 
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed)  # timm's Mixup draws from numpy's global stream
     model = build_model(spec.model)
-    generator = None
+    generator, provenance = None, None
     if spec.uses_generator:
+        from exaug.bundle import bundle_provenance
         from exaug.pretrained import load_generator
 
-        generator = load_generator(generator_source(spec))
+        generator, provenance = load_generator(generator_source(spec)), bundle_provenance(generator_source(spec))
     shuffle = torch.Generator().manual_seed(spec.seed)
     loader = make_loader(spec, train, recipe.batch_size, shuffle, generator)
     mixed = MixedBatchLoader(loader, generator, seed=spec.seed, noise_scale=spec.noise_scale) \
@@ -316,7 +319,8 @@ def run(spec: RunSpec, out: Path, root: str | None = None, log: Callable[[str], 
         from timm.data import Mixup
 
         mixup = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=recipe.label_smoothing, num_classes=10)
-    identity = {"spec": spec.to_dict(), "train_size": len(train)}
+    # a checkpoint resumes only with the generator snapshot it started with
+    identity = {"spec": spec.to_dict(), "train_size": len(train), "generator_provenance": provenance}
     checkpoint = out / "checkpoint.pt"
     history: list[dict[str, Any]] = []
     if checkpoint.exists():
@@ -362,7 +366,8 @@ def run(spec: RunSpec, out: Path, root: str | None = None, log: Callable[[str], 
             history.append(record)
     result = {"spec": spec.to_dict(), "error": history[-1][f"{spec.split}_error"], "train_size": len(train),
               "seconds": round(sum(r["seconds"] for r in history), 1), "torch_threads": torch.get_num_threads(),
-              "machine": platform.processor() or platform.machine(), "history": history}
+              "machine": platform.processor() or platform.machine(), "generator_provenance": provenance,
+              "history": history}
     atomic_write_text(result_file, json.dumps(result, indent=1) + "\n")
     checkpoint.unlink()
     return result

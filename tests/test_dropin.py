@@ -3,6 +3,7 @@
 import dataclasses
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -204,3 +205,31 @@ def test_an_hvae_run_names_the_folder_it_reads_and_how_to_fill_it(tmp_path, monk
     (tmp_path / "mnist-hvae").mkdir()
     assert dropin.generator_source(spec) == tmp_path / "mnist-hvae"
     assert dropin.generator_source(dataclasses.replace(spec, generator="bundled")) == "mnist"
+
+
+def test_a_run_records_its_generator_snapshot_and_resumes_only_with_the_same_one(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from exaug.cli.main import main as exaug_cli
+
+    monkeypatch.setattr(dropin, "GENERATORS", tmp_path / "generators")
+
+    def export(version):  # a new snapshot of the run replaces the folder's bundle
+        shutil.rmtree(tmp_path / "generators" / "mnist-hvae-longer", ignore_errors=True)
+        result = CliRunner().invoke(exaug_cli, ["export", "--generator", "mnist", "--no-images", "--version", version,
+                                                "--out", str(tmp_path / "generators" / "mnist-hvae-longer")])
+        assert result.exit_code == 0, result.output
+
+    def die_after_epoch_2(line):  # epoch 1 is checkpointed by then
+        if json.loads(line)["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    export("snapshot A")
+    spec = dataclasses.replace(TINY, augmentation="exemplar-append", generator="hvae-longer", epochs=5)
+    with pytest.raises(KeyboardInterrupt):
+        dropin.run(spec, tmp_path / "run", log=die_after_epoch_2)
+    export("snapshot B")
+    with pytest.raises(ValueError, match="different generator_provenance"):
+        dropin.run(spec, tmp_path / "run", log=lambda line: None)
+    export("snapshot A")
+    assert dropin.run(spec, tmp_path / "run", log=lambda line: None)["generator_provenance"]["version"] == "snapshot A"
