@@ -214,24 +214,29 @@ def hvae_50k_nll(results: Path = RESULTS) -> str:
 
 
 def hvae_dropin(results: Path = RESULTS) -> str:
-    """The 1,000-image stock-CNN cell of the drop-in grid (RandomAffine + appended twins) with the HVAE's twins
-    beside the bundled MLP generator's, per seed and paired (benchmarks/dropin.py, generator kind hvae)."""
+    """The 1,000-image stock-CNN cell of the drop-in grid (RandomAffine + appended twins) with the twins of each HVAE
+    snapshot beside the bundled MLP generator's, per seed and paired (benchmarks/dropin.py, generator kinds hvae and
+    hvae-longer; a result that recorded its generator's version is labelled with it)."""
     runs = results / "dropin" / "runs" / "mnist" / "test" / "cnn-balanced1000-e100"
     errors: dict[str, dict[str, float]] = {}
     for path in sorted(runs.glob("*/seed*/result.json")):
         result = json.loads(path.read_text())
         spec = result["spec"]
-        if spec["augmentation"] in ("affine", "affine+exemplar-append"):
-            label = spec["augmentation"] + ("" if spec["augmentation"] == "affine" else f" ({spec['generator']}, p {spec['p']:g})")
-            if spec["augmentation"] == "affine" or spec["generator"] in ("bundled", "hvae"):
-                errors.setdefault(label, {})[str(spec["seed"])] = result["error"]
+        if spec["augmentation"] == "affine":
+            label = "affine"
+        elif spec["augmentation"] == "affine+exemplar-append" and spec["generator"] in ("bundled", "hvae", "hvae-longer"):
+            generator = (result.get("generator_provenance") or {}).get("version") or spec["generator"]
+            label = f"affine+exemplar-append ({generator}, p {spec['p']:g})"
+        else:
+            continue
+        errors.setdefault(label, {})[str(spec["seed"])] = result["error"]
     mlp = next(errors[label] for label in errors if "(bundled" in label)
     lines = ["| augmentation | test error % per seed | mean | − with the MLP generator's twins, paired |",
              "|---|---|---|---|"]
     for label, by_seed in errors.items():
         seeds = sorted(by_seed)
         paired = [by_seed[seed] - mlp[seed] for seed in seeds if seed in mlp]
-        difference = "" if "(hvae" not in label else f"{statistics.mean(paired):+.2f} ± {statistics.stdev(paired):.2f}"
+        difference = "" if "hvae" not in label else f"{statistics.mean(paired):+.2f} ± {statistics.stdev(paired):.2f}"
         lines.append(f"| {label} | {', '.join(f'{by_seed[seed]:.2f}' for seed in seeds)} | "
                      f"{statistics.mean(by_seed.values()):.2f} | {difference} |")
     return "\n".join(lines) + "\n"

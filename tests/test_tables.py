@@ -137,3 +137,23 @@ def test_run_curves_records_a_runs_epochs_so_far_with_its_latent_scale_and_plots
     run_curves.main()
     assert json.loads((tmp_path / "curves.json").read_text())["runs"]["tiny"]["epoch"] == [1, 2]
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_hvae_dropin_table_labels_each_snapshot_by_its_recorded_version_and_pairs_it_with_the_mlp(tables, tmp_path):
+    cell = tmp_path / "dropin" / "runs" / "mnist" / "test" / "cnn-balanced1000-e100"
+
+    def write(folder, generator, p, errors, provenance=None):
+        for seed, error in enumerate(errors):
+            spec = {"augmentation": folder.split("-p")[0], "generator": generator, "p": p, "seed": seed}
+            result = {"spec": spec, "error": error, **({"generator_provenance": provenance} if provenance else {})}
+            (cell / folder / f"seed{seed}").mkdir(parents=True)
+            (cell / folder / f"seed{seed}" / "result.json").write_text(json.dumps(result))
+
+    write("affine", "bundled", 0.5, [2.0, 2.2, 2.1])
+    write("affine+exemplar-append-p1-bundled", "bundled", 1.0, [1.9, 2.0, 1.8])
+    write("affine+exemplar-append-p0.5-hvae", "hvae", 0.5, [2.0, 2.0, 1.9])
+    write("affine+exemplar-append-p1-hvae-longer", "hvae-longer", 1.0, [1.8, 1.9, 1.8], {"version": "hvae, epoch 311"})
+    rows = tables.hvae_dropin(tmp_path).splitlines()[2:]
+    assert "| affine+exemplar-append (hvae, epoch 311, p 1) | 1.80, 1.90, 1.80 | 1.83 | -0.07 ± 0.06 |" in rows
+    assert "| affine+exemplar-append (hvae, p 0.5) | 2.00, 2.00, 1.90 | 1.97 | +0.07 ± 0.06 |" in rows
+    assert "| affine | 2.00, 2.20, 2.10 | 2.10 |  |" in rows and len(rows) == 4
