@@ -308,7 +308,8 @@ def run(spec: RunSpec, out: Path, root: str | None = None, log: Callable[[str], 
         from exaug.bundle import bundle_provenance
         from exaug.pretrained import load_generator
 
-        generator, provenance = load_generator(generator_source(spec)), bundle_provenance(generator_source(spec))
+        source = generator_source(spec)
+        generator, provenance = load_generator(source), bundle_provenance(source)
     shuffle = torch.Generator().manual_seed(spec.seed)
     loader = make_loader(spec, train, recipe.batch_size, shuffle, generator)
     mixed = MixedBatchLoader(loader, generator, seed=spec.seed, noise_scale=spec.noise_scale) \
