@@ -219,24 +219,28 @@ def hvae_dropin(results: Path = RESULTS) -> str:
     hvae-longer; a result that recorded its generator's version is labelled with it)."""
     runs = results / "dropin" / "runs" / "mnist" / "test" / "cnn-balanced1000-e100"
     errors: dict[str, dict[str, float]] = {}
+    generator_of: dict[str, str] = {}  # each row's generator kind: "bundled", "hvae…", or "" for affine alone
     for path in sorted(runs.glob("*/seed*/result.json")):
         result = json.loads(path.read_text())
         spec = result["spec"]
         if spec["augmentation"] == "affine":
-            label = "affine"
-        elif spec["augmentation"] == "affine+exemplar-append" and spec["generator"] in ("bundled", "hvae", "hvae-longer"):
-            generator = (result.get("generator_provenance") or {}).get("version") or spec["generator"]
-            label = f"affine+exemplar-append ({generator}, p {spec['p']:g})"
+            label, kind = "affine", ""
+        elif spec["augmentation"] == "affine+exemplar-append" and spec["generator"] != "subset":
+            kind = spec["generator"]
+            version = (result.get("generator_provenance") or {}).get("version") or kind
+            label = f"affine+exemplar-append ({version}, p {spec['p']:g})"
         else:
             continue
+        generator_of[label] = kind
         errors.setdefault(label, {})[str(spec["seed"])] = result["error"]
-    mlp = next(errors[label] for label in errors if "(bundled" in label)
+    mlp = next(errors[label] for label, kind in generator_of.items() if kind == "bundled")
     lines = ["| augmentation | test error % per seed | mean | − with the MLP generator's twins, paired |",
              "|---|---|---|---|"]
     for label, by_seed in errors.items():
         seeds = sorted(by_seed)
         paired = [by_seed[seed] - mlp[seed] for seed in seeds if seed in mlp]
-        difference = "" if "hvae" not in label else f"{statistics.mean(paired):+.2f} ± {statistics.stdev(paired):.2f}"
+        difference = ("" if not generator_of[label].startswith("hvae")
+                      else f"{statistics.mean(paired):+.2f} ± {statistics.stdev(paired):.2f}")
         lines.append(f"| {label} | {', '.join(f'{by_seed[seed]:.2f}' for seed in seeds)} | "
                      f"{statistics.mean(by_seed.values()):.2f} | {difference} |")
     return "\n".join(lines) + "\n"
