@@ -266,13 +266,80 @@ def convergence_latent_scale(results: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def validation_pick(runs: list[dict]) -> dict:
+    """The docs' selection rule, fixed before the runs it judges: the lowest final-epoch validation error, ties
+    broken by the lowest mean of the last ten epochs."""
+    return min(runs, key=lambda run: (run["error"], run["mean_of_last_epochs"]))
+
+
+def classifier_validation_grid(results: Path, pattern: str) -> str:
+    """Every λ, η of a validation sweep (benchmarks/classifier_runs.py files matching ``pattern``), the rule's
+    pick in bold."""
+    runs = [run for path in sorted((results / "classifiers").glob(pattern))
+            for run in json.loads(path.read_text())["runs"]]
+    if any(run["split"] != "val" for run in runs):
+        raise ValueError(f"{pattern}: a validation grid holds a run scored on another split")
+    pick = validation_pick(runs)
+    lines = ["| η | λ | validation error %, final epoch | mean of the last 10 epochs |", "|---|---|---|---|"]
+    for run in sorted(runs, key=lambda run: (-run["learning_rate"], run["lam"])):
+        cells = [f"{run['learning_rate']:g}", f"{run['lam']:g}", f"{run['error']:.2f}",
+                 f"{run['mean_of_last_epochs']:.3f}"]
+        if run is pick:
+            cells = [f"**{cell}**" for cell in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def classifier_paired_rows(results: Path, baseline: str, candidates: list[str]) -> str:
+    """Test error per seed of each row (a benchmarks/classifier_runs.py file), and each candidate's paired
+    difference from ``baseline`` over the seeds both ran; every row names its generator's recorded version."""
+    rows = {name: json.loads((results / "classifiers" / f"{name}.json").read_text())["runs"]
+            for name in [baseline, *candidates]}
+    by_seed = {name: {run["seed"]: run for run in runs} for name, runs in rows.items()}
+    lines = ["| generator | λ | η | seeds | test error %, mean ± std | − the baseline's, paired (mean ± std) |",
+             "|---|---|---|---|---|---|"]
+    for name, runs in rows.items():
+        if any(run["split"] != "test" for run in runs):
+            raise ValueError(f"{name}: a test row holds a run scored on another split")
+        if len({(run["lam"], run["learning_rate"]) for run in runs}) != 1:
+            raise ValueError(f"{name}: its runs mix λ or η; one row holds one recipe")
+        seeds = sorted(by_seed[name])
+        errors = [by_seed[name][seed]["error"] for seed in seeds]
+        generator = runs[0]["generator"] or {}
+        label = generator.get("version") or generator.get("source") or "none (LS alone)"
+        paired = ""
+        if name != baseline:
+            shared = [seed for seed in seeds if seed in by_seed[baseline]]
+            differences = [by_seed[name][seed]["error"] - by_seed[baseline][seed]["error"] for seed in shared]
+            paired = (f"{statistics.mean(differences):+.2f} ± {statistics.stdev(differences):.2f} over {len(shared)} "
+                      f"seeds" if len(shared) > 1 else "")
+        seed_range = f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else \
+            ", ".join(map(str, seeds))
+        lines.append(f"| {label} | {runs[0]['lam']:g} | {runs[0]['learning_rate']:g} | {seed_range} | "
+                     f"{mean_and_spread(errors)} | {paired} |")
+    return "\n".join(lines) + "\n"
+
+
+def hvae_augmentation_validation(results: Path = RESULTS) -> str:
+    """§5.4 with the HVAE's twins: the λ × η grid on MNIST validation (seed 0) that chose its test recipe."""
+    return classifier_validation_grid(results, "hvae-validation-*.json")
+
+
+def hvae_augmentation_test(results: Path = RESULTS) -> str:
+    """§5.4 on MNIST test, 2×1024, the HVAE's twins against the bundled MLP generator's, each at the λ and η its own
+    validation sweep picked, paired by seed (the seed count fixed before any test run)."""
+    return classifier_paired_rows(results, "mlp-augmentation-test", ["hvae-augmentation-test"])
+
+
 TABLES: dict[str, Callable[[], str]] = {"table-3": table_3, "architecture-speed": architecture_speed,
                                         "architecture-curves": architecture_curves,
                                         "knn-scale": knn_scale, "knn-scale-step": knn_scale_step,
                                         "ddp-equivalence": ddp_equivalence, "exemplar-memory": exemplar_memory,
                                         "hvae-50k-curve": hvae_50k_curve, "hvae-50k-nll": hvae_50k_nll,
                                         "hvae-dropin": hvae_dropin,
-                                        "convergence-latent-scale": convergence_latent_scale}
+                                        "convergence-latent-scale": convergence_latent_scale,
+                                        "hvae-augmentation-validation": hvae_augmentation_validation,
+                                        "hvae-augmentation-test": hvae_augmentation_test}
 
 
 def rewritten(text: str) -> str:

@@ -1,0 +1,102 @@
+"""benchmarks/classifier_runs.py: finished classifier runs become one committed, traceable result file."""
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from conftest import blob_images
+from exaug import ExemplarVAE, ModelConfig, save_generator
+from exaug.classifiers import ClassifierConfig, fit_classifier
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "classifier_runs.py"
+
+
+@pytest.fixture(scope="module")
+def classifier_runs():
+    spec = importlib.util.spec_from_file_location("classifier_runs", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["classifier_runs"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def versioned_generator(tmp_path_factory):
+    torch.manual_seed(0)
+    model = ExemplarVAE(ModelConfig(input_shape=(1, 16, 16), hidden_dim=32, latent_dim=4))
+    images, labels = blob_images(64)
+    model.set_exemplars(images, labels)
+    directory = tmp_path_factory.mktemp("generator")
+    save_generator(model, directory, provenance={"version": "blobs v1", "epochs_trained": 7})
+    return directory
+
+
+def sweep(out: Path, generator: Path | None, lams: list[float], split: str = "val") -> None:
+    """A real λ sweep on blobs, as exaug lambda-sweep lays it out (lamX/ per run), 12 epochs each."""
+    train_images, train_labels = blob_images(200, seed=0)
+    test_images, test_labels = blob_images(50, seed=1)
+    for lam in lams:
+        config = ClassifierConfig(hidden=(16,), epochs=12, batch_size=50, learning_rate=0.05, workers=0, device="cpu",
+                                  lam=lam, extra={"dataset": "blobs", "split": split})
+        fit_classifier(TensorDataset(train_images, train_labels), TensorDataset(test_images, test_labels), config,
+                       generator=None if generator is None else str(generator), out=out / f"lam{lam:g}",
+                       progress=False, log=lambda record: None)
+
+
+def test_each_finished_run_is_recorded_with_its_recipe_error_and_generator_version(classifier_runs, versioned_generator,
+                                                                                   tmp_path):
+    sweep(tmp_path / "sweep", versioned_generator, [0.4, 0.8])
+    finished, unfinished = classifier_runs.collect([tmp_path / "sweep"])
+    assert unfinished == [] and [run["lam"] for run in finished] == [0.4, 0.8]
+    result = json.loads((tmp_path / "sweep" / "lam0.4" / "result.json").read_text())
+    run = finished[0]
+    assert run["error"] == result["test_error"] and run["split"] == "val" and run["evaluated_on"] == 50
+    assert run["mean_of_last_epochs"] == pytest.approx(
+        sum(epoch["test_error"] for epoch in result["history"][-10:]) / 10)
+    assert run["generator"]["version"] == "blobs v1" and run["generator"]["epochs_trained"] == 7
+    assert run["generator"]["sha256"] == result["generator_identity"]["sha256"]
+
+
+def test_a_generator_folder_since_overwritten_is_named_but_its_version_not_trusted(classifier_runs, versioned_generator,
+                                                                                    tmp_path):
+    generator = tmp_path / "generator"
+    shutil.copytree(versioned_generator, generator)
+    sweep(tmp_path / "sweep", generator, [0.5])
+    torch.manual_seed(1)
+    other = ExemplarVAE(ModelConfig(input_shape=(1, 16, 16), hidden_dim=32, latent_dim=4))
+    other.set_exemplars(*blob_images(64))
+    shutil.rmtree(generator)
+    save_generator(other, generator, provenance={"version": "blobs v2"})
+    (run,), _ = classifier_runs.collect([tmp_path / "sweep"])
+    assert run["generator"]["version"] is None and "now holds other files" in run["generator"]["note"]
+
+
+def test_an_unfinished_run_is_left_out_and_named(classifier_runs, tmp_path):
+    sweep(tmp_path / "sweep", None, [0.5])
+    (tmp_path / "sweep" / "lam0.7").mkdir()
+    (tmp_path / "sweep" / "lam0.7" / "checkpoint.pt").write_bytes(b"")
+    finished, unfinished = classifier_runs.collect([tmp_path / "sweep"])
+    assert [run["lam"] for run in finished] == [0.5] and finished[0]["generator"] is None
+    assert unfinished == [tmp_path / "sweep" / "lam0.7"]
+
+
+def test_the_command_writes_one_file_with_the_commands_and_refuses_an_empty_collection(classifier_runs, tmp_path,
+                                                                                         monkeypatch, capsys):
+    sweep(tmp_path / "sweep", None, [0.5])
+    monkeypatch.setattr(sys, "argv", ["classifier_runs.py", "--name", "row", "--runs", str(tmp_path / "sweep"),
+                                      "--command", "exaug lambda-sweep …", "--out", str(tmp_path / "results")])
+    classifier_runs.main()
+    written = json.loads((tmp_path / "results" / "row.json").read_text())
+    assert written["commands"] == ["exaug lambda-sweep …"] and len(written["runs"]) == 1
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setattr(sys, "argv", ["classifier_runs.py", "--name", "empty", "--runs", str(tmp_path / "empty"),
+                                      "--command", "x", "--out", str(tmp_path / "results")])
+    with pytest.raises(SystemExit, match="no finished run"):
+        classifier_runs.main()
+    assert not (tmp_path / "results" / "empty.json").exists()
