@@ -4,6 +4,7 @@ Each generator scores the same first N test images, binarised once with exaug's 
 same importance-sampling settings as ``exaug evaluate`` (IWAE, S samples, the certified near-exemplar
 estimator). Because the images are shared, the difference of two generators' NLLs is a paired difference,
 and its standard error is that of the per-image differences, far smaller than either NLL's own spread.
+Each generator's progress is saved beside ``--out`` as it goes; the same command, rerun, continues it.
 
     python benchmarks/paired_nll.py --generator mlp=mnist --generator hvae=carry/mnist-hvae \
         --images 1000 --samples 5000 --threads 1 --out benchmarks/results/paired_nll/mnist-hvae-50k.json
@@ -29,12 +30,13 @@ from exaug.device import apply_threads
 from exaug.evaluate import binarize_once, iwae_log_likelihood
 
 
-def scored(source: str, images: torch.Tensor, samples: int) -> dict[str, Any]:
-    """The per-image IWAE bounds of the generator at ``source`` (a bundled name or a bundle folder)."""
+def scored(source: str, images: torch.Tensor, samples: int, checkpoint: Path) -> dict[str, Any]:
+    """The per-image IWAE bounds of the generator at ``source`` (a bundled name or a bundle folder), resumable
+    through ``checkpoint`` (the seconds are those of the last, resumed part)."""
     config = read_bundle_config(source)
     model = load_generator(source)
     started = time.perf_counter()
-    bounds = iwae_log_likelihood(model, images, samples)
+    bounds = iwae_log_likelihood(model, images, samples, checkpoint=checkpoint)
     return {"source": source, "architecture": config["model"].get("architecture", "vae"),
             "provenance": bundle_provenance(source), "seconds": round(time.perf_counter() - started, 1),
             "nll": -bounds.mean().item(), "bounds": bounds.tolist()}
@@ -65,7 +67,10 @@ def main() -> None:
     apply_threads(args.threads)
     test = load_split(datasets.pop(), "test")
     images = binarize_once(test.images[: args.images].float() / 255.0)
-    results = {name: scored(source, images, args.samples) for name, source in sources.items()}
+    # one file per generator beside --out saves its progress; a rerun of the same command continues from them
+    checkpoints = {name: args.out.with_name(f"{args.out.stem}.generator{index}.iwae-checkpoint.pt")
+                   for index, name in enumerate(sources)}
+    results = {name: scored(source, images, args.samples, checkpoints[name]) for name, source in sources.items()}
     baseline = next(iter(results))
     report = {"benchmark": "paired_nll", "images": len(images), "samples": args.samples, "threads": args.threads,
               "baseline": baseline, "generators": results,
@@ -73,6 +78,8 @@ def main() -> None:
                               for name, result in results.items() if name != baseline},
               "torch": torch.__version__, "machine": platform.machine()}
     atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
+    for checkpoint in checkpoints.values():
+        checkpoint.unlink(missing_ok=True)
     for name, result in results.items():
         print(f"{name}: NLL {result['nll']:.2f} nats on {len(images)} images ({result['seconds']} s)")
     for name, difference in report["differences"].items():

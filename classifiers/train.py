@@ -11,7 +11,6 @@ at batch B step as one process at batch N·B. Rank 0 scores the test set and han
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -24,7 +23,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from tqdm.auto import tqdm
 
 from exaug.atomic import atomic_write_text
-from exaug.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, restore_random_stream, restoring
+from exaug.checkpoint import (CHECKPOINT_FILE, CheckpointError, load_checkpoint, restore_random_stream, restoring,
+                              tensor_digest)
 from exaug.data import dataset_labels, describe_labels
 from exaug.distributed import ProcessGroup, data_parallel, decided_by_writer, rank_seed, summed, training_device
 from exaug.epochs import EpochCallback, EpochLog, EpochTrainer
@@ -264,11 +264,7 @@ def _describe_generator(generator: ExemplarGenerator | str | os.PathLike | None)
     if generator is None:
         return None
     if isinstance(generator, ExemplarGenerator):
-        digest = hashlib.sha256()
-        for name, tensor in generator.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-        return {"weights_sha256": digest.hexdigest()}
+        return {"weights_sha256": tensor_digest(generator.state_dict().items())}
     from exaug.bundle import read_bundle_config
 
     return {"sha256": read_bundle_config(generator)["sha256"]}

@@ -153,7 +153,8 @@ def _resume_message(out: Path, so_far: RunProgress, epochs: int) -> str:
                    "fraction of the time (docs/results.md, IWAE speed).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="JSON results file (default: GENERATOR/evaluation.json; a .md table is written beside it).")
+              help="JSON results file (default: GENERATOR/evaluation.json; a .md table is written beside it). The IWAE "
+                   "part saves its progress beside it (the same name ending .iwae-checkpoint.pt); a rerun continues it.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @root_option
 @threads_option
@@ -177,15 +178,19 @@ def evaluate_command(generator_dir: str, dataset: str | None, num_samples: int, 
     val_images, val_labels = (None, None)
     if dataset in data.DATASETS:
         val_images, val_labels = stack_dataset(open_dataset(dataset, "val", root))
-    results = evaluate_generator(model, test_images, test_labels, val_images, val_labels,
-                                 num_samples=num_samples, subset=subset, progress=progress,
-                                 prior_tolerance=None if exact_prior else PRIOR_TOLERANCE)
-    results.update(generator=str(generator_dir), dataset=dataset)
     if out is None:  # beside the bundle, unless that is a bundled generator inside the package
         out = Path(f"evaluation-{generator_dir}.json") if bundle_dir.parent == PRETRAINED_DIR else bundle_dir / "evaluation.json"
+    checkpoint = out.with_suffix(".iwae-checkpoint.pt")
+    if checkpoint.exists():
+        click.echo(f"continuing the IWAE evaluation saved in {checkpoint}", err=True)
+    results = evaluate_generator(model, test_images, test_labels, val_images, val_labels,
+                                 num_samples=num_samples, subset=subset, progress=progress,
+                                 prior_tolerance=None if exact_prior else PRIOR_TOLERANCE, iwae_checkpoint=checkpoint)
+    results.update(generator=str(generator_dir), dataset=dataset)
     atomic_write_text(out, json.dumps(results, indent=2) + "\n")
     report = markdown_report(results)
     atomic_write_text(out.with_suffix(".md"), report)
+    checkpoint.unlink(missing_ok=True)
     click.echo(report)
     click.echo(f"wrote {out} and {out.with_suffix('.md')}")
 

@@ -16,11 +16,12 @@ model becomes a `CheckpointError` too (`restoring`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
@@ -35,6 +36,16 @@ class CheckpointError(ValueError):
 
 IDENTITY_KEY = "identity"
 CHECKPOINT_FILE = "checkpoint.pt"  # a run folder's checkpoint, whichever trainer wrote it
+
+
+def tensor_digest(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """The sha256 of named tensors' names and bytes (a model's weights, an exemplar set), wherever they live: what a
+    resumed computation checks it continues with the same numbers."""
+    digest = hashlib.sha256()
+    for name, tensor in named_tensors:
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | os.PathLike, identity: dict[str, Any], state: dict[str, Any]) -> None:

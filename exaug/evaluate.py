@@ -13,12 +13,15 @@ Evaluation images are binarised once with a fixed seed, like the validation set 
 from __future__ import annotations
 
 import math
+import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoint import load_checkpoint, restore_random_stream, save_checkpoint, tensor_digest
 from .images import as_unit_float
 from .latent_cache import LatentCache
 from .models import ExemplarGenerator
@@ -29,6 +32,8 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 DEFAULT_KS = tuple(range(3, 16))
 # The IWAE NLL may lie this many nats above the exact one (see ExemplarPrior.log_prob_near), for ~5× less time.
 PRIOR_TOLERANCE = 1e-3
+# Images scored between two saves of a resumable IWAE evaluation (a few minutes' work at S = 5000 on one CPU core).
+IWAE_SAVE_EVERY = 25
 # A log-variance this close to LOG_VAR_MAX counts as resting on the clamp (hardtanh returns the bound itself).
 CLAMP_MARGIN = 1e-4
 
@@ -64,13 +69,43 @@ def elbo_parts(model: ExemplarGenerator, images: torch.Tensor, batch_size: int =
 @torch.no_grad()
 def iwae_log_likelihood(model: ExemplarGenerator, images: torch.Tensor, num_samples: int = 5000, chunk_size: int = 500,
                         seed: int = EVAL_SEED, progress: bool = False,
-                        prior_tolerance: float | None = PRIOR_TOLERANCE) -> torch.Tensor:
+                        prior_tolerance: float | None = PRIOR_TOLERANCE,
+                        checkpoint: str | os.PathLike | None = None) -> torch.Tensor:
     """IWAE bound on log p(x) for each binary image (a tensor of per-image values); ``prior_tolerance`` as in
-    :meth:`ExemplarGenerator.iwae` (None: every sample against every exemplar)."""
+    :meth:`ExemplarGenerator.iwae` (None: every sample against every exemplar).
+
+    With ``checkpoint`` (a file path), the bounds so far and the random stream are saved there every
+    :data:`IWAE_SAVE_EVERY` images, and a call finding that file continues where it stopped, with the numbers a
+    call that never stopped gives: a full test set at S = 5000 takes hours on a CPU. The file is kept for the
+    same model, exemplar set, images and settings only; the caller removes it once the result is safely written.
+    """
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    values = [model.iwae(image.unsqueeze(0).to(model.device), num_samples, chunk_size, generator, prior_tolerance)
-              for image in tqdm(images, desc="IWAE", disable=not progress, file=sys.stderr)]
+    identity = _iwae_identity(model, images, num_samples, chunk_size, seed, prior_tolerance) if checkpoint else {}
+    values: list[torch.Tensor] = []
+    if checkpoint is not None and Path(checkpoint).exists():
+        retry = f"delete {checkpoint} to start this evaluation afresh, or rerun with the settings it was started with"
+        state = load_checkpoint(checkpoint, identity, advice={key: retry for key in identity},
+                                structure={"bounds": torch.Tensor, "generator": torch.Tensor, "generator_device": str})
+        values = list(state["bounds"].to(model.device).split(1))
+        restore_random_stream(generator, state["generator"], state["generator_device"], Path(checkpoint).parent)
+    remaining = tqdm(range(len(values), len(images)), desc="IWAE", disable=not progress, file=sys.stderr,
+                     initial=len(values), total=len(images))
+    for index in remaining:
+        values.append(model.iwae(images[index].unsqueeze(0).to(model.device), num_samples, chunk_size, generator,
+                                 prior_tolerance))
+        if checkpoint is not None and (len(values) % IWAE_SAVE_EVERY == 0 or len(values) == len(images)):
+            save_checkpoint(checkpoint, identity, {"bounds": torch.cat(values).cpu(), "generator": generator.get_state(),
+                                                   "generator_device": generator.device.type})
     return torch.cat(values).cpu()
+
+
+def _iwae_identity(model: ExemplarGenerator, images: torch.Tensor, num_samples: int, chunk_size: int, seed: int,
+                   prior_tolerance: float | None) -> dict[str, Any]:
+    """What a saved IWAE evaluation must match to be continued: the numbers, not the file names they came from."""
+    exemplars = [] if model.exemplar_means is None else [("exemplar_means", model.exemplar_means)]
+    return {"weights_sha256": tensor_digest([*model.state_dict().items(), *exemplars]),
+            "images_sha256": tensor_digest([("images", images)]), "num_samples": num_samples,
+            "chunk_size": chunk_size, "seed": seed, "prior_tolerance": prior_tolerance}
 
 
 @torch.no_grad()
@@ -103,7 +138,8 @@ def knn_errors(train_means: torch.Tensor, train_labels: torch.Tensor, query_mean
 def evaluate_generator(model: ExemplarGenerator, test_images: torch.Tensor, test_labels: torch.Tensor | None = None,
                        val_images: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
                        num_samples: int = 5000, subset: int | None = 1000, ks: Sequence[int] = DEFAULT_KS,
-                       progress: bool = True, prior_tolerance: float | None = PRIOR_TOLERANCE) -> dict[str, Any]:
+                       progress: bool = True, prior_tolerance: float | None = PRIOR_TOLERANCE,
+                       iwae_checkpoint: str | os.PathLike | None = None) -> dict[str, Any]:
     """All metrics of the module for a trained generator; the exemplar set is the training data.
 
     Args:
@@ -115,6 +151,7 @@ def evaluate_generator(model: ExemplarGenerator, test_images: torch.Tensor, test
         subset: IWAE runs on the first ``subset`` test images (None: all).
         prior_tolerance: with the exemplar prior, how far (nats) below the exact IWAE bound the certified
             near-exemplar estimate may lie; None scores every sample against every exemplar.
+        iwae_checkpoint: a file that makes the IWAE part resumable (see :func:`iwae_log_likelihood`).
     """
     if model.exemplar_means is None or model.exemplar_means.shape[0] == 0:
         raise ValueError("the model has no exemplar set; load it with exaug.load_generator")
@@ -123,7 +160,8 @@ def evaluate_generator(model: ExemplarGenerator, test_images: torch.Tensor, test
     results: dict[str, Any] = {"test_images": int(binary_test.shape[0])}
     results.update({f"test_{name}": value for name, value in elbo_parts(model, binary_test).items()})
     iwae_images = binary_test if subset is None else binary_test[:subset]
-    bounds = iwae_log_likelihood(model, iwae_images, num_samples, progress=progress, prior_tolerance=prior_tolerance)
+    bounds = iwae_log_likelihood(model, iwae_images, num_samples, progress=progress, prior_tolerance=prior_tolerance,
+                                 checkpoint=iwae_checkpoint)
     results.update(iwae_nll=-bounds.mean().item(), iwae_nll_sem=bounds.std().item() / math.sqrt(len(bounds)),
                    iwae_samples=num_samples, iwae_images=int(len(bounds)), iwae_prior_tolerance=prior_tolerance)
     test_means = model.encode_means(test_images)

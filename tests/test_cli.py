@@ -131,6 +131,35 @@ def test_evaluate_writes_json_and_markdown(fitted, image_folder, tmp_path):
     assert 0 <= results["iwae_nll"] - exact_results["iwae_nll"] <= 1e-3 + 1e-5  # the same noise, a certified gap
 
 
+def test_evaluate_stopped_midway_continues_on_rerun_to_the_result_of_an_unbroken_run(fitted, tmp_path, monkeypatch):
+    from exaug import ExemplarVAE, evaluate
+
+    out, _ = fitted
+    command = ["evaluate", "--generator", str(out), "--samples", "10", "--subset", "6", "--no-progress"]
+    unbroken = CliRunner().invoke(main, command + ["--out", str(tmp_path / "unbroken.json")])
+    assert unbroken.exit_code == 0, unbroken.output
+    monkeypatch.setattr(evaluate, "IWAE_SAVE_EVERY", 1)
+    score, scored = ExemplarVAE.iwae, []
+
+    def stops_at_the_fourth_image(self, *args, **kwargs):
+        if len(scored) == 3:
+            raise KeyboardInterrupt
+        scored.append(1)
+        return score(self, *args, **kwargs)
+
+    monkeypatch.setattr(ExemplarVAE, "iwae", stops_at_the_fourth_image)
+    report = tmp_path / "eval.json"
+    stopped = CliRunner().invoke(main, command + ["--out", str(report)])
+    assert stopped.exit_code != 0 and not report.exists()
+    assert (tmp_path / "eval.iwae-checkpoint.pt").exists()
+    scored.clear()  # three more images may be scored: the three left
+    resumed = CliRunner().invoke(main, command + ["--out", str(report)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "continuing the IWAE evaluation saved in" in resumed.stderr
+    assert json.loads(report.read_text())["iwae_nll"] == json.loads((tmp_path / "unbroken.json").read_text())["iwae_nll"]
+    assert not (tmp_path / "eval.iwae-checkpoint.pt").exists()
+
+
 def test_fit_generator_passes_the_paper_ablation_query_and_index_flags_into_the_recorded_recipe(image_folder, tmp_path):
     result = CliRunner().invoke(main, [
         "fit-generator", "--dataset", str(image_folder), "--channels", "1", "--epochs", "1", "--warmup-epochs", "1",

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from exaug import ExemplarVAE, ModelConfig
-from exaug.evaluate import active_units, evaluate_generator, knn_errors, markdown_report
+from exaug import evaluate
+from exaug.evaluate import active_units, evaluate_generator, iwae_log_likelihood, knn_errors, markdown_report
 
 
 def test_active_units_count_dimensions_whose_mean_varies_more_than_the_threshold():
@@ -34,3 +35,53 @@ def test_evaluate_generator_reports_every_metric_and_a_markdown_table():
     assert results["test_elbo"] == pytest.approx(results["test_reconstruction"] - results["test_kl"])
     assert results["knn_k"] in range(3, 16)
     assert "| test NLL, IWAE |" in markdown_report(results)
+
+
+def small_generator(seed: int = 0) -> ExemplarVAE:
+    torch.manual_seed(seed)
+    model = ExemplarVAE(ModelConfig(input_shape=(1, 4, 4), hidden_dim=8, latent_dim=3))
+    model.set_exemplars(torch.rand(30, 1, 4, 4), torch.arange(30) % 3)
+    return model.eval()
+
+
+def stopped_after(model, images: int):
+    """Make ``model.iwae`` stop the process (as a kill would) once it has scored ``images`` images."""
+    scored = []
+    score = model.iwae
+
+    def counting(*args, **kwargs):
+        if len(scored) == images:
+            raise KeyboardInterrupt
+        scored.append(1)
+        return score(*args, **kwargs)
+
+    model.iwae = counting
+
+
+def test_a_stopped_iwae_evaluation_continues_from_its_checkpoint_with_the_numbers_of_one_that_never_stopped(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluate, "IWAE_SAVE_EVERY", 2)
+    images = torch.bernoulli(torch.rand(7, 1, 4, 4), generator=torch.Generator().manual_seed(1))
+    straight = iwae_log_likelihood(small_generator(), images, num_samples=300, chunk_size=100)
+    stopped = small_generator()
+    stopped_after(stopped, 5)  # images 1–4 were saved; the fifth is lost with the process
+    with pytest.raises(KeyboardInterrupt):
+        iwae_log_likelihood(stopped, images, num_samples=300, chunk_size=100, checkpoint=tmp_path / "iwae.pt")
+    resumed_model = small_generator()
+    stopped_after(resumed_model, 3)  # only images 5–7 remain
+    resumed = iwae_log_likelihood(resumed_model, images, num_samples=300, chunk_size=100,
+                                  checkpoint=tmp_path / "iwae.pt")
+    assert torch.equal(resumed, straight)
+
+
+@pytest.mark.parametrize("change, named", [({"num_samples": 200}, "num_samples"), ({"seed": 5}, "seed"),
+                                           ({"model": 1}, "weights_sha256"), ({"images": 1}, "images_sha256")])
+def test_a_saved_iwae_evaluation_is_continued_only_with_the_same_model_images_and_settings(tmp_path, change, named):
+    images = torch.bernoulli(torch.rand(4, 1, 4, 4), generator=torch.Generator().manual_seed(1))
+    settings = {"num_samples": 300, "chunk_size": 100, "seed": 0}
+    iwae_log_likelihood(small_generator(), images[:2], **settings, checkpoint=tmp_path / "iwae.pt")
+    model = small_generator(change.get("model", 0))
+    evaluated = images[2:] if "images" in change else images[:2]
+    settings.update({key: value for key, value in change.items() if key in settings})
+    with pytest.raises(ValueError, match=f"{named}.*delete .*iwae.pt to start this evaluation afresh"):
+        iwae_log_likelihood(model, evaluated, **settings, checkpoint=tmp_path / "iwae.pt")
