@@ -11,7 +11,8 @@ ELBO, and the IWAE bound with S importance samples) and plots train against vali
 | search | Table 4 | the exact prior, kNN with k = 10 |
 | prior | Figure 5's generators | Gaussian, VampPrior, exemplar |
 
-Every run is a resumable fit_generator folder under ``--runs``: a killed study picks up where it stopped.
+Every run is a resumable fit_generator folder under ``--runs``: a killed study picks up where it stopped. Its
+IWAE scores are saved there as they go (``iwae-checkpoint.pt``), so a rerun neither loses nor repeats them.
 ``--arch`` runs a study on another generator architecture (the prior study on the HVAE is Table 3's HVAE row);
 its runs, results and plot are named STUDY-ARCH.
 
@@ -144,7 +145,8 @@ def main() -> None:
             model = fit_generator(train, val, config, folder, model_config=architecture,
                                   progress=False, log=lambda record: None)
             scores = evaluate_generator(model, test.images[: args.test_images], num_samples=args.samples,
-                                        subset=None, ks=(), progress=False)
+                                        subset=None, ks=(), progress=False,
+                                        iwae_checkpoint=folder / "iwae-checkpoint.pt")
             results["variants"][variant][seed] = {
                 "test_elbo": scores["test_elbo"], "iwae_nll": scores["iwae_nll"], "curves": curves(folder)}
     print(f"| {args.study} | test ELBO | test NLL (IWAE, S = {args.samples}) | CPU s per epoch, median |")

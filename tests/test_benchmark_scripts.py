@@ -82,6 +82,9 @@ def test_an_ablation_study_trains_scores_and_plots_every_variant_on_the_same_bud
     without = json.loads((tmp_path / "runs" / "leave-one-out" / "without" / "seed0" / "config.json").read_text())
     assert without["training"]["leave_one_out"] is False and without["training"]["epochs"] == 2
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "runs" / "leave-one-out" / "with" / "seed0" / "iwae-checkpoint.pt").exists()
+    ablations.main()  # a rerun resumes the finished runs and reads back their saved scores
+    assert json.loads(out.read_text())["variants"] == result["variants"]
 
 
 def test_time_to_quality_gives_every_variant_the_reference_time_and_charges_each_epoch_its_own_cost(tmp_path,
