@@ -1,11 +1,24 @@
 """Shared fixtures and helpers: tiny image sets of several shapes (nothing here assumes 28×28), checkpoint doctoring."""
 
+import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import TensorDataset
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """The script benchmarks/NAME.py as a module, registered under NAME (its dataclasses look their module up)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def blob_images(count: int, shape=(1, 16, 16), seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,29 +1,20 @@
 """The small benchmark scripts beside the drop-in grid: their measuring code runs and measures what it says."""
 
-import importlib.util
 import json
 import math
 import re
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+from conftest import BENCHMARKS, load_benchmark
+
 sys.path.insert(0, str(BENCHMARKS))  # as when run as scripts: a benchmark may import a sibling's helpers
 
 
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_pixel_statistics_count_grey_and_saturated_pixels():
-    twin_sharpness = load("twin_sharpness")
+    twin_sharpness = load_benchmark("twin_sharpness")
     images = torch.tensor([0, 51, 128, 230, 255, 255, 0, 0], dtype=torch.uint8).view(2, 1, 2, 2)
     stats = twin_sharpness.pixel_statistics(images)
     assert stats["grey_pixels_percent"] == 25.0  # 51 and 128 are strictly between 0.1 and 0.9
@@ -34,7 +25,7 @@ def test_pixel_statistics_count_grey_and_saturated_pixels():
 def test_the_stock_cnn_case_trains_one_epoch_with_the_transform_on_pil_images():
     from exaug.data import default_root, fetch
 
-    stock_cnn = load("stock_cnn")
+    stock_cnn = load_benchmark("stock_cnn")
     torch.set_num_threads(1)
     error = stock_cnn.train_and_score(seed=0, p=0.5, epochs=1, dropout=False, normalize=True, test=False,
                                       root=fetch("mnist", default_root()))
@@ -42,7 +33,7 @@ def test_the_stock_cnn_case_trains_one_epoch_with_the_transform_on_pil_images():
 
 
 def test_the_knn_query_comparison_pairs_both_queries_by_seed_at_equal_epochs(tmp_path, monkeypatch):
-    knn_query = load("knn_query")
+    knn_query = load_benchmark("knn_query")
     out = tmp_path / "knn_query.json"
     monkeypatch.setattr(sys, "argv", ["knn_query.py", "--train", "200", "--epochs", "2", "--warmup", "1",
                                       "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--out", str(out)])
@@ -56,7 +47,7 @@ def test_the_knn_query_comparison_pairs_both_queries_by_seed_at_equal_epochs(tmp
 
 
 def test_the_iwae_speed_comparison_times_both_estimators_on_the_same_images(tmp_path, monkeypatch):
-    iwae_speed = load("iwae_speed")
+    iwae_speed = load_benchmark("iwae_speed")
     out = tmp_path / "iwae_speed.json"
     monkeypatch.setattr(sys, "argv", ["iwae_speed.py", "--images", "2", "--samples", "50", "--out", str(out)])
     iwae_speed.main()
@@ -68,7 +59,7 @@ def test_the_iwae_speed_comparison_times_both_estimators_on_the_same_images(tmp_
 
 
 def test_an_ablation_study_trains_scores_and_plots_every_variant_on_the_same_budget(tmp_path, monkeypatch):
-    ablations = load("ablations")
+    ablations = load_benchmark("ablations")
     out, figure = tmp_path / "study.json", tmp_path / "study.png"
     monkeypatch.setattr(sys, "argv", ["ablations.py", "--study", "leave-one-out", "--train", "200", "--epochs", "2",
                                       "--warmup", "1", "--seeds", "0", "--test-images", "4", "--samples", "20",
@@ -89,7 +80,7 @@ def test_an_ablation_study_trains_scores_and_plots_every_variant_on_the_same_bud
 
 def test_time_to_quality_gives_every_variant_the_reference_time_and_charges_each_epoch_its_own_cost(tmp_path,
                                                                                                    monkeypatch):
-    time_to_quality = load("time_to_quality")
+    time_to_quality = load_benchmark("time_to_quality")
     runs, timings, out, figure = tmp_path / "runs", tmp_path / "t.json", tmp_path / "f.json", tmp_path / "f.png"
     variants = ["paper recipe", "gradient on the nearest", "batch 250"]
     common = ["--train", "200", "--variants", *variants]
@@ -120,7 +111,7 @@ def test_time_to_quality_gives_every_variant_the_reference_time_and_charges_each
 
 
 def test_equal_time_epochs_are_the_whole_epochs_that_fit_in_the_reference_time():
-    time_to_quality = load("time_to_quality")
+    time_to_quality = load_benchmark("time_to_quality")
     seconds = {"paper recipe": 3.0, "batch 250": 2.0, "batch 500": 9.0}
     assert time_to_quality.equal_time_epochs("paper recipe", 30, seconds) == 30
     assert time_to_quality.equal_time_epochs("batch 250", 30, seconds) == 45
@@ -128,7 +119,7 @@ def test_equal_time_epochs_are_the_whole_epochs_that_fit_in_the_reference_time()
 
 
 def test_minutes_to_reach_counts_whole_epochs_up_to_the_first_that_reaches_the_threshold():
-    time_to_quality = load("time_to_quality")
+    time_to_quality = load_benchmark("time_to_quality")
     assert time_to_quality.minutes_to_reach([-120.0, -101.0, -99.5, -99.0], -100.0, 30.0) == 1.5
     assert time_to_quality.minutes_to_reach([-120.0, -101.0], -100.0, 30.0) is None
 
@@ -140,7 +131,7 @@ def test_minutes_to_reach_counts_whole_epochs_up_to_the_first_that_reaches_the_t
     (["report"], "has 0 of its 30 epochs; run the train stage first"),
 ])
 def test_time_to_quality_stops_with_what_to_run_when_a_stage_lacks_its_inputs(tmp_path, monkeypatch, stage, message):
-    time_to_quality = load("time_to_quality")
+    time_to_quality = load_benchmark("time_to_quality")
     timings = tmp_path / "t.json"
     seconds = {variant: {"1": 2.0, "2": 1.0} for variant in time_to_quality.VARIANTS}
     timings.write_text(json.dumps({"dataset": "mnist", "train_images": 200, "seconds_per_epoch": seconds}))
@@ -151,7 +142,7 @@ def test_time_to_quality_stops_with_what_to_run_when_a_stage_lacks_its_inputs(tm
 
 
 def test_time_to_quality_refuses_timings_of_another_scale(tmp_path, monkeypatch):
-    time_to_quality = load("time_to_quality")
+    time_to_quality = load_benchmark("time_to_quality")
     timings = tmp_path / "t.json"
     timings.write_text(json.dumps({"dataset": "mnist", "train_images": 50000, "seconds_per_epoch": {}}))
     monkeypatch.setattr(sys, "argv", ["time_to_quality.py", "train", "--train", "200", "--timings", str(timings)])
@@ -167,7 +158,7 @@ def test_reach_charges_each_generator_folder_its_variants_timed_seconds_against_
     from exaug.data import load_split
     from exaug.train import training_log
 
-    time_to_quality = load("time_to_quality")
+    time_to_quality = load_benchmark("time_to_quality")
     train, val = Subset(load_split("mnist", "train"), range(200)), load_split("mnist", "val")
     folders = {"paper recipe": tmp_path / "all", "gradient on 3 nearest": tmp_path / "three"}
     for (variant, folder), epochs in zip(folders.items(), (2, 4)):
@@ -195,7 +186,7 @@ def test_reach_charges_each_generator_folder_its_variants_timed_seconds_against_
 
 
 def test_reach_leaves_a_run_too_slow_for_one_epoch_of_the_equal_time_without_a_value():
-    time_to_quality = load("time_to_quality")
+    time_to_quality = load_benchmark("time_to_quality")
     summary = time_to_quality.reach_summary({"paper recipe": [-100.0], "gradient on 3 nearest": [-99.0]},
                                             {"paper recipe": 16.0, "gradient on 3 nearest": 10.0}, -99.5, 90.0)
     assert summary["equal_minutes"] == 10.0 / 60
@@ -211,7 +202,7 @@ def test_reach_leaves_a_run_too_slow_for_one_epoch_of_the_equal_time_without_a_v
     ("paper recipe=MISSING", 200, "start the run with exaug fit-generator"),
 ])
 def test_reach_refuses_a_run_it_cannot_charge_to_the_named_variant(tmp_path, monkeypatch, run, exemplars, message):
-    time_to_quality = load("time_to_quality")
+    time_to_quality = load_benchmark("time_to_quality")
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"exemplar_count": exemplars,
@@ -224,7 +215,7 @@ def test_reach_refuses_a_run_it_cannot_charge_to_the_named_variant(tmp_path, mon
 
 
 def test_twin_label_agreement_names_the_classifier_run_it_needs_when_the_folder_has_none(tmp_path, monkeypatch):
-    twin_label_agreement = load("twin_label_agreement")
+    twin_label_agreement = load_benchmark("twin_label_agreement")
     monkeypatch.setattr(sys, "argv", ["twin_label_agreement.py", "--generator", "mnist",
                                       "--classifier", str(tmp_path / "seed0"), "--threads", "1"])
     with pytest.raises(SystemExit, match="exaug fit-classifier --generator none"):
@@ -232,7 +223,7 @@ def test_twin_label_agreement_names_the_classifier_run_it_needs_when_the_folder_
 
 
 def test_nearest_other_distances_skip_each_row_itself():
-    latent_geometry = load("latent_geometry")
+    latent_geometry = load_benchmark("latent_geometry")
     torch.manual_seed(0)
     means = torch.randn(700, 5)
     brute = torch.cdist(means[:650], means) + torch.eye(650, 700) * 1e9
@@ -245,7 +236,7 @@ def test_latent_geometry_sees_the_clamp_but_not_a_uniform_rescaling_of_the_space
     from exaug.models import ExemplarVAE
     from exaug.models.base import LOG_VAR_MAX
 
-    latent_geometry = load("latent_geometry")
+    latent_geometry = load_benchmark("latent_geometry")
     torch.manual_seed(0)
     model = ExemplarVAE(ModelConfig(input_shape=(1, 6, 6), hidden_dim=16, latent_dim=3)).eval()
     images = torch.bernoulli(torch.rand(50, 1, 6, 6))
@@ -264,7 +255,7 @@ def test_latent_geometry_sees_the_clamp_but_not_a_uniform_rescaling_of_the_space
 
 
 def test_the_generator_speed_benchmark_times_each_variant_against_the_gaussian_prior(tmp_path, monkeypatch):
-    generator_speed = load("generator_speed")
+    generator_speed = load_benchmark("generator_speed")
     out = tmp_path / "speed.json"
     monkeypatch.setattr(sys, "argv", ["generator_speed.py", "--steps", "2", "--warmup", "1", "--threads", "1",
                                       "--variants", "gaussian", "knn_neighbour_gradient_g1", "--out", str(out)])
@@ -277,7 +268,7 @@ def test_the_generator_speed_benchmark_times_each_variant_against_the_gaussian_p
 
 
 def test_the_augment_speed_benchmark_reports_every_path_beside_randaugment(tmp_path, monkeypatch):
-    augment_speed = load("augment_speed")
+    augment_speed = load_benchmark("augment_speed")
     out = tmp_path / "augment.json"
     monkeypatch.setattr(sys, "argv", ["augment_speed.py", "--steps", "2", "--images", "500", "--threads", "1",
                                       "--device", "cpu", "--out", str(out)])
@@ -290,7 +281,7 @@ def test_the_augment_speed_benchmark_reports_every_path_beside_randaugment(tmp_p
 
 
 def test_the_augment_speed_benchmark_refuses_too_few_images_to_time(monkeypatch, capsys):
-    augment_speed = load("augment_speed")
+    augment_speed = load_benchmark("augment_speed")
     monkeypatch.setattr(sys, "argv", ["augment_speed.py", "--images", "300"])
     with pytest.raises(SystemExit):
         augment_speed.main()
@@ -298,7 +289,7 @@ def test_the_augment_speed_benchmark_refuses_too_few_images_to_time(monkeypatch,
 
 
 def test_the_knn_scale_benchmark_times_exact_against_the_index_and_a_whole_step(tmp_path, monkeypatch):
-    knn_scale = load("knn_scale")
+    knn_scale = load_benchmark("knn_scale")
     out = tmp_path / "knn_scale.json"
     monkeypatch.setattr(sys, "argv", ["knn_scale.py", "--sizes", "3000", "6000", "--trials", "3", "--exact-trials", "2",
                                       "--steps", "2", "--image-side", "4", "--out", str(out)])
@@ -314,7 +305,7 @@ def test_the_knn_scale_benchmark_times_exact_against_the_index_and_a_whole_step(
 
 
 def test_paired_nll_scores_every_generator_on_the_same_images_and_pairs_them(tmp_path, monkeypatch):
-    paired_nll = load("paired_nll")
+    paired_nll = load_benchmark("paired_nll")
     out = tmp_path / "paired.json"
     monkeypatch.setattr(sys, "argv", ["paired_nll.py", "--generator", "first=mnist", "--generator", "again=mnist",
                                       "--images", "3", "--samples", "20", "--out", str(out)])
@@ -327,7 +318,7 @@ def test_paired_nll_scores_every_generator_on_the_same_images_and_pairs_them(tmp
 
 
 def test_paired_nll_refuses_generators_of_different_datasets(monkeypatch):
-    paired_nll = load("paired_nll")
+    paired_nll = load_benchmark("paired_nll")
     monkeypatch.setattr(sys, "argv", ["paired_nll.py", "--generator", "a=mnist", "--generator", "b=fashion-mnist",
                                       "--out", "unused.json"])
     with pytest.raises(SystemExit):
@@ -335,7 +326,7 @@ def test_paired_nll_refuses_generators_of_different_datasets(monkeypatch):
 
 
 def test_the_ddp_equivalence_benchmark_compares_two_processes_with_one_on_each_seed(tmp_path, monkeypatch):
-    ddp_equivalence = load("ddp_equivalence")
+    ddp_equivalence = load_benchmark("ddp_equivalence")
     out = tmp_path / "ddp.json"
     monkeypatch.setattr(sys, "argv", ["ddp_equivalence.py", "--seeds", "0", "1", "--out", str(out)])
     ddp_equivalence.main()

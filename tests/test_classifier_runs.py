@@ -1,6 +1,5 @@
 """benchmarks/classifier_runs.py: finished classifier runs become one committed, traceable result file."""
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -10,30 +9,23 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from conftest import blob_images
+from conftest import blob_images, load_benchmark
 from exaug import ExemplarVAE, ModelConfig, save_generator
 from exaug.classifiers import ClassifierConfig, fit_classifier
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "classifier_runs.py"
-
-
 @pytest.fixture(scope="module")
 def classifier_runs():
-    spec = importlib.util.spec_from_file_location("classifier_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["classifier_runs"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("classifier_runs")
 
 
 @pytest.fixture(scope="module")
-def versioned_generator(tmp_path_factory):
-    torch.manual_seed(0)
-    model = ExemplarVAE(ModelConfig(input_shape=(1, 16, 16), hidden_dim=32, latent_dim=4))
-    images, labels = blob_images(64)
-    model.set_exemplars(images, labels)
-    directory = tmp_path_factory.mktemp("generator")
-    save_generator(model, directory, provenance={"version": "blobs v1", "epochs_trained": 7})
+def versioned_generator(tiny_generator_dir, tmp_path_factory):
+    """The tiny generator, its config.json recording a release version as a published bundle's does."""
+    directory = tmp_path_factory.mktemp("versioned") / "generator"
+    shutil.copytree(tiny_generator_dir, directory)
+    config = json.loads((directory / "config.json").read_text())
+    config["provenance"] = {"version": "blobs v1", "epochs_trained": 7}
+    (directory / "config.json").write_text(json.dumps(config))
     return directory
 
 

@@ -1,20 +1,15 @@
 """benchmarks/dropin.py: every cell of the grid runs on tiny real-MNIST subsets, resumes, and is summarised fairly."""
 
 import dataclasses
-import importlib.util
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "dropin.py"
-spec_loader = importlib.util.spec_from_file_location("dropin", BENCHMARK)
-dropin = importlib.util.module_from_spec(spec_loader)
-sys.modules["dropin"] = dropin  # dataclasses look their module up there
-spec_loader.loader.exec_module(dropin)
+from conftest import load_benchmark
+
+dropin = load_benchmark("dropin")
 
 TINY = dropin.RunSpec("mnist", "mlp", "none", "balanced20", "val", seed=0, epochs=2)
 

@@ -1,22 +1,19 @@
 """The docs' generated tables agree with the result files they come from (benchmarks/tables.py)."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tables.py"
 
 
 @pytest.fixture(scope="module")
 def tables():
-    spec = importlib.util.spec_from_file_location("tables", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["tables"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("tables")
 
 
 def test_every_generated_table_in_the_docs_matches_its_result_files(tables):
@@ -108,10 +105,7 @@ def test_the_hvae_nll_table_lists_the_baseline_once_and_every_snapshot_of_the_ru
 
 
 def load_run_curves():
-    spec = importlib.util.spec_from_file_location("run_curves", SCRIPT.parent / "run_curves.py")
-    run_curves = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_curves)
-    return run_curves
+    return load_benchmark("run_curves")
 
 
 def test_run_curves_records_a_runs_epochs_so_far_with_its_latent_scale_and_plots_them(tmp_path, monkeypatch):
