@@ -169,7 +169,8 @@ def evaluate_command(generator_dir: str, dataset: str | None, num_samples: int, 
     apply_threads(threads)
     bundle_dir = resolve_bundle(generator_dir)
     model = load_generator(bundle_dir, device=device, data_root=root)
-    dataset = dataset or trained_dataset(read_bundle_config(bundle_dir))
+    bundle_config = read_bundle_config(bundle_dir)
+    dataset = dataset or trained_dataset(bundle_config)
     if dataset is None:
         raise click.UsageError("the bundle does not record its dataset; pass --dataset")
     dataset = dataset_choice(dataset)
@@ -186,7 +187,9 @@ def evaluate_command(generator_dir: str, dataset: str | None, num_samples: int, 
     results = evaluate_generator(model, test_images, test_labels, val_images, val_labels,
                                  num_samples=num_samples, subset=subset, progress=progress,
                                  prior_tolerance=None if exact_prior else PRIOR_TOLERANCE, iwae_checkpoint=checkpoint)
-    results.update(generator=str(generator_dir), dataset=dataset)
+    # which weights these figures belong to, by file hashes and the bundle's recorded version
+    results.update(generator=str(generator_dir), dataset=dataset, generator_sha256=bundle_config["sha256"],
+                   generator_provenance=bundle_config.get("provenance") or {})
     atomic_write_text(out, json.dumps(results, indent=2) + "\n")
     report = markdown_report(results)
     atomic_write_text(out.with_suffix(".md"), report)

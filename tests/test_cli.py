@@ -122,6 +122,8 @@ def test_evaluate_writes_json_and_markdown(fitted, image_folder, tmp_path):
     assert result.exit_code == 0, result.output
     results = json.loads(report.read_text())
     assert results["iwae_images"] == 4 and "knn_error" in results and results["iwae_prior_tolerance"] == 1e-3
+    assert results["generator_sha256"] == json.loads((out / "config.json").read_text())["sha256"]
+    assert results["generator_provenance"]["epochs_trained"] >= 1
     assert "| active units |" in (tmp_path / "eval.md").read_text()
     exact = CliRunner().invoke(main, ["evaluate", "--generator", str(out), "--samples", "10", "--subset", "4",
                                       "--exact-prior", "--no-progress", "--out", str(tmp_path / "exact.json")])
