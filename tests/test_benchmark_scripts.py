@@ -336,3 +336,22 @@ def test_the_ddp_equivalence_benchmark_compares_two_processes_with_one_on_each_s
         assert all(len(run["two_processes"]) == len(run["one_process"]) == 2 for run in runs)  # two epochs each
         assert report["largest"][figure]["gap"] == max(run["gap"] for run in runs)
         assert report["largest"][figure]["gap"] <= report["test_tolerance"][figure]
+
+
+def test_thread_determinism_repeats_a_step_and_compares_it_at_each_other_thread_count(tmp_path, monkeypatch):
+    thread_determinism = load_benchmark("thread_determinism")
+    out = tmp_path / "threads.json"
+    monkeypatch.setattr(sys, "argv", ["thread_determinism.py", "--threads", "1", "2", "--batch", "8",
+                                      "--architectures", "vae", "convhvae", "--out", str(out)])
+    threads = torch.get_num_threads()
+    try:
+        thread_determinism.main()
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads(out.read_text())["architectures"]
+    assert set(result) == {"vae", "convhvae"}
+    for architecture in result.values():
+        assert architecture["repeat_identical"] is True  # the same thread count gives the same numbers
+        gap = architecture["threads_2"]
+        assert gap["gradient_identical"] == (gap["gradient_max_gap"] == 0.0)
+        assert gap["gradient_max_magnitude"] > 0
