@@ -12,7 +12,9 @@ ELBO, and the IWAE bound with S importance samples) and plots train against vali
 | prior | Figure 5's generators | Gaussian, VampPrior, exemplar |
 
 Every run is a resumable fit_generator folder under ``--runs``: a killed study picks up where it stopped. Its
-IWAE scores are saved there as they go (``iwae-checkpoint.pt``), so a rerun neither loses nor repeats them.
+IWAE scores are saved there as they go, in a file named by the test images, S and the epoch of the weights
+scored, so a rerun reads them back (redoing at most the last few images of a stopped scoring) and a run
+trained further is scored afresh.
 ``--arch`` runs a study on another generator architecture (the prior study on the HVAE is Table 3's HVAE row);
 its runs, results and plot are named STUDY-ARCH.
 
@@ -38,6 +40,7 @@ from torch.utils.data import Subset
 from exaug import ModelConfig, TrainConfig, fit_generator
 from exaug.config import ARCHITECTURES
 from exaug.atomic import atomic_write_text
+from exaug.bundle import bundle_provenance
 from exaug.figures import pyplot, save_png
 from exaug.data import load_split
 from exaug.device import apply_threads
@@ -90,6 +93,12 @@ def plot(study: str, results: dict[str, Any], path: Path) -> None:
     axes.legend(fontsize=7)
     figure.tight_layout()
     save_png(figure, path)
+
+
+def scores_file(folder: Path, test_images: int, samples: int) -> Path:
+    """Where a run's IWAE scores are kept: one file per test set, S and epoch of the weights scored."""
+    epoch = bundle_provenance(folder)["epochs_trained"]
+    return folder / f"test{test_images}-S{samples}-epoch{epoch}.iwae-checkpoint.pt"
 
 
 def spread(values: list[float]) -> str:
@@ -146,7 +155,7 @@ def main() -> None:
                                   progress=False, log=lambda record: None)
             scores = evaluate_generator(model, test.images[: args.test_images], num_samples=args.samples,
                                         subset=None, ks=(), progress=False,
-                                        iwae_checkpoint=folder / "iwae-checkpoint.pt")
+                                        iwae_checkpoint=scores_file(folder, args.test_images, args.samples))
             results["variants"][variant][seed] = {
                 "test_elbo": scores["test_elbo"], "iwae_nll": scores["iwae_nll"], "curves": curves(folder)}
     print(f"| {args.study} | test ELBO | test NLL (IWAE, S = {args.samples}) | CPU s per epoch, median |")

@@ -11,33 +11,38 @@ docs' classifier tables from these files.
         --command "exaug lambda-sweep --dataset mnist --generator carry/hvae-clf/generator-e311 --lams 0.2 0.4 0.6 …"
 
 A run without ``result.json`` (still training, or stopped) is listed and left out; collecting again later adds it.
+One file holds one recipe: runs that differ in more than λ, η and the seed are refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
 
 from exaug.atomic import atomic_write_text
 from exaug.bundle import BundleError, read_bundle_config
+from exaug.classifiers.train import SETTINGS_ADDED_SINCE_FIRST_RELEASE
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "classifiers"
 RECIPE_FIELDS = ("model", "hidden", "epochs", "batch_size", "learning_rate", "label_smoothing", "lam",
                  "noise_scale", "dtype", "seed")
 LAST_EPOCHS = 10  # the tie-break of the selection rule: the mean error of the last ten epochs
+RUN_FOLDER = re.compile(r"seed\d+|lam[\d.e-]+")  # how exaug fit-classifier and exaug lambda-sweep name run folders
+VARIED = ("lam", "learning_rate", "seed")  # what may differ between the runs of one file
 
 
 def run_record(result_file: Path) -> dict[str, Any]:
     """One finished run, from its ``result.json``: what a reader needs to trust and compare its error."""
     result = json.loads(result_file.read_text())
-    config = result["config"]
+    config = {**SETTINGS_ADDED_SINCE_FIRST_RELEASE["config"], **result["config"]}  # older runs lack newer fields
     errors = [epoch["test_error"] for epoch in result["history"]]
     return {
-        "folder": result_file.parent.as_posix(),
+        "folder": repository_path(result_file.parent),
         "dataset": config["extra"]["dataset"],
         "split": config["extra"]["split"],  # "val": the error is on the validation split, though stored as test_error
         **{field: config[field] for field in RECIPE_FIELDS},
@@ -47,6 +52,12 @@ def run_record(result_file: Path) -> dict[str, Any]:
         "error": result["test_error"],
         "mean_of_last_epochs": statistics.fmean(errors[-LAST_EPOCHS:]),
     }
+
+
+def repository_path(path: Path) -> str:
+    """``path`` relative to the repository when inside it, so a committed file names no one's home folder."""
+    resolved = path.resolve()
+    return resolved.relative_to(REPO).as_posix() if resolved.is_relative_to(REPO) else path.as_posix()
 
 
 def generator_record(source: str | None, identity: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -69,6 +80,14 @@ def generator_record(source: str | None, identity: dict[str, Any] | None) -> dic
     return record
 
 
+def recipe(run: dict[str, Any]) -> dict[str, Any]:
+    """What runs compared with one another must share: everything but λ, η, the seed and the outcome, with the
+    generator by its file hashes."""
+    own = {*VARIED, "error", "mean_of_last_epochs", "folder", "generator"}
+    return {**{key: value for key, value in run.items() if key not in own},
+            "generator_sha256": (run["generator"] or {}).get("sha256")}
+
+
 def collect(folders: list[Path]) -> tuple[list[dict[str, Any]], list[Path]]:
     """Finished runs under ``folders`` (each a run folder or a folder of them) and the unfinished ones."""
     finished, unfinished = [], []
@@ -77,11 +96,11 @@ def collect(folders: list[Path]) -> tuple[list[dict[str, Any]], list[Path]]:
             raise SystemExit(f"{folder} is not a folder of classifier runs; pass the --out of "
                              f"exaug fit-classifier or exaug lambda-sweep")
         run_folders = [folder] if (folder / "result.json").exists() or (folder / "checkpoint.pt").exists() else \
-            sorted(child for child in folder.iterdir() if child.is_dir())
+            sorted(child for child in folder.iterdir() if child.is_dir() and RUN_FOLDER.fullmatch(child.name))
         for run in run_folders:
             if (run / "result.json").exists():
                 finished.append(run_record(run / "result.json"))
-            elif (run / "checkpoint.pt").exists():
+            else:  # training, stopped, or not yet past its first epoch
                 unfinished.append(run)
     return finished, unfinished
 
@@ -100,9 +119,17 @@ def main() -> None:
         print(f"not finished, left out: {run}")
     if not finished:
         raise SystemExit(f"no finished run under {', '.join(map(str, args.runs))}; nothing written")
-    finished.sort(key=lambda run: (run["learning_rate"], run["lam"], run["seed"]))
+    recipes = {json.dumps(recipe(run), sort_keys=True) for run in finished}
+    if len(recipes) > 1:
+        raise SystemExit(f"the runs under {', '.join(map(str, args.runs))} differ in more than λ, η and the seed "
+                         f"({len(recipes)} recipes); collect each recipe into its own --name")
+    settings = [tuple(run[key] for key in VARIED) for run in finished]
+    if len(set(settings)) < len(settings):
+        raise SystemExit(f"two runs under {', '.join(map(str, args.runs))} share λ, η and the seed; pass each run once")
+    finished.sort(key=lambda run: tuple(run[key] for key in ("learning_rate", "lam", "seed")))
     path = args.out / f"{args.name}.json"
-    atomic_write_text(path, json.dumps({"commands": args.command, "runs": finished}, indent=1) + "\n")
+    atomic_write_text(path, json.dumps({"commands": args.command, "recipe": recipe(finished[0]), "runs": finished},
+                                       indent=1) + "\n")
     print(f"wrote {len(finished)} runs to {path}")
 
 

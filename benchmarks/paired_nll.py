@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import platform
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -32,14 +33,16 @@ from exaug.evaluate import binarize_once, iwae_log_likelihood
 
 def scored(source: str, images: torch.Tensor, samples: int, checkpoint: Path) -> dict[str, Any]:
     """The per-image IWAE bounds of the generator at ``source`` (a bundled name or a bundle folder), resumable
-    through ``checkpoint`` (the seconds are those of the last, resumed part)."""
+    through ``checkpoint``. ``seconds`` times this call only: a call that continued a stopped one says so, in
+    ``resumed``."""
     config = read_bundle_config(source)
     model = load_generator(source)
+    resumed = checkpoint.exists()
     started = time.perf_counter()
     bounds = iwae_log_likelihood(model, images, samples, checkpoint=checkpoint)
     return {"source": source, "architecture": config["model"].get("architecture", "vae"),
             "provenance": bundle_provenance(source), "seconds": round(time.perf_counter() - started, 1),
-            "nll": -bounds.mean().item(), "bounds": bounds.tolist()}
+            "resumed": resumed, "nll": -bounds.mean().item(), "bounds": bounds.tolist()}
 
 
 def paired_difference(first: list[float], second: list[float]) -> dict[str, float]:
@@ -68,8 +71,10 @@ def main() -> None:
     test = load_split(datasets.pop(), "test")
     images = binarize_once(test.images[: args.images].float() / 255.0)
     # one file per generator beside --out saves its progress; a rerun of the same command continues from them
-    checkpoints = {name: args.out.with_name(f"{args.out.stem}.generator{index}.iwae-checkpoint.pt")
-                   for index, name in enumerate(sources)}
+    checkpoints = {name: args.out.with_name(f"{args.out.stem}.{re.sub(r'[^A-Za-z0-9]+', '-', name)}.iwae-checkpoint.pt")
+                   for name in sources}
+    if len(set(checkpoints.values())) < len(checkpoints):
+        parser.error(f"the names {sorted(sources)} differ only in punctuation; give each generator a distinct name")
     results = {name: scored(source, images, args.samples, checkpoints[name]) for name, source in sources.items()}
     baseline = next(iter(results))
     report = {"benchmark": "paired_nll", "images": len(images), "samples": args.samples, "threads": args.threads,

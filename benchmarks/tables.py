@@ -272,13 +272,28 @@ def validation_pick(runs: list[dict]) -> dict:
     return min(runs, key=lambda run: (run["error"], run["mean_of_last_epochs"]))
 
 
+def classifier_files(results: Path, pattern: str) -> list[dict]:
+    """The benchmarks/classifier_runs.py files matching ``pattern``; none is a ValueError naming it."""
+    files = [json.loads(path.read_text()) for path in sorted((results / "classifiers").glob(pattern))]
+    if not files:
+        raise ValueError(f"no classifier result file matches {results / 'classifiers' / pattern}; collect the runs "
+                         f"with benchmarks/classifier_runs.py")
+    return files
+
+
+def without_generator(recipe: dict) -> dict:
+    return {key: value for key, value in recipe.items() if key != "generator_sha256"}
+
+
 def classifier_validation_grid(results: Path, pattern: str) -> str:
-    """Every λ, η of a validation sweep (benchmarks/classifier_runs.py files matching ``pattern``), the rule's
-    pick in bold."""
-    runs = [run for path in sorted((results / "classifiers").glob(pattern))
-            for run in json.loads(path.read_text())["runs"]]
-    if any(run["split"] != "val" for run in runs):
-        raise ValueError(f"{pattern}: a validation grid holds a run scored on another split")
+    """Every λ, η of a validation sweep (benchmarks/classifier_runs.py files matching ``pattern``, one recipe and
+    generator), the rule's pick in bold."""
+    files = classifier_files(results, pattern)
+    if any(file["recipe"] != files[0]["recipe"] for file in files) or files[0]["recipe"]["split"] != "val":
+        raise ValueError(f"{pattern}: a validation grid holds one recipe and generator, scored on validation")
+    runs = [run for file in files for run in file["runs"]]
+    if len({(run["lam"], run["learning_rate"]) for run in runs}) < len(runs):
+        raise ValueError(f"{pattern}: a λ, η appears twice in the grid")
     pick = validation_pick(runs)
     lines = ["| η | λ | validation error %, final epoch | mean of the last 10 epochs |", "|---|---|---|---|"]
     for run in sorted(runs, key=lambda run: (-run["learning_rate"], run["lam"])):
@@ -291,18 +306,22 @@ def classifier_validation_grid(results: Path, pattern: str) -> str:
 
 
 def classifier_paired_rows(results: Path, baseline: str, candidates: list[str]) -> str:
-    """Test error per seed of each row (a benchmarks/classifier_runs.py file), and each candidate's paired
-    difference from ``baseline`` over the seeds both ran; every row names its generator's recorded version."""
-    rows = {name: json.loads((results / "classifiers" / f"{name}.json").read_text())["runs"]
-            for name in [baseline, *candidates]}
-    by_seed = {name: {run["seed"]: run for run in runs} for name, runs in rows.items()}
+    """Test error per seed of each row (a benchmarks/classifier_runs.py file: one recipe, one generator, one λ and
+    η), and each candidate's paired difference from ``baseline`` over the seeds both ran. The rows must share
+    their recipe but for the generator, λ and η; each names its generator's recorded version."""
+    rows = {name: classifier_files(results, f"{name}.json")[0] for name in [baseline, *candidates]}
+    for name, row in rows.items():
+        if row["recipe"]["split"] != "test":
+            raise ValueError(f"{name}: a test row holds a run scored on another split")
+        if len({(run["lam"], run["learning_rate"]) for run in row["runs"]}) != 1:
+            raise ValueError(f"{name}: its runs mix λ or η; one row holds one recipe")
+        if without_generator(row["recipe"]) != without_generator(rows[baseline]["recipe"]):
+            raise ValueError(f"{name}: its recipe differs from {baseline}'s in more than the generator, λ and η")
+    by_seed = {name: {run["seed"]: run for run in row["runs"]} for name, row in rows.items()}
     lines = ["| generator | λ | η | seeds | test error %, mean ± std | − the baseline's, paired (mean ± std) |",
              "|---|---|---|---|---|---|"]
-    for name, runs in rows.items():
-        if any(run["split"] != "test" for run in runs):
-            raise ValueError(f"{name}: a test row holds a run scored on another split")
-        if len({(run["lam"], run["learning_rate"]) for run in runs}) != 1:
-            raise ValueError(f"{name}: its runs mix λ or η; one row holds one recipe")
+    for name, row in rows.items():
+        runs = row["runs"]
         seeds = sorted(by_seed[name])
         errors = [by_seed[name][seed]["error"] for seed in seeds]
         generator = runs[0]["generator"] or {}

@@ -75,7 +75,8 @@ def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
                     added_settings: dict[str, Any] | None = None,
                     advice: dict[str, str] | None = None,
                     canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                    structure: dict[str, type | tuple[type, ...]] | None = None) -> dict[str, Any]:
+                    structure: dict[str, type | tuple[type, ...]] | None = None,
+                    holder: str | None = None) -> dict[str, Any]:
     """The state saved at ``path``, after checking it belongs to the run described by ``identity``.
 
     ``added_settings`` (nested like ``identity``) names settings introduced after older checkpoints
@@ -85,6 +86,7 @@ def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
     differs; it replaces the generic advice to pick another directory when it covers every difference.
     ``canonical`` rewrites the stored identity (after ``added_settings``) into the form ``identity`` is
     written in, for checkpoints recorded before that form. ``structure`` is what `checked_state` checks.
+    ``holder`` names what a refusal says holds the other work (default: "FOLDER holds a run").
     """
     path = Path(path)
     state = checked_state(read_checkpoint(path), path, structure or {})
@@ -95,11 +97,11 @@ def load_checkpoint(path: str | os.PathLike, identity: dict[str, Any],
         differences = identity_differences(stored, identity)
     if differences:
         advice = advice or {}
-        remedies = [advice[key] for key in differences if key in advice]
-        if len(remedies) < len(differences):
+        remedies = list(dict.fromkeys(advice[key] for key in differences if key in advice))
+        if not all(key in advice for key in differences):
             remedies.append("pass another output directory, or the same settings and data to resume it")
         described = "; ".join(f"{key}: {change}" for key, change in differences.items())
-        raise ValueError(f"{path.parent} holds a run with a different {described}; {'; '.join(remedies)}")
+        raise ValueError(f"{holder or f'{path.parent} holds a run'} with a different {described}; {'; '.join(remedies)}")
     return state
 
 

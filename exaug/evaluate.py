@@ -32,7 +32,7 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 DEFAULT_KS = tuple(range(3, 16))
 # The IWAE NLL may lie this many nats above the exact one (see ExemplarPrior.log_prob_near), for ~5× less time.
 PRIOR_TOLERANCE = 1e-3
-# Images scored between two saves of a resumable IWAE evaluation (a few minutes' work at S = 5000 on one CPU core).
+# Images scored between two saves of a resumable IWAE evaluation: a stop loses at most this many images' work.
 IWAE_SAVE_EVERY = 25
 # A log-variance this close to LOG_VAR_MAX counts as resting on the clamp (hardtanh returns the bound itself).
 CLAMP_MARGIN = 1e-4
@@ -75,17 +75,20 @@ def iwae_log_likelihood(model: ExemplarGenerator, images: torch.Tensor, num_samp
     :meth:`ExemplarGenerator.iwae` (None: every sample against every exemplar).
 
     With ``checkpoint`` (a file path), the bounds so far and the random stream are saved there every
-    :data:`IWAE_SAVE_EVERY` images, and a call finding that file continues where it stopped, with the numbers a
-    call that never stopped gives: a full test set at S = 5000 takes hours on a CPU. The file is kept for the
-    same model, exemplar set, images and settings only; the caller removes it once the result is safely written.
+    :data:`IWAE_SAVE_EVERY` images, and a call finding that file continues where it stopped: a long evaluation
+    survives a stop, with the numbers an unbroken call gives on the same device and thread count. The file is
+    continued only for the same model, exemplar set, images, settings and device kind; the caller removes it once
+    the result is safely written.
     """
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    identity = _iwae_identity(model, images, num_samples, chunk_size, seed, prior_tolerance) if checkpoint else {}
     values: list[torch.Tensor] = []
+    if checkpoint is not None:
+        identity = _iwae_identity(model, images, num_samples, chunk_size, seed, prior_tolerance)
     if checkpoint is not None and Path(checkpoint).exists():
         retry = f"delete {checkpoint} to start this evaluation afresh, or rerun with the settings it was started with"
         state = load_checkpoint(checkpoint, identity, advice={key: retry for key in identity},
-                                structure={"bounds": torch.Tensor, "generator": torch.Tensor, "generator_device": str})
+                                structure={"bounds": torch.Tensor, "generator": torch.Tensor, "generator_device": str},
+                                holder=f"{checkpoint} holds an IWAE evaluation")
         values = list(state["bounds"].to(model.device).split(1))
         restore_random_stream(generator, state["generator"], state["generator_device"], Path(checkpoint).parent)
     remaining = tqdm(range(len(values), len(images)), desc="IWAE", disable=not progress, file=sys.stderr,
@@ -102,10 +105,10 @@ def iwae_log_likelihood(model: ExemplarGenerator, images: torch.Tensor, num_samp
 def _iwae_identity(model: ExemplarGenerator, images: torch.Tensor, num_samples: int, chunk_size: int, seed: int,
                    prior_tolerance: float | None) -> dict[str, Any]:
     """What a saved IWAE evaluation must match to be continued: the numbers, not the file names they came from."""
-    exemplars = [] if model.exemplar_means is None else [("exemplar_means", model.exemplar_means)]
-    return {"weights_sha256": tensor_digest([*model.state_dict().items(), *exemplars]),
+    return {"weights_sha256": tensor_digest([*model.state_dict().items(), ("exemplar_means", model.exemplar_means)]),
             "images_sha256": tensor_digest([("images", images)]), "num_samples": num_samples,
-            "chunk_size": chunk_size, "seed": seed, "prior_tolerance": prior_tolerance}
+            "chunk_size": chunk_size, "seed": seed, "prior_tolerance": prior_tolerance,
+            "device": model.device.type}
 
 
 @torch.no_grad()

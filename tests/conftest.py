@@ -12,6 +12,19 @@ from torch.utils.data import TensorDataset
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
+def stops_after(calls: int, function):
+    """``function``, made to stop the process (a KeyboardInterrupt, as a kill would) when called after ``calls`` calls."""
+    made = []
+
+    def counted(*args, **kwargs):
+        if len(made) == calls:
+            raise KeyboardInterrupt
+        made.append(1)
+        return function(*args, **kwargs)
+
+    return counted
+
+
 def load_benchmark(name: str):
     """The script benchmarks/NAME.py as a module, registered under NAME (its dataclasses look their module up)."""
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")

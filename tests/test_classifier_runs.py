@@ -73,9 +73,21 @@ def test_an_unfinished_run_is_left_out_and_named(classifier_runs, tmp_path):
     sweep(tmp_path / "sweep", None, [0.5])
     (tmp_path / "sweep" / "lam0.7").mkdir()
     (tmp_path / "sweep" / "lam0.7" / "checkpoint.pt").write_bytes(b"")
+    (tmp_path / "sweep" / "lam0.9").mkdir()  # not yet past its first epoch
+    (tmp_path / "sweep" / "plots").mkdir()  # not a run folder
     finished, unfinished = classifier_runs.collect([tmp_path / "sweep"])
     assert [run["lam"] for run in finished] == [0.5] and finished[0]["generator"] is None
-    assert unfinished == [tmp_path / "sweep" / "lam0.7"]
+    assert unfinished == [tmp_path / "sweep" / "lam0.7", tmp_path / "sweep" / "lam0.9"]
+
+
+def test_runs_of_two_recipes_are_refused_in_one_file(classifier_runs, tmp_path, monkeypatch):
+    sweep(tmp_path / "a", None, [0.5])
+    sweep(tmp_path / "b", None, [0.5], split="test")
+    monkeypatch.setattr(sys, "argv", ["classifier_runs.py", "--name", "row", "--runs", str(tmp_path / "a"),
+                                      str(tmp_path / "b"), "--command", "x", "--out", str(tmp_path / "results")])
+    with pytest.raises(SystemExit, match="differ in more than λ, η and the seed"):
+        classifier_runs.main()
+    assert not (tmp_path / "results" / "row.json").exists()
 
 
 def test_the_command_writes_one_file_with_the_commands_and_refuses_an_empty_collection(classifier_runs, tmp_path,
@@ -86,6 +98,7 @@ def test_the_command_writes_one_file_with_the_commands_and_refuses_an_empty_coll
     classifier_runs.main()
     written = json.loads((tmp_path / "results" / "row.json").read_text())
     assert written["commands"] == ["exaug lambda-sweep …"] and len(written["runs"]) == 1
+    assert written["recipe"]["split"] == "val" and written["recipe"]["generator_sha256"] is None
     (tmp_path / "empty").mkdir()
     monkeypatch.setattr(sys, "argv", ["classifier_runs.py", "--name", "empty", "--runs", str(tmp_path / "empty"),
                                       "--command", "x", "--out", str(tmp_path / "results")])

@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import blob_images
+from conftest import blob_images, stops_after
 from exaug import load_generator
 from exaug.bundle import bundle_provenance
 from exaug.cli.main import main
@@ -141,20 +141,13 @@ def test_evaluate_stopped_midway_continues_on_rerun_to_the_result_of_an_unbroken
     unbroken = CliRunner().invoke(main, command + ["--out", str(tmp_path / "unbroken.json")])
     assert unbroken.exit_code == 0, unbroken.output
     monkeypatch.setattr(evaluate, "IWAE_SAVE_EVERY", 1)
-    score, scored = ExemplarVAE.iwae, []
-
-    def stops_at_the_fourth_image(self, *args, **kwargs):
-        if len(scored) == 3:
-            raise KeyboardInterrupt
-        scored.append(1)
-        return score(self, *args, **kwargs)
-
-    monkeypatch.setattr(ExemplarVAE, "iwae", stops_at_the_fourth_image)
+    score = ExemplarVAE.iwae
+    monkeypatch.setattr(ExemplarVAE, "iwae", stops_after(3, score))  # stops at the fourth image
     report = tmp_path / "eval.json"
     stopped = CliRunner().invoke(main, command + ["--out", str(report)])
     assert stopped.exit_code != 0 and not report.exists()
     assert (tmp_path / "eval.iwae-checkpoint.pt").exists()
-    scored.clear()  # three more images may be scored: the three left
+    monkeypatch.setattr(ExemplarVAE, "iwae", stops_after(3, score))  # the three images left, and no more
     resumed = CliRunner().invoke(main, command + ["--out", str(report)])
     assert resumed.exit_code == 0, resumed.output
     assert "continuing the IWAE evaluation saved in" in resumed.stderr

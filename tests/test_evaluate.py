@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from conftest import stops_after
+
 from exaug import ExemplarVAE, ModelConfig
 from exaug import evaluate
 from exaug.evaluate import active_units, evaluate_generator, iwae_log_likelihood, knn_errors, markdown_report
@@ -44,31 +46,17 @@ def small_generator(seed: int = 0) -> ExemplarVAE:
     return model.eval()
 
 
-def stopped_after(model, images: int):
-    """Make ``model.iwae`` stop the process (as a kill would) once it has scored ``images`` images."""
-    scored = []
-    score = model.iwae
-
-    def counting(*args, **kwargs):
-        if len(scored) == images:
-            raise KeyboardInterrupt
-        scored.append(1)
-        return score(*args, **kwargs)
-
-    model.iwae = counting
-
-
 def test_a_stopped_iwae_evaluation_continues_from_its_checkpoint_with_the_numbers_of_one_that_never_stopped(
         tmp_path, monkeypatch):
     monkeypatch.setattr(evaluate, "IWAE_SAVE_EVERY", 2)
     images = torch.bernoulli(torch.rand(7, 1, 4, 4), generator=torch.Generator().manual_seed(1))
     straight = iwae_log_likelihood(small_generator(), images, num_samples=300, chunk_size=100)
     stopped = small_generator()
-    stopped_after(stopped, 5)  # images 1–4 were saved; the fifth is lost with the process
+    stopped.iwae = stops_after(5, stopped.iwae)  # images 1–4 were saved; the fifth is lost with the process
     with pytest.raises(KeyboardInterrupt):
         iwae_log_likelihood(stopped, images, num_samples=300, chunk_size=100, checkpoint=tmp_path / "iwae.pt")
     resumed_model = small_generator()
-    stopped_after(resumed_model, 3)  # only images 5–7 remain
+    resumed_model.iwae = stops_after(3, resumed_model.iwae)  # only images 5–7 remain
     resumed = iwae_log_likelihood(resumed_model, images, num_samples=300, chunk_size=100,
                                   checkpoint=tmp_path / "iwae.pt")
     assert torch.equal(resumed, straight)
@@ -83,5 +71,7 @@ def test_a_saved_iwae_evaluation_is_continued_only_with_the_same_model_images_an
     model = small_generator(change.get("model", 0))
     evaluated = images[2:] if "images" in change else images[:2]
     settings.update({key: value for key, value in change.items() if key in settings})
-    with pytest.raises(ValueError, match=f"{named}.*delete .*iwae.pt to start this evaluation afresh"):
+    with pytest.raises(ValueError, match=f"iwae.pt holds an IWAE evaluation with a different {named}.*delete "
+                                         ".*iwae.pt to start this evaluation afresh") as refusal:
         iwae_log_likelihood(model, evaluated, **settings, checkpoint=tmp_path / "iwae.pt")
+    assert str(refusal.value).count("delete") == 1

@@ -153,44 +153,60 @@ def test_the_hvae_dropin_table_labels_each_snapshot_by_its_recorded_version_and_
     assert "| affine | 2.00, 2.20, 2.10 | 2.10 |  |" in rows and len(rows) == 4
 
 
-def classifier_run(seed: int, error: float, lam: float = 0.4, learning_rate: float = 0.1, split: str = "test",
-                   last: float | None = None, version: str | None = "mnist v1") -> dict:
+def classifier_run(seed: int, error: float, lam: float = 0.4, learning_rate: float = 0.1, last: float | None = None,
+                   version: str | None = "mnist v1") -> dict:
     """A run as benchmarks/classifier_runs.py records it (the fields the tables read)."""
-    return {"seed": seed, "error": error, "lam": lam, "learning_rate": learning_rate, "split": split,
-            "mean_of_last_epochs": error if last is None else last,
-            "generator": {"source": "mnist", "version": version}}
+    return {"seed": seed, "error": error, "lam": lam, "learning_rate": learning_rate,
+            "mean_of_last_epochs": error if last is None else last, "generator": {"source": "mnist", "version": version}}
 
 
-def write_row(results, name, runs):
+def write_row(results, name, runs, split="test", generator="a1", **recipe):
     (results / "classifiers").mkdir(exist_ok=True)
-    (results / "classifiers" / f"{name}.json").write_text(json.dumps({"commands": ["x"], "runs": runs}))
+    shared = {"split": split, "dataset": "mnist", "hidden": [1024, 1024], "generator_sha256": generator, **recipe}
+    (results / "classifiers" / f"{name}.json").write_text(json.dumps({"commands": ["x"], "recipe": shared,
+                                                                       "runs": runs}))
 
 
 def test_the_validation_grid_bolds_the_rules_pick_breaking_a_tie_by_the_last_ten_epochs(tables, tmp_path):
-    write_row(tmp_path, "hvae-validation-lr0.1", [classifier_run(0, 0.98, 0.2, split="val", last=0.990),
-                                                  classifier_run(0, 0.96, 0.4, split="val", last=0.985)])
-    write_row(tmp_path, "hvae-validation-lr0.05", [classifier_run(0, 0.96, 0.4, 0.05, split="val", last=0.979)])
+    write_row(tmp_path, "hvae-validation-lr0.1", [classifier_run(0, 0.98, 0.2, last=0.990),
+                                                  classifier_run(0, 0.96, 0.4, last=0.985)], split="val")
+    write_row(tmp_path, "hvae-validation-lr0.05", [classifier_run(0, 0.96, 0.4, 0.05, last=0.979)], split="val")
     rows = tables.hvae_augmentation_validation(tmp_path).splitlines()[2:]
     assert rows == ["| 0.1 | 0.2 | 0.98 | 0.990 |", "| 0.1 | 0.4 | 0.96 | 0.985 |",
                     "| **0.05** | **0.4** | **0.96** | **0.979** |"]
 
 
-def test_the_validation_grid_refuses_a_test_run(tables, tmp_path):
-    write_row(tmp_path, "hvae-validation-lr0.1", [classifier_run(0, 0.9, split="test")])
-    with pytest.raises(ValueError, match="another split"):
+@pytest.mark.parametrize("second", [{"split": "test"}, {"generator": "b2"}, {"hidden": [8192, 8192]}])
+def test_the_validation_grid_refuses_a_file_of_another_split_generator_or_recipe(tables, tmp_path, second):
+    write_row(tmp_path, "hvae-validation-lr0.1", [classifier_run(0, 0.9)], split="val")
+    write_row(tmp_path, "hvae-validation-lr0.05", [classifier_run(0, 0.9, learning_rate=0.05)],
+              **{"split": "val", **second})
+    with pytest.raises(ValueError, match="one recipe and generator, scored on validation"):
+        tables.hvae_augmentation_validation(tmp_path)
+
+
+def test_a_table_without_its_result_files_names_what_to_collect(tables, tmp_path):
+    with pytest.raises(ValueError, match="no classifier result file matches .*hvae-validation-.*classifier_runs.py"):
         tables.hvae_augmentation_validation(tmp_path)
 
 
 def test_paired_rows_give_each_candidate_its_difference_from_the_baseline_over_shared_seeds(tables, tmp_path):
     write_row(tmp_path, "mlp", [classifier_run(seed, error) for seed, error in enumerate([0.80, 0.78, 0.76])])
     write_row(tmp_path, "hvae", [classifier_run(seed, error, 0.6, 0.05, version="mnist-hvae")
-                                 for seed, error in enumerate([0.75, 0.74, 0.70, 0.71])])
+                                 for seed, error in enumerate([0.75, 0.74, 0.70, 0.71])], generator="b2")
     rows = tables.classifier_paired_rows(tmp_path, "mlp", ["hvae"]).splitlines()[2:]
     assert rows == ["| mnist v1 | 0.4 | 0.1 | 0–2 | 0.78 ± 0.02 |  |",
                     "| mnist-hvae | 0.6 | 0.05 | 0–3 | 0.72 ± 0.02 | -0.05 ± 0.01 over 3 seeds |"]
 
 
-def test_a_paired_row_refuses_runs_of_different_recipes(tables, tmp_path):
+def test_a_paired_row_refuses_runs_of_different_lambdas(tables, tmp_path):
     write_row(tmp_path, "mixed", [classifier_run(0, 0.8, 0.4), classifier_run(1, 0.8, 0.6)])
     with pytest.raises(ValueError, match="mix λ or η"):
         tables.classifier_paired_rows(tmp_path, "mixed", [])
+
+
+def test_paired_rows_refuse_a_candidate_trained_to_another_recipe(tables, tmp_path):
+    write_row(tmp_path, "mlp", [classifier_run(0, 0.8)])
+    write_row(tmp_path, "wide", [classifier_run(0, 0.7)], generator="b2", hidden=[8192, 8192])
+    with pytest.raises(ValueError, match="wide: its recipe differs from mlp's"):
+        tables.classifier_paired_rows(tmp_path, "mlp", ["wide"])
