@@ -312,11 +312,16 @@ def test_the_knn_scale_benchmark_times_exact_against_the_index_and_a_whole_step(
     assert math.isclose(target["ratio"], target["search_ms_largest_auto"] / target["search_ms_smallest_exact"])
 
 
+def paired_nll_on_three_images(out, first: str, second: str) -> list[str]:
+    """The command line of paired_nll.py scoring two generators, both the bundled mnist, on 3 images."""
+    return ["paired_nll.py", "--generator", f"{first}=mnist", "--generator", f"{second}=mnist", "--images", "3",
+            "--samples", "20", "--out", str(out)]
+
+
 def test_paired_nll_scores_every_generator_on_the_same_images_and_pairs_them(tmp_path, monkeypatch):
     paired_nll = load_benchmark("paired_nll")
     out = tmp_path / "paired.json"
-    monkeypatch.setattr(sys, "argv", ["paired_nll.py", "--generator", "first=mnist", "--generator", "again=mnist",
-                                      "--images", "3", "--samples", "20", "--out", str(out)])
+    monkeypatch.setattr(sys, "argv", paired_nll_on_three_images(out, "first", "again"))
     paired_nll.main()
     result = json.loads(out.read_text())
     first, again = result["generators"]["first"], result["generators"]["again"]
@@ -329,8 +334,7 @@ def test_paired_nll_scores_every_generator_on_the_same_images_and_pairs_them(tmp
 def test_paired_nll_continues_a_stopped_scoring_to_the_same_numbers(tmp_path, monkeypatch):
     paired_nll = load_benchmark("paired_nll")
     out = tmp_path / "paired.json"
-    monkeypatch.setattr(sys, "argv", ["paired_nll.py", "--generator", "MLP v1=mnist", "--generator", "again=mnist",
-                                      "--images", "3", "--samples", "20", "--out", str(out)])
+    monkeypatch.setattr(sys, "argv", paired_nll_on_three_images(out, "MLP v1", "again"))
     paired_nll.main()
     unbroken = json.loads(out.read_text())
     monkeypatch.setattr(evaluate, "IWAE_SAVE_EVERY", 1)
@@ -340,8 +344,7 @@ def test_paired_nll_continues_a_stopped_scoring_to_the_same_numbers(tmp_path, mo
     assert sorted(path.name for path in tmp_path.glob("*.iwae-checkpoint.pt")) == [
         "paired.MLP-v1.iwae-checkpoint.pt", "paired.again.iwae-checkpoint.pt"]
     monkeypatch.undo()
-    monkeypatch.setattr(sys, "argv", ["paired_nll.py", "--generator", "MLP v1=mnist", "--generator", "again=mnist",
-                                      "--images", "3", "--samples", "20", "--out", str(out)])
+    monkeypatch.setattr(sys, "argv", paired_nll_on_three_images(out, "MLP v1", "again"))
     paired_nll.main()
     resumed = json.loads(out.read_text())
     assert [run["resumed"] for run in resumed["generators"].values()] == [True, True]
