@@ -136,8 +136,12 @@ def _resume_message(out: Path, so_far: RunProgress, epochs: int) -> str:
                 f"new --out with --init-from {out}.")
     if so_far.epochs_trained == epochs:
         return f"{out} has trained all {epochs} epochs: nothing left to train (a larger --epochs trains it further)."
-    raised = "" if epochs == so_far.epoch_budget else f" (budget raised from {so_far.epoch_budget})"
-    return f"resuming {out} at epoch {so_far.epochs_trained} of {epochs}{raised}"
+    if so_far.epochs_trained > epochs:
+        return (f"{out} has trained {so_far.epochs_trained} epochs, more than --epochs {epochs}: nothing left to "
+                f"train (a larger --epochs trains it further).")
+    changed = ("" if epochs == so_far.epoch_budget else
+               f" (budget {'raised' if epochs > so_far.epoch_budget else 'lowered'} from {so_far.epoch_budget})")
+    return f"resuming {out} at epoch {so_far.epochs_trained} of {epochs}{changed}"
 
 
 @click.command("evaluate")

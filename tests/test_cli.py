@@ -2,6 +2,7 @@
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -97,6 +98,18 @@ def test_fit_generator_rerun_keeps_its_epoch_budget_and_trains_on_when_given_a_l
     assert longer.exit_code == 0, longer.output
     assert f"resuming {out} at epoch 1 of 2 (budget raised from 1)" in longer.stderr
     assert [json.loads(line)["epoch"] for line in (out / "train_log.jsonl").read_text().splitlines()] == [1, 2]
+
+
+@pytest.mark.parametrize("epochs, said", [
+    (500, "resuming runs/gen at epoch 414 of 500 (budget lowered from 2000)"),
+    (3000, "resuming runs/gen at epoch 414 of 3000 (budget raised from 2000)"),
+    (300, "runs/gen has trained 414 epochs, more than --epochs 300: nothing left to train")])
+def test_a_resumed_run_says_how_its_epoch_budget_changed(epochs, said):
+    from exaug.cli.generator_commands import _resume_message
+    from exaug.train import RunProgress
+
+    so_far = RunProgress(epochs_trained=414, epoch_budget=2000, best_epoch=410, stopped_early=False)
+    assert _resume_message(Path("runs/gen"), so_far, epochs).startswith(said)
 
 
 def test_fit_generator_says_when_a_run_stopped_early_has_nothing_left_to_train(image_folder, tmp_path):
