@@ -260,9 +260,11 @@ def convergence_latent_scale(results: Path = RESULTS) -> str:
         shares = [share for index in after
                   if (share := run["val_posterior_log_var_at_clamp_share"][index]) is not None]
         best = max(range(len(run["val_elbo"])), key=run["val_elbo"].__getitem__)
+        scale = (f"{log_vars[0]:.2f} → {log_vars[-1]:.2f} | {min(log_vars):.2f} to {max(log_vars):.2f} | "
+                 f"{100 * max(shares):.1f} %" if log_vars and shares else
+                 f"in warm-up (epoch {run['epoch'][-1]} of {warmup}) | | ")
         lines.append(f"| {name} | {run['epochs_trained']} | {run['val_elbo'][best]:.2f} ({run['epoch'][best]}) | "
-                     f"{log_vars[0]:.2f} → {log_vars[-1]:.2f} | {min(log_vars):.2f} to {max(log_vars):.2f} | "
-                     f"{100 * max(shares):.1f} % |")
+                     f"{scale} |")
     return "\n".join(lines) + "\n"
 
 

@@ -87,6 +87,14 @@ def test_the_latent_scale_table_reads_only_the_epochs_after_the_warm_up(tables, 
     assert "| mlp | 4 | -95.00 (3) | -1.50 → -1.60 | -1.70 to -1.50 | 25.0 % |" in tables.convergence_latent_scale(tmp_path)
 
 
+def test_the_latent_scale_table_says_when_a_run_is_still_in_its_warm_up(tables, tmp_path):
+    (tmp_path / "convergence").mkdir()
+    run = {"epochs_trained": 2, "training": {"warmup_epochs": 100}, "epoch": [1, 2], "val_elbo": [-330.0, -310.0],
+           "prior_log_var": [-0.2, -0.5], "val_posterior_log_var_at_clamp_share": [0.0, 0.0]}
+    (tmp_path / "convergence" / "curves.json").write_text(json.dumps({"runs": {"fashion": run}}))
+    assert "| fashion | 2 | -310.00 (2) | in warm-up (epoch 2 of 100) | |  |" in tables.convergence_latent_scale(tmp_path)
+
+
 def paired_report(epochs: int, nll: float, difference: float) -> dict:
     mlp = {"nll": 82.0, "provenance": {"version": "mnist v1", "epochs_trained": 341, "best_val_elbo": -87.6}}
     hvae = {"nll": nll, "provenance": {"epochs_trained": epochs, "best_val_elbo": -88.0}}
