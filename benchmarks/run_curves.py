@@ -39,24 +39,28 @@ def run_curves(folder: Path) -> dict[str, Any]:
             **{field: [record.get(field) for record in records] for field in CURVE_FIELDS}}
 
 
-PLOTTED_FIELDS = {"val_elbo": "validation ELBO", "prior_log_var": "exemplar prior log σ²",
+PLOTTED_FIELDS = {"val_elbo": "validation ELBO − the run's best (nats)", "prior_log_var": "exemplar prior log σ²",
                   "val_posterior_log_var_at_clamp_share": "share of posterior log σ² on the clamp"}
 
 
 def plot_curves(runs: dict[str, dict[str, Any]], path: Path) -> None:
-    """The validation ELBO, the prior's log σ² and the share on the clamp of each run against its epochs, with
-    each run's KL warm-up marked; epochs without a record are gaps."""
+    """The validation ELBO (below each run's best, so runs on different data share an axis), the prior's log σ²
+    and the share on the clamp of each run against its epochs, with each run's KL warm-up marked; epochs without
+    a record are gaps."""
     figure, axes = pyplot().subplots(1, len(PLOTTED_FIELDS), figsize=(5 * len(PLOTTED_FIELDS), 3.8), dpi=110)
     for axis, (field, title) in zip(axes, PLOTTED_FIELDS.items()):
+        after_warmup = []
         for name, run in runs.items():
             values = [float("nan") if value is None else value for value in run[field]]
+            if field == "val_elbo":
+                best = max(value for value in values if value == value)
+                values = [value - best for value in values]
+            after_warmup += [value for epoch, value in zip(run["epoch"], values)
+                             if epoch > run["training"]["warmup_epochs"]]
             line, = axis.plot(run["epoch"], values, label=name, linewidth=1)
             axis.axvline(run["training"]["warmup_epochs"], color=line.get_color(), linestyle=":", linewidth=0.8)
-        if field == "val_elbo":  # the warm-up epochs lie tens of nats below: show where the runs move after it
-            later = [value for run in runs.values()
-                     for epoch, value in zip(run["epoch"], run[field]) if epoch > run["training"]["warmup_epochs"]]
-            if later:
-                axis.set_ylim(min(later) - 1, max(later) + 0.5)
+        if field == "val_elbo" and after_warmup:  # the warm-up lies tens of nats below: show the runs after it
+            axis.set_ylim(min(after_warmup) - 0.5, 0.25)
         if field == "val_posterior_log_var_at_clamp_share":
             axis.set_ylim(-0.02, 1.02)
         axis.set_title(title, fontsize=10)
