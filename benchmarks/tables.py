@@ -39,6 +39,11 @@ def mean_and_spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+def paired_spread(differences: list[float]) -> str:
+    """"+m ± sd" of paired differences: the sign says which side is lower."""
+    return f"{statistics.mean(differences):+.2f} ± {statistics.stdev(differences):.2f}"
+
+
 def table_3(results: Path = RESULTS) -> str:
     """The prior study (benchmarks/ablations.py --study prior) of each architecture beside the paper's Table 3."""
     files = {"vae": "prior.json", "hvae": "prior-hvae.json", "convhvae": "prior-convhvae.json"}
@@ -239,8 +244,7 @@ def hvae_dropin(results: Path = RESULTS) -> str:
     for label, by_seed in errors.items():
         seeds = sorted(by_seed)
         paired = [by_seed[seed] - mlp[seed] for seed in seeds if seed in mlp]
-        difference = ("" if not generator_of[label].startswith("hvae")
-                      else f"{statistics.mean(paired):+.2f} ± {statistics.stdev(paired):.2f}")
+        difference = paired_spread(paired) if generator_of[label].startswith("hvae") else ""
         lines.append(f"| {label} | {', '.join(f'{by_seed[seed]:.2f}' for seed in seeds)} | "
                      f"{statistics.mean(by_seed.values()):.2f} | {difference} |")
     return "\n".join(lines) + "\n"
@@ -332,8 +336,7 @@ def classifier_paired_rows(results: Path, baseline: str, candidates: list[str]) 
         if name != baseline:
             shared = [seed for seed in seeds if seed in by_seed[baseline]]
             differences = [by_seed[name][seed]["error"] - by_seed[baseline][seed]["error"] for seed in shared]
-            paired = (f"{statistics.mean(differences):+.2f} ± {statistics.stdev(differences):.2f} over {len(shared)} "
-                      f"seeds" if len(shared) > 1 else "")
+            paired = f"{paired_spread(differences)} over {len(shared)} seeds" if len(shared) > 1 else ""
         seed_range = f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else \
             ", ".join(map(str, seeds))
         lines.append(f"| {label} | {runs[0]['lam']:g} | {runs[0]['learning_rate']:g} | {seed_range} | "
