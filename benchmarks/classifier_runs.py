@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from exaug.atomic import atomic_write_text
-from exaug.bundle import BundleError, read_bundle_config
+from exaug.bundle import BundleError, read_bundle_config, recorded_provenance
 from exaug.classifiers.train import SETTINGS_ADDED_SINCE_FIRST_RELEASE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ def generator_record(source: str | None, identity: dict[str, Any] | None) -> dic
         record["version"] = None
         return record
     same_files = config.get("sha256") == record["sha256"]
-    provenance = config.get("provenance") or {}
+    provenance = recorded_provenance(config)
     record["version"] = provenance.get("version") if same_files else None
     record["epochs_trained"] = provenance.get("epochs_trained") if same_files else None
     if not same_files:

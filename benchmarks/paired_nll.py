@@ -25,7 +25,7 @@ import torch
 
 from exaug import load_generator
 from exaug.atomic import atomic_write_text
-from exaug.bundle import bundle_provenance, read_bundle_config, trained_dataset
+from exaug.bundle import read_bundle_config, recorded_provenance, trained_dataset
 from exaug.data import load_split
 from exaug.device import apply_threads
 from exaug.evaluate import binarize_once, iwae_log_likelihood
@@ -41,7 +41,7 @@ def scored(source: str, images: torch.Tensor, samples: int, checkpoint: Path) ->
     started = time.perf_counter()
     bounds = iwae_log_likelihood(model, images, samples, checkpoint=checkpoint)
     return {"source": source, "architecture": config["model"].get("architecture", "vae"),
-            "provenance": bundle_provenance(source), "seconds": round(time.perf_counter() - started, 1),
+            "provenance": recorded_provenance(config), "seconds": round(time.perf_counter() - started, 1),
             "resumed": resumed, "nll": -bounds.mean().item(), "bounds": bounds.tolist()}
 
 

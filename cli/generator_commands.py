@@ -166,7 +166,7 @@ def evaluate_command(generator_dir: str, dataset: str | None, num_samples: int, 
                      device: str, out: Path | None, progress: bool, root: Path | None, threads: int | None) -> None:
     """Test ELBO (KL / reconstruction), IWAE NLL, active units and latent kNN error of a generator."""
     from exaug.atomic import atomic_write_text
-    from exaug.bundle import PRETRAINED_DIR, read_bundle_config, resolve_bundle, trained_dataset
+    from exaug.bundle import PRETRAINED_DIR, read_bundle_config, recorded_provenance, resolve_bundle, trained_dataset
     from exaug.evaluate import PRIOR_TOLERANCE, evaluate_generator, markdown_report
     from exaug.train import stack_dataset
 
@@ -193,7 +193,7 @@ def evaluate_command(generator_dir: str, dataset: str | None, num_samples: int, 
                                  prior_tolerance=None if exact_prior else PRIOR_TOLERANCE, iwae_checkpoint=checkpoint)
     # which weights these figures belong to, by file hashes and the bundle's recorded version
     results.update(generator=str(generator_dir), dataset=dataset, generator_sha256=bundle_config["sha256"],
-                   generator_provenance=bundle_config.get("provenance") or {})
+                   generator_provenance=recorded_provenance(bundle_config))
     atomic_write_text(out, json.dumps(results, indent=2) + "\n")
     report = markdown_report(results)
     atomic_write_text(out.with_suffix(".md"), report)

@@ -106,7 +106,13 @@ def read_bundle_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
 
 def bundle_provenance(path_or_name: str | os.PathLike) -> dict[str, Any]:
     """Where the bundle's weights came from (its ``provenance``); empty for bundles written before exaug recorded it."""
-    return dict(read_bundle_config(path_or_name).get("provenance") or {})
+    return recorded_provenance(read_bundle_config(path_or_name))
+
+
+def recorded_provenance(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``provenance`` a bundle's config.json records (empty when it predates the field), for a caller that
+    already read the config."""
+    return dict(config.get("provenance") or {})
 
 
 def trained_dataset(config: dict[str, Any]) -> str | None:
