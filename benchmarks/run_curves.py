@@ -53,7 +53,7 @@ def plot_curves(runs: dict[str, dict[str, Any]], path: Path) -> None:
         for name, run in runs.items():
             values = [float("nan") if value is None else value for value in run[field]]
             if field == "val_elbo":
-                best = max(value for value in values if value == value)
+                best = max(value for value in run[field] if value is not None)
                 values = [value - best for value in values]
             after_warmup += [value for epoch, value in zip(run["epoch"], values)
                              if epoch > run["training"]["warmup_epochs"]]

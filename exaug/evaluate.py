@@ -84,13 +84,14 @@ def iwae_log_likelihood(model: ExemplarGenerator, images: torch.Tensor, num_samp
     values: list[torch.Tensor] = []
     if checkpoint is not None:
         identity = _iwae_identity(model, images, num_samples, chunk_size, seed, prior_tolerance)
-    if checkpoint is not None and Path(checkpoint).exists():
-        retry = f"delete {checkpoint} to start this evaluation afresh, or rerun with the settings it was started with"
-        state = load_checkpoint(checkpoint, identity, advice={key: retry for key in identity},
-                                structure={"bounds": torch.Tensor, "generator": torch.Tensor, "generator_device": str},
-                                holder=f"{checkpoint} holds an IWAE evaluation")
-        values = list(state["bounds"].to(model.device).split(1))
-        restore_random_stream(generator, state["generator"], state["generator_device"], Path(checkpoint).parent)
+        if Path(checkpoint).exists():
+            retry = (f"delete {checkpoint} to start this evaluation afresh, or rerun with the settings it was "
+                     "started with")
+            structure = {"bounds": torch.Tensor, "generator": torch.Tensor, "generator_device": str}
+            state = load_checkpoint(checkpoint, identity, advice={key: retry for key in identity}, structure=structure,
+                                    holder=f"{checkpoint} holds an IWAE evaluation")
+            values = list(state["bounds"].to(model.device).split(1))
+            restore_random_stream(generator, state["generator"], state["generator_device"], Path(checkpoint).parent)
     remaining = tqdm(range(len(values), len(images)), desc="IWAE", disable=not progress, file=sys.stderr,
                      initial=len(values), total=len(images))
     for index in remaining:
