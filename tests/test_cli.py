@@ -61,7 +61,7 @@ def test_fit_generator_init_from_refuses_an_architecture_the_bundle_does_not_hav
 
 
 @pytest.mark.parametrize("arch", ["hvae", "convhvae"])
-def test_fit_generator_arch_trains_that_architecture_and_sample_and_evaluate_take_it(arch, image_folder, tmp_path):
+def test_fit_generator_arch_trains_that_architecture_and_sample_export_and_lambda_sweep_take_it(arch, image_folder, tmp_path):
     out = tmp_path / arch
     result = CliRunner().invoke(main, [
         "fit-generator", "--dataset", str(image_folder), "--channels", "1", "--epochs", "1", "--warmup-epochs", "1",
@@ -74,6 +74,11 @@ def test_fit_generator_arch_trains_that_architecture_and_sample_and_evaluate_tak
     result = CliRunner().invoke(main, ["export", "--generator", str(out), "--out", str(tmp_path / "exported")])
     assert result.exit_code == 0, result.output
     assert load_generator(tmp_path / "exported").architecture == arch
+    result = CliRunner().invoke(main, [
+        "lambda-sweep", "--dataset", str(image_folder), "--generator", str(out), "--hidden", "8", "--lams", "0.5",
+        "--epochs", "1", "--workers", "0", "--no-progress", "--out", str(tmp_path / "sweep")])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads((tmp_path / "sweep" / "sweep.json").read_text())["val_error"]) == {"0.5"}
 
 
 def test_fit_generator_init_from_keeps_the_bundle_architecture_and_refuses_another(fitted, image_folder, tmp_path):

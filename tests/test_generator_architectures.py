@@ -8,8 +8,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import blob_images
-from exaug import (BundleError, ExemplarAugment, ExemplarCollate, MixedBatchLoader, ModelConfig, TrainConfig,
-                   fit_generator, load_generator, save_generator)
+from exaug import (BundleError, ExemplarAugment, ExemplarCollate, ExemplarTwins, MixedBatchLoader, ModelConfig,
+                   TrainConfig, fit_generator, load_generator, save_generator)
+from exaug.classifiers import ClassifierConfig, fit_classifier
 from exaug.config import ARCHITECTURES, PRIORS
 from exaug.evaluate import evaluate_generator
 from exaug.models import GENERATOR_CLASSES, ExemplarGenerator, build_generator
@@ -153,6 +154,26 @@ def test_the_collate_and_the_mixed_loader_take_every_architecture(bundle):
     loader = MixedBatchLoader(DataLoader(TensorDataset(images, labels), batch_size=4), bundle, seed=0)
     for batch in loader:
         assert batch.synthetic.shape == batch.real.shape and not torch.equal(batch.synthetic, batch.real)
+
+
+def test_the_batch_twins_replace_every_image_in_place_with_every_architecture(bundle):
+    images, labels = blob_images(8, seed=9)
+    twins = ExemplarTwins(bundle, p=1.0, rng=torch.Generator().manual_seed(0))
+    replaced, kept_labels = twins(images, labels)
+    assert replaced.shape == images.shape and torch.equal(kept_labels, labels)
+    assert not torch.equal(replaced, images)
+    collated_images, collated_labels = ExemplarCollate(ExemplarAugment.from_pretrained(bundle, p=1.0))(
+        list(zip(images, labels)))
+    assert collated_images.shape == images.shape and torch.equal(collated_labels, labels)
+
+
+def test_a_classifier_trains_on_the_twins_of_every_architecture(bundle, tmp_path):
+    train, test = blob_images(40, seed=10), blob_images(20, seed=11)
+    config = ClassifierConfig(hidden=(8,), epochs=1, batch_size=10, lam=0.5, workers=0, device="cpu")
+    result = fit_classifier(TensorDataset(*train), TensorDataset(*test), config, generator=str(bundle),
+                            out=tmp_path / "run", progress=False, log=lambda record: None)
+    assert result["generator"] == str(bundle) and 0.0 <= result["test_error"] <= 100.0
+    assert (tmp_path / "run" / "result.json").exists()
 
 
 def test_evaluation_and_every_sampling_mode_take_every_architecture(bundle):
