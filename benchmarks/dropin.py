@@ -9,7 +9,8 @@ so a plan runs several at once.
     python benchmarks/dropin.py grid benchmarks/results/dropin/plan-val.json --jobs 2
     python benchmarks/dropin.py plan test --out benchmarks/results/dropin/plan-test.json   # knobs picked on val
     python benchmarks/dropin.py grid benchmarks/results/dropin/plan-test.json --jobs 2
-    python benchmarks/dropin.py summary                                                    # docs/dropin.md
+    python benchmarks/dropin.py summary                                                    # prints the test rows
+    python benchmarks/tables.py                                   # the docs' tables, docs/dropin.md among them
 
 Fairness rules built in: every augmentation of a (dataset, model, regime) trains the same number of
 epochs over the same real images with the same seed (the seed fixes the subset, the initial weights and
@@ -784,20 +785,13 @@ def grid_command(plan: Path, jobs: int, results: Path, only: str) -> None:
 
 @cli.command("summary")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=RESULTS, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/dropin-table.md"),
-              show_default=True)
-@click.option("--validation-out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("docs/dropin-validation.md"), show_default=True)
-def summary_command(results: Path, out: Path, validation_out: Path) -> None:
-    """Print the test table, write it as Markdown to OUT, the validation table to VALIDATION_OUT, and both as
-    JSON beside the runs."""
+def summary_command(results: Path) -> None:
+    """Print the test table and write the test rows and validation picks as JSON beside the runs; the docs' tables
+    come from the same runs through ``python benchmarks/tables.py``."""
     all_results = read_results(results)
     rows = summarize(all_results)
-    table = markdown_table(rows)
-    print(table)
-    atomic_write_text(validation_out, validation_markdown(all_results))
+    print(markdown_table(rows))
     picks = {"/".join(map(str, key)): spec.knob for key, spec in pick_on_validation(all_results).items()}
-    atomic_write_text(out, table)
     atomic_write_text(results / "summary.json", json.dumps({"test_rows": rows, "validation_picks": picks}, indent=1) + "\n")
 
 

@@ -11,6 +11,8 @@ disagree (tests/test_tables.py runs it in the fast suite).
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import re
 import statistics
@@ -355,6 +357,159 @@ def hvae_augmentation_test(results: Path = RESULTS) -> str:
     return classifier_paired_rows(results, "mlp-augmentation-test", ["hvae-augmentation-test"])
 
 
+# ------------------------------------------------------------------------------------------- drop-in grid
+# How the docs name the grid's augmentations (benchmarks/dropin.py AUGMENTATIONS), and the order of their rows.
+AUGMENTATION_NAMES = {"none": "none", "affine": "RandomAffine", "hflip": "RandomHorizontalFlip",
+                      "mixup-cutmix": "Mixup/CutMix", "trivialaugment": "TrivialAugment",
+                      "exemplar": "ExemplarAugment (drop-in)", "exemplar-append": "twins appended",
+                      "mixed": "mixed loss (eq. 16)", "hflip+exemplar-append": "RandomHorizontalFlip + appended",
+                      "affine+exemplar": "RandomAffine + ExemplarAugment",
+                      "affine+exemplar-append": "RandomAffine + appended",
+                      "trivialaugment+exemplar-append": "TrivialAugment + appended"}
+# Rows that joined the candidate set after test results had been seen (dataset, model, augmentation, knob): the
+# flip after a first Fashion-MNIST test run at the MNIST knobs, the Fashion-MNIST tuning of the CNN after that
+# run, and TrivialAugment + appended twins after every other row of its table had been tested. Marked † in the
+# tables, so that no reader takes them for blind picks.
+ADDED_AFTER_TEST_RESULTS = {
+    ("fashion-mnist", "mlp", "hflip", ""), ("fashion-mnist", "mlp", "hflip+exemplar-append", "p 1"),
+    ("fashion-mnist", "mlp", "trivialaugment+exemplar-append", "p 1"),
+    ("fashion-mnist", "cnn", "trivialaugment", ""), ("fashion-mnist", "cnn", "exemplar", "p 0.5"),
+    ("fashion-mnist", "cnn", "exemplar-append", "p 1"),
+    ("fashion-mnist", "cnn", "trivialaugment+exemplar-append", "p 0.5")}
+AFTER_TEST_MARK = " †"
+
+
+def sibling_benchmark(name: str):
+    """The script benchmarks/NAME.py as a module (registered under NAME: its dataclasses look their module up)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@functools.lru_cache(maxsize=4)
+def dropin_results(results: Path) -> tuple[list[dict], list[dict]]:
+    """Every run of the drop-in grid under ``results``/dropin, and its test rows as benchmarks/dropin.py sums them."""
+    dropin = sibling_benchmark("dropin")
+    runs = dropin.read_results(results / "dropin")
+    return runs, dropin.summarize(runs)
+
+
+def dropin_label(row: dict) -> str:
+    """The augmentation's name in the docs, with † when it joined the candidate set after test results."""
+    posthoc = (row["dataset"], row["model"], row["augmentation"], row["knob"]) in ADDED_AFTER_TEST_RESULTS
+    return AUGMENTATION_NAMES[row["augmentation"]] + (AFTER_TEST_MARK if posthoc else "")
+
+
+def dropin_regime(results: Path, dataset: str, models: tuple[str, ...], subset: str, epochs: tuple[int, ...],
+                  generator: str = "bundled", knobs: str = "any", baselines: bool = True) -> str:
+    """The test rows of one drop-in regime (benchmarks/dropin.py): per model and budget, each augmentation's errors
+    per seed, their mean ± std, and the paired differences by seed against none and against the best classic
+    augmentation on validation; the lowest mean of each model and budget in bold. ``generator`` keeps the rows
+    whose twins came from that kind of generator; ``knobs`` "own" keeps rows tuned on this regime's validation,
+    "transferred" rows whose knobs came from another regime's; ``baselines`` adds the rows without twins."""
+    dropin = sibling_benchmark("dropin")
+    order = list(AUGMENTATION_NAMES)
+    rows = []
+    for row in dropin_results(results)[1]:
+        if (row["dataset"], row["subset"]) != (dataset, subset) or row["model"] not in models \
+                or row["epochs"] not in epochs:
+            continue
+        uses_generator = dropin.RunSpec(row["dataset"], row["model"], row["augmentation"], row["subset"], "test", 0,
+                                        row["epochs"]).uses_generator
+        if uses_generator:
+            if row["generator"] != generator or (knobs == "own" and row["knobs_from"]) \
+                    or (knobs == "transferred" and not row["knobs_from"]):
+                continue
+        elif not baselines or (row["augmentation"] != "none" and knobs == "transferred" and not row["knobs_from"]) \
+                or (knobs == "own" and row["knobs_from"] and row["augmentation"] != "none"):
+            continue
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"no drop-in test runs of {dataset}/{subset}, {models}, epochs {epochs} under {results}")
+    rows.sort(key=lambda row: (models.index(row["model"]), row["epochs"], order.index(row["augmentation"]),
+                               row["knob"]))
+    best = {}
+    for row in rows:
+        group = (row["model"], row["epochs"])
+        best[group] = min(best.get(group, row["mean"]), row["mean"])
+    lines = ["| model | epochs | augmentation | knob | test error % per seed | mean ± std | vs none, paired "
+             "| vs the best classic on validation, paired |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        spread = "" if row["std"] is None else f" ± {row['std']:.2f}"
+        mean = f"{row['mean']:.2f}{spread}"
+        if row["mean"] == best[(row["model"], row["epochs"])]:
+            mean = f"**{mean}**"
+        per_seed = ", ".join(f"{error:.2f}" for error in row["errors"])
+        classic = row["vs_best_classic"]
+        against = "" if classic is None else (f"{dropin._difference(classic)} "
+                                              f"({AUGMENTATION_NAMES[row['best_classic']]})")
+        lines.append(f"| {row['model']} | {row['epochs']} | {dropin_label(row)} | {dropin._knob(row)} | {per_seed} "
+                     f"| {mean} | {dropin._difference(row['vs_none'])} | {against} |")
+    return "\n".join(lines) + "\n"
+
+
+# The README's drop-in cases: (case, (dataset, model, subset, epochs), the twins row shown).
+README_DROPIN_CASES = [
+    ("stock PyTorch CNN, first 10K images, 1 epoch", ("mnist", "cnn", "first10000", 1), "exemplar-append"),
+    ("stock PyTorch CNN, first 10K images, 10 epochs", ("mnist", "cnn", "first10000", 10), "affine+exemplar-append"),
+    ("stock PyTorch CNN, all 60K images, 5 epochs", ("mnist", "cnn", "all", 5), "exemplar"),
+    ("paper's MLP, 1,000 labelled images", ("mnist", "mlp", "balanced1000", 100), "affine+exemplar-append"),
+    ("stock PyTorch CNN, 1,000 labelled images", ("mnist", "cnn", "balanced1000", 100), "affine+exemplar-append"),
+    ("timm resnet18, 1,000 labelled images", ("mnist", "resnet18", "balanced1000", 100), "affine+exemplar-append"),
+    ("paper's MLP, 5,000 labelled images", ("mnist", "mlp", "balanced5000", 100), "affine+exemplar-append"),
+    ("stock PyTorch CNN, 5,000 labelled images", ("mnist", "cnn", "balanced5000", 20), "affine+exemplar-append"),
+    ("timm resnet18, 5,000 labelled images", ("mnist", "resnet18", "balanced5000", 20), "affine+exemplar-append"),
+    ("Fashion-MNIST, paper's MLP, 1,000 labelled images", ("fashion-mnist", "mlp", "balanced1000", 100),
+     "trivialaugment+exemplar-append"),
+    ("Fashion-MNIST, stock PyTorch CNN, 1,000 labelled images", ("fashion-mnist", "cnn", "balanced1000", 100),
+     "trivialaugment+exemplar-append")]
+
+
+def dropin_readme(results: Path = RESULTS) -> str:
+    """The README's summary of the drop-in grid: per case, no augmentation, the best classic augmentation on
+    validation and the shown twins row (the bundled generator's, at its validation knob), mean ± std over the test
+    seeds, the lowest in bold; † marks a row that joined the candidate set after test results."""
+    summary = dropin_results(results)[1]
+
+    def find(regime: tuple, augmentation: str) -> dict | None:
+        return next((row for row in summary if (row["dataset"], row["model"], row["subset"], row["epochs"]) == regime
+                     and row["augmentation"] == augmentation and row["generator"] == "bundled"), None)
+
+    lines = ["| case | none | best classic | with twins |", "|---|---|---|---|"]
+    for case, regime, twins in README_DROPIN_CASES:
+        shown = find(regime, twins)
+        if shown is None:
+            raise ValueError(f"no drop-in test row {twins} for {regime} under {results}")
+        classic = find(regime, shown["best_classic"]) if shown["best_classic"] else None
+        cells = [find(regime, "none"), classic, shown]
+        best = min(row["mean"] for row in cells if row is not None)
+
+        def cell(row: dict | None, named: bool) -> str:
+            if row is None:
+                return "not run"
+            text = f"{row['mean']:.2f} ± {row['std']:.2f}"
+            text = f"**{text}**" if row["mean"] == best else text
+            if not named:
+                return text
+            knob = f", {row['knob']}" if row["augmentation"] == "exemplar" else ""
+            return f"{text} ({dropin_label(row)}{knob})"
+        lines.append(f"| {case} | {cell(cells[0], False)} | {cell(cells[1], True)} | {cell(cells[2], True)} |")
+    return "\n".join(lines) + "\n"
+
+
+def dropin_test(results: Path = RESULTS) -> str:
+    """Every test row of the drop-in grid (benchmarks/dropin.py's summary)."""
+    return sibling_benchmark("dropin").markdown_table(dropin_results(results)[1])
+
+
+def dropin_validation(results: Path = RESULTS) -> str:
+    """Every setting of the drop-in grid tried on validation."""
+    return sibling_benchmark("dropin").validation_markdown(dropin_results(results)[0])
+
+
 TABLES: dict[str, Callable[[], str]] = {"table-3": table_3, "architecture-speed": architecture_speed,
                                         "architecture-curves": architecture_curves,
                                         "knn-scale": knn_scale, "knn-scale-step": knn_scale_step,
@@ -363,7 +518,28 @@ TABLES: dict[str, Callable[[], str]] = {"table-3": table_3, "architecture-speed"
                                         "hvae-dropin": hvae_dropin,
                                         "convergence-latent-scale": convergence_latent_scale,
                                         "hvae-augmentation-validation": hvae_augmentation_validation,
-                                        "hvae-augmentation-test": hvae_augmentation_test}
+                                        "hvae-augmentation-test": hvae_augmentation_test,
+                                        "dropin-readme": dropin_readme, "dropin-test": dropin_test,
+                                        "dropin-validation": dropin_validation,
+                                        "dropin-stock-cnn-10k": lambda: dropin_regime(
+                                            RESULTS, "mnist", ("cnn",), "first10000", (1, 10)),
+                                        "dropin-1000-mlp": lambda: dropin_regime(
+                                            RESULTS, "mnist", ("mlp",), "balanced1000", (100,)),
+                                        "dropin-1000-cnn-resnet18": lambda: dropin_regime(
+                                            RESULTS, "mnist", ("cnn", "resnet18"), "balanced1000", (100,)),
+                                        "dropin-1000-subset-generators": lambda: dropin_regime(
+                                            RESULTS, "mnist", ("mlp", "cnn", "resnet18"), "balanced1000", (100,),
+                                            generator="subset", baselines=False),
+                                        "dropin-all-60k": lambda: dropin_regime(RESULTS, "mnist", ("cnn",), "all", (5,)),
+                                        "dropin-5000": lambda: dropin_regime(
+                                            RESULTS, "mnist", ("mlp", "cnn", "resnet18"), "balanced5000", (100, 20)),
+                                        "dropin-fashion-mlp": lambda: dropin_regime(
+                                            RESULTS, "fashion-mnist", ("mlp",), "balanced1000", (100,)),
+                                        "dropin-fashion-cnn-mnist-knobs": lambda: dropin_regime(
+                                            RESULTS, "fashion-mnist", ("cnn",), "balanced1000", (100,),
+                                            knobs="transferred"),
+                                        "dropin-fashion-cnn-tuned": lambda: dropin_regime(
+                                            RESULTS, "fashion-mnist", ("cnn",), "balanced1000", (100,), knobs="own")}
 
 
 def rewritten(text: str) -> str:

@@ -1,5 +1,6 @@
 """The docs' generated tables agree with the result files they come from (benchmarks/tables.py)."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -218,3 +219,51 @@ def test_paired_rows_refuse_a_candidate_trained_to_another_recipe(tables, tmp_pa
     write_row(tmp_path, "wide", [classifier_run(0, 0.7)], generator="b2", hidden=[8192, 8192])
     with pytest.raises(ValueError, match="wide: its recipe differs from mlp's"):
         tables.classifier_paired_rows(tmp_path, "mlp", ["wide"])
+
+
+@pytest.fixture
+def dropin_grid(tables, tmp_path):
+    """A small drop-in grid written as benchmarks/dropin.py lays out its runs: Fashion-MNIST, the CNN, 1,000 images."""
+    dropin = tables.sibling_benchmark("dropin")
+    regime = dropin.RunSpec("fashion-mnist", "cnn", "none", "balanced1000", "test", seed=0, epochs=100)
+
+    def write(augmentation: str, split: str, errors: list[float], p: float = 0.5) -> None:
+        for seed, error in enumerate(errors):
+            spec = dataclasses.replace(regime, augmentation=augmentation, split=split, seed=seed, p=p)
+            folder = tmp_path / "dropin" / "runs" / spec.name()
+            folder.mkdir(parents=True)
+            (folder / "result.json").write_text(json.dumps({"spec": spec.to_dict(), "error": error}))
+
+    for augmentation, error in {"none": 20.0, "affine": 18.0, "trivialaugment": 15.0}.items():
+        write(augmentation, "val", [error])
+    write("trivialaugment+exemplar-append", "val", [14.0])
+    write("none", "test", [17.0, 18.0])
+    write("trivialaugment", "test", [16.0, 16.5])
+    write("affine", "test", [19.0, 19.5])
+    write("trivialaugment+exemplar-append", "test", [15.5, 16.0])
+    return tmp_path
+
+
+def test_a_drop_in_regime_lists_each_row_per_seed_paired_with_none_and_the_best_classic(tables, dropin_grid):
+    table = tables.dropin_regime(dropin_grid, "fashion-mnist", ("cnn",), "balanced1000", (100,)).splitlines()
+    assert [line.split(" | ")[2] for line in table[2:]] == [
+        "none", "RandomAffine", "TrivialAugment †", "TrivialAugment + appended †"]  # none first, twins last
+    assert table[-1] == ("| cnn | 100 | TrivialAugment + appended † | p 0.5 | 15.50, 16.00 | **15.75 ± 0.35** "
+                         "| -1.75 ± 0.35 | -0.50 ± 0.00 (TrivialAugment) |")
+    assert table[3].endswith("| +1.75 ± 0.35 | +3.00 ± 0.00 (TrivialAugment) |")  # affine, against the val winner
+    twins_only = tables.dropin_regime(dropin_grid, "fashion-mnist", ("cnn",), "balanced1000", (100,), baselines=False)
+    assert len(twins_only.splitlines()) == 3
+    with pytest.raises(ValueError, match="no drop-in test runs of mnist/balanced1000"):
+        tables.dropin_regime(dropin_grid, "mnist", ("cnn",), "balanced1000", (100,))
+
+
+def test_the_readme_drop_in_row_shows_none_the_best_classic_and_the_twins_with_the_lowest_in_bold(
+        tables, dropin_grid, monkeypatch):
+    monkeypatch.setattr(tables, "README_DROPIN_CASES", [
+        ("a case", ("fashion-mnist", "cnn", "balanced1000", 100), "trivialaugment+exemplar-append")])
+    assert tables.dropin_readme(dropin_grid).splitlines()[-1] == (
+        "| a case | 17.50 ± 0.71 | 16.25 ± 0.35 (TrivialAugment †) | **15.75 ± 0.35** (TrivialAugment + appended †) |")
+    monkeypatch.setattr(tables, "README_DROPIN_CASES", [("a case", ("fashion-mnist", "cnn", "balanced1000", 100),
+                                                         "exemplar-append")])
+    with pytest.raises(ValueError, match="no drop-in test row exemplar-append"):
+        tables.dropin_readme(dropin_grid)
