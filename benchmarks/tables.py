@@ -510,6 +510,35 @@ def dropin_validation(results: Path = RESULTS) -> str:
     return sibling_benchmark("dropin").validation_markdown(dropin_results(results)[0])
 
 
+def stock_cnn_one_epoch(results: Path = RESULTS) -> str:
+    """The stock PyTorch CNN for one epoch on the first 10K MNIST images, without and with the drop-in transform at
+    its default p, scored on test (benchmarks/stock_cnn.py): each file's seeds, then all seeds pooled, paired by
+    seed, with how many seeds the twins lowered the error on."""
+    files = sorted(results.glob("stock_cnn_e1_test*.json"), key=lambda path: json.loads(path.read_text())["seeds"][0])
+    if not files:
+        raise ValueError(f"no stock_cnn_e1_test*.json under {results}")
+    pooled: dict[str, list[float]] = {"none": [], "p=0.25": []}
+    lines = ["| seeds | none | p = 0.25 | paired difference | seeds lower with twins |", "|---|---|---|---|---|"]
+
+    def row(label: str, none: list[float], twins: list[float]) -> str:
+        differences = [with_twins - without for with_twins, without in zip(twins, none)]
+        lower = sum(difference < 0 for difference in differences)
+        return (f"| {label} | {statistics.mean(none):.2f} | {statistics.mean(twins):.2f} | "
+                f"{paired_spread(differences)} | {lower} of {len(differences)} |")
+
+    for path in files:
+        run = json.loads(path.read_text())
+        if run["epochs"] != 1 or run["scored_on"] != "test" or run["dropout"]:
+            raise ValueError(f"{path.name} is not a one-epoch test run without dropout")
+        seeds = run["seeds"]
+        lines.append(row(f"{seeds[0]}–{seeds[-1]} (`{path.name}`)", run["errors"]["none"], run["errors"]["p=0.25"]))
+        for name in pooled:
+            pooled[name] += run["errors"][name]
+    if len(files) > 1:
+        lines.append(row(f"all {len(pooled['none'])}", pooled["none"], pooled["p=0.25"]))
+    return "\n".join(lines) + "\n"
+
+
 TABLES: dict[str, Callable[[], str]] = {"table-3": table_3, "architecture-speed": architecture_speed,
                                         "architecture-curves": architecture_curves,
                                         "knn-scale": knn_scale, "knn-scale-step": knn_scale_step,
@@ -519,6 +548,7 @@ TABLES: dict[str, Callable[[], str]] = {"table-3": table_3, "architecture-speed"
                                         "convergence-latent-scale": convergence_latent_scale,
                                         "hvae-augmentation-validation": hvae_augmentation_validation,
                                         "hvae-augmentation-test": hvae_augmentation_test,
+                                        "stock-cnn-one-epoch": stock_cnn_one_epoch,
                                         "dropin-readme": dropin_readme, "dropin-test": dropin_test,
                                         "dropin-validation": dropin_validation,
                                         "dropin-stock-cnn-10k": lambda: dropin_regime(
