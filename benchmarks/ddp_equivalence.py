@@ -71,7 +71,8 @@ def main() -> None:
                                         "gap": largest_relative_gap(alone[seed][figure], shared[seed][figure]),
                                         "gap_to_next_seed": largest_relative_gap(alone[seed][figure], other[figure])}
                                for figure in FIGURES}
-    report = {"benchmark": "ddp_equivalence", "world_size": distributed_test.WORLD_SIZE,
+    report = {"benchmark": "ddp_equivalence", "torch_threads": torch.get_num_threads(),
+              "world_size": distributed_test.WORLD_SIZE,
               "per_process_batch": distributed_test.PER_RANK_BATCH, "seeds": args.seeds,
               "test_tolerance": distributed_test.TOLERANCE, "per_seed": per_seed,
               "largest": {figure: {"gap": max(s[figure]["gap"] for s in per_seed.values()),

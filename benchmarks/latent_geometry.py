@@ -91,7 +91,8 @@ def main() -> None:
         print(f"| {name} | {row['kernel_sigma']:.3f} | {row['exemplar_spread_per_dimension']:.3f} | "
               f"{row['nearest_exemplar_distance']:.3f} | {row['twin_offset_to_spacing']:.2f} | "
               f"{row['posterior_log_var_median']:.2f} | {100 * row['posterior_log_var_at_clamp_share']:.1f} % |")
-    report = {"benchmark": "latent_geometry", "exemplars": args.exemplars, "validation_images": args.images,
+    report = {"benchmark": "latent_geometry", "torch_threads": torch.get_num_threads(), "exemplars": args.exemplars,
+              "validation_images": args.images,
               "log_var_clamp": LOG_VAR_MAX, "torch": torch.__version__, "machine": platform.machine(),
               "generators": results}
     atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")

@@ -101,7 +101,8 @@ def main() -> None:
         panels.append({"name": name, "generator": where, "knn_error": knn_error, "tsne_kl_divergence": divergence,
                        "seconds": time.perf_counter() - started, "coordinates": coordinates.round(3).tolist()})
         print(f"| {name} | latent {KNN_K}-NN error {knn_error:.2f} % | t-SNE KL {divergence:.3f} |", flush=True)
-    results = {"dataset": args.dataset, "test_images": args.images, "seed": args.seed, "knn_k": KNN_K,
+    results = {"dataset": args.dataset, "torch_threads": torch.get_num_threads(), "test_images": args.images,
+               "seed": args.seed, "knn_k": KNN_K,
                "torch": torch.__version__, "machine": platform.machine(), "panels": panels}
     atomic_write_text(args.out, json.dumps(results) + "\n")
     plot(panels, labels.numpy(), args.plot)

@@ -94,7 +94,8 @@ def main() -> None:
         results[f"twins_sigma_x{scale:g}"] = disagreement(model, twins, labels)
         print(f"  twins at {scale:g}·σ: {results[f'twins_sigma_x{scale:g}']:.2f} % assigned to another class")
 
-    report = {"benchmark": "twin_label_agreement", "generator": args.generator, "dataset": dataset,
+    report = {"benchmark": "twin_label_agreement", "torch_threads": torch.get_num_threads(),
+              "generator": args.generator, "dataset": dataset,
               "classifier": str(args.classifier), "count": args.count, "kernel_sigma": sigma,
               "disagreement_percent": results}
     out = args.out or Path(f"benchmarks/results/twin_label_agreement_{dataset}.json")

@@ -44,7 +44,8 @@ def main() -> None:
     real = load_split(dataset, "train").images[: args.count]
     torch.manual_seed(args.seed)
     twins = ExemplarAugment.from_pretrained(args.generator).twins(real)
-    report = {"benchmark": "twin_sharpness", "generator": args.generator, "dataset": dataset, "count": args.count,
+    report = {"benchmark": "twin_sharpness", "torch_threads": torch.get_num_threads(), "generator": args.generator,
+              "dataset": dataset, "count": args.count,
               "real": pixel_statistics(real), "twins": pixel_statistics(twins),
               "mean_abs_difference_to_exemplar": (twins.float() - real.float()).abs().mean().item() / 255}
     for name in ("real", "twins"):
