@@ -293,9 +293,12 @@ def _images_advice(bundle_dir: Path) -> str:
 @click.option("--version", "release", default=None, metavar="LABEL",
               help="Record the release label the copy is published under (e.g. 'mnist v2'), beside the provenance "
                    "its training recorded, so figures can name the bundle they used.")
+@click.option("--means-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Precision of the stored exemplar means: float16 halves them (a smaller bundle to ship); they load "
+                   "back as float32, rounded, which moves the exemplar prior's components a little.")
 @root_option
 def export_command(generator_dir: str, out: Path, images: bool, dataset: str | None, release: str | None,
-                   root: Path | None) -> None:
+                   means_dtype: str, root: Path | None) -> None:
     """Copy a generator bundle, optionally without its exemplar images; its provenance goes with it."""
     import dataclasses
 
@@ -314,6 +317,6 @@ def export_command(generator_dir: str, out: Path, images: bool, dataset: str | N
         training = dataclasses.replace(training, extra={**training.extra, "dataset": dataset})
     provenance = {**bundle_provenance(bundle_dir), **({} if release is None else {"version": release})}
     save_generator(model, out, training, config.get("data_checksum"), include_images=images,
-                   provenance=provenance or None)
+                   provenance=provenance or None, means_dtype=getattr(torch, means_dtype))
     size = sum(path.stat().st_size for path in out.iterdir()) / 2**20
     click.echo(f"wrote {out} ({size:.1f} MiB)")

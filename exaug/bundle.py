@@ -4,7 +4,8 @@ Layout::
 
     config.json            format version, ModelConfig, TrainConfig, data checksum, file hashes
     model.safetensors      the network and prior weights
-    exemplars.safetensors  "means" (N×d float32), "images" (N×C×H×W uint8), "labels" (N int64, optional)
+    exemplars.safetensors  "means" (N×d float32, or float16 to halve them), "images" (N×C×H×W uint8),
+                           "labels" (N int64, optional)
 
 Loading never unpickles (safetensors + JSON only) and checks every file against
 ``config.json`` so a truncated, corrupt or mismatched bundle fails with a message naming
@@ -37,13 +38,16 @@ from .exemplar_images import ExemplarImages
 from .models import ExemplarGenerator, build_generator
 
 
+# The precisions a bundle may store its exemplar means in (see save_generator's means_dtype).
+MEANS_DTYPES = (torch.float32, torch.float16)
+
 # Where a bundle saved without its exemplar images gets them: called with the bundle's config.json.
 ExemplarImageSource = Callable[[dict[str, Any]], "torch.Tensor | None"]
 
 
 def save_generator(model: ExemplarGenerator, directory: str | os.PathLike, train_config: TrainConfig | None = None,
                 data_checksum: str | None = None, include_images: bool = True,
-                provenance: dict[str, Any] | None = None) -> Path:
+                provenance: dict[str, Any] | None = None, means_dtype: torch.dtype = torch.float32) -> Path:
     """Write ``model`` (weights and exemplar set) as a bundle directory and return its path.
 
     ``include_images=False`` leaves the exemplar images out (a bundle to ship inside a
@@ -52,7 +56,11 @@ def save_generator(model: ExemplarGenerator, directory: str | os.PathLike, train
     when its checksum matches. ``provenance`` records where the weights came from (the fields of
     :data:`exaug.bundle_schema.PROVENANCE_FIELDS`: a release version, the training command, its epochs and
     best validation ELBO), so a figure can name the bundle it used; it is checked before anything is written.
+    ``means_dtype=torch.float16`` stores the exemplar means at half their size; they load back as float32, rounded
+    to float16's 11 significant bits, which moves the exemplar prior's components (not the networks) a little.
     """
+    if means_dtype not in MEANS_DTYPES:
+        raise ValueError(f"means_dtype must be one of {sorted(map(str, MEANS_DTYPES))}, got {means_dtype}")
     if provenance is not None:
         check_provenance(provenance, Path(directory) / CONFIG_FILE)
     if model.exemplar_means is None or model.exemplar_means.shape[0] == 0:
@@ -62,7 +70,7 @@ def save_generator(model: ExemplarGenerator, directory: str | os.PathLike, train
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    exemplars = {"means": model.exemplar_means.detach().cpu().float().contiguous()}
+    exemplars = {"means": model.exemplar_means.detach().cpu().to(means_dtype).contiguous()}
     if include_images:  # a set kept out of RAM is read whole here, once, as the file holds it whole
         images = model.exemplar_images
         exemplars["images"] = (images.to_tensor() if isinstance(images, ExemplarImages) else images).contiguous()
@@ -197,7 +205,7 @@ def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu"
     images = exemplars.get("images")
     if images is None and exemplar_images is not None:
         images = exemplar_images(config)
-    model.set_exemplars(images, exemplars.get("labels"), means=exemplars["means"])
+    model.set_exemplars(images, exemplars.get("labels"), means=exemplars["means"].float())
     return model.to(device).eval()
 
 
@@ -210,6 +218,8 @@ def _read_exemplars(directory: Path, config: dict[str, Any], architecture: Model
     declared = safetensors_header(content, path)
     if "means" not in declared:
         raise BundleError(f"{path} lacks the 'means' tensor")
+    if declared["means"][0] == "float16":  # saved with means_dtype=torch.float16
+        expected["means"] = ("float16", expected["means"][1])
     for name, found in declared.items():
         if name not in expected:
             raise BundleError(f"{path} holds an unexpected tensor {name!r}")

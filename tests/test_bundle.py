@@ -114,6 +114,28 @@ def test_a_bundle_saved_without_images_keeps_means_and_labels(bundle, tmp_path):
     assert torch.equal(loaded.exemplar_labels, model.exemplar_labels)
 
 
+def test_half_precision_means_halve_the_file_load_as_float32_and_leave_the_networks_and_twins_alone(bundle, tmp_path):
+    model, full_dir = bundle
+    half_dir = tmp_path / "half"
+    save_generator(model, half_dir, means_dtype=torch.float16)
+    loaded = load_generator(half_dir)
+    assert loaded.exemplar_means.dtype == torch.float32
+    assert torch.equal(loaded.exemplar_means, model.exemplar_means.half().float())
+    assert not torch.equal(loaded.exemplar_means, model.exemplar_means)  # rounded: the prior moves a little
+    full_means = (full_dir / EXEMPLARS_FILE).stat().st_size - (half_dir / EXEMPLARS_FILE).stat().st_size
+    assert full_means == model.exemplar_means.numel() * 2  # two bytes saved per stored value
+    images = torch.rand(4, 1, 6, 6)
+    torch.testing.assert_close(loaded.generate(images, torch.Generator().manual_seed(1)),
+                               model.generate(images, torch.Generator().manual_seed(1)), rtol=0, atol=0)
+
+
+def test_means_in_another_precision_are_refused_naming_the_ones_that_work(bundle, tmp_path):
+    model, _ = bundle
+    with pytest.raises(ValueError, match="means_dtype must be one of"):
+        save_generator(model, tmp_path / "b16", means_dtype=torch.bfloat16)
+    assert not (tmp_path / "b16").exists()
+
+
 def test_an_unknown_name_lists_the_bundled_generators():
     with pytest.raises(BundleError, match="bundled names"):
         load_generator("cifar10")

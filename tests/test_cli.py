@@ -494,6 +494,17 @@ def test_export_keeps_the_provenance_and_records_a_release_label(tmp_path):
     assert provenance == {**bundle_provenance("mnist"), "version": "mnist v1.1"}
 
 
+def test_export_with_half_precision_means_makes_a_smaller_bundle_that_loads(tmp_path):
+    sizes = {}
+    for dtype in ("float32", "float16"):
+        result = CliRunner().invoke(main, ["export", "--generator", "mnist", "--no-images", "--means-dtype", dtype,
+                                           "--out", str(tmp_path / dtype)])
+        assert result.exit_code == 0, result.output
+        sizes[dtype] = (tmp_path / dtype / "exemplars.safetensors").stat().st_size
+    assert sizes["float32"] - sizes["float16"] == 50_000 * load_generator("mnist").config.latent_dim * 2
+    assert load_generator(tmp_path / "float16").exemplar_means.dtype == torch.float32
+
+
 def test_a_malformed_recorded_recipe_is_a_value_error_naming_it():
     from exaug import TrainConfig
 
