@@ -511,31 +511,40 @@ def dropin_validation(results: Path = RESULTS) -> str:
 
 
 def stock_cnn_one_epoch(results: Path = RESULTS) -> str:
-    """The stock PyTorch CNN for one epoch on the first 10K MNIST images, without and with the drop-in transform at
-    its default p, scored on test (benchmarks/stock_cnn.py): each file's seeds, then all seeds pooled, paired by
-    seed, with how many seeds the twins lowered the error on."""
-    files = sorted(results.glob("stock_cnn_e1_test*.json"), key=lambda path: json.loads(path.read_text())["seeds"][0])
-    if not files:
-        raise ValueError(f"no stock_cnn_e1_test*.json under {results}")
-    pooled: dict[str, list[float]] = {"none": [], "p=0.25": []}
-    lines = ["| seeds | none | p = 0.25 | paired difference | seeds lower with twins |", "|---|---|---|---|---|"]
+    """The stock PyTorch CNN for one epoch on the first 10K MNIST images, without and with the drop-in transform,
+    as a user writes it (benchmarks/stock_cnn.py): each result file's seeds per p, then, where several files score
+    the same split at the same p, all their seeds pooled; paired by seed, with the seeds the twins lowered."""
+    runs = sorted((json.loads(path.read_text()) | {"file": path.name}
+                   for path in results.glob("stock_cnn_e1_*.json")), key=lambda run: (run["scored_on"], run["seeds"]))
+    if not runs:
+        raise ValueError(f"no stock_cnn_e1_*.json under {results}")
+    lines = ["| scored on | seeds | p | none | with twins | paired difference | seeds lower with twins |",
+             "|---|---|---|---|---|---|---|"]
 
-    def row(label: str, none: list[float], twins: list[float]) -> str:
-        differences = [with_twins - without for with_twins, without in zip(twins, none)]
+    def row(scored_on: str, seeds: str, p: str, none: list[float], twins: list[float]) -> str:
+        differences = [with_twins - without for with_twins, without in zip(twins, none, strict=True)]
         lower = sum(difference < 0 for difference in differences)
-        return (f"| {label} | {statistics.mean(none):.2f} | {statistics.mean(twins):.2f} | "
+        return (f"| {scored_on} | {seeds} | {p} | {statistics.mean(none):.2f} | {statistics.mean(twins):.2f} | "
                 f"{paired_spread(differences)} | {lower} of {len(differences)} |")
 
-    for path in files:
-        run = json.loads(path.read_text())
-        if run["epochs"] != 1 or run["scored_on"] != "test" or run["dropout"]:
-            raise ValueError(f"{path.name} is not a one-epoch test run without dropout")
+    pooled: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for run in runs:
+        if run["epochs"] != 1 or run["dropout"]:
+            raise ValueError(f"{run['file']} is not a one-epoch run without dropout")
         seeds = run["seeds"]
-        lines.append(row(f"{seeds[0]}–{seeds[-1]} (`{path.name}`)", run["errors"]["none"], run["errors"]["p=0.25"]))
-        for name in pooled:
-            pooled[name] += run["errors"][name]
-    if len(files) > 1:
-        lines.append(row(f"all {len(pooled['none'])}", pooled["none"], pooled["p=0.25"]))
+        for p, errors in run["errors"].items():
+            if p == "none":
+                continue
+            label = p.removeprefix("p=")
+            lines.append(row(run["scored_on"], f"{seeds[0]}–{seeds[-1]} (`{run['file']}`)", label,
+                             run["errors"]["none"], errors))
+            group = pooled.setdefault((run["scored_on"], label), {"none": [], "twins": [], "files": []})
+            group["none"] += run["errors"]["none"]
+            group["twins"] += errors
+            group["files"].append(run["file"])
+    for (scored_on, p), group in pooled.items():
+        if len(group["files"]) > 1:
+            lines.append(row(scored_on, f"all {len(group['none'])}, pooled", p, group["none"], group["twins"]))
     return "\n".join(lines) + "\n"
 
 

@@ -270,17 +270,20 @@ def test_the_readme_drop_in_row_shows_none_the_best_classic_and_the_twins_with_t
 
 
 def test_the_one_epoch_stock_cnn_table_pools_its_files_by_seed_and_counts_the_seeds_twins_lowered(tables, tmp_path):
-    def write(name: str, seeds: list[int], none: list[float], twins: list[float], **recipe) -> None:
-        run = {"epochs": 1, "dropout": False, "scored_on": "test", "seeds": seeds,
-               "errors": {"none": none, "p=0.25": twins}, **recipe}
+    def write(name: str, seeds: list[int], errors: dict, scored_on: str = "test", **recipe) -> None:
+        run = {"epochs": 1, "dropout": False, "scored_on": scored_on, "seeds": seeds, "errors": errors, **recipe}
         (tmp_path / name).write_text(json.dumps(run))
 
-    write("stock_cnn_e1_test_seeds5-6.json", [5, 6], [4.0, 6.0], [5.0, 5.0])
-    write("stock_cnn_e1_test.json", [0, 1], [5.0, 7.0], [4.0, 5.0])
-    lines = tables.stock_cnn_one_epoch(tmp_path).splitlines()
-    assert lines[2].startswith("| 0–1 (`stock_cnn_e1_test.json`) | 6.00 | 4.50 | -1.50 ± 0.71 | 2 of 2 |")
-    assert lines[3].startswith("| 5–6 (")  # files in seed order, whatever their names
-    assert lines[4] == "| all 4 | 5.50 | 4.75 | -0.75 ± 1.26 | 3 of 4 |"
-    write("stock_cnn_e1_test_seeds7-8.json", [7, 8], [1.0, 1.0], [1.0, 1.0], dropout=True)
-    with pytest.raises(ValueError, match="seeds7-8.json is not a one-epoch test run without dropout"):
+    write("stock_cnn_e1_test_seeds5-6.json", [5, 6], {"none": [4.0, 6.0], "p=0.25": [5.0, 5.0]})
+    write("stock_cnn_e1_test.json", [0, 1], {"none": [5.0, 7.0], "p=0.25": [4.0, 5.0], "p=0.5": [6.0, 6.0]})
+    write("stock_cnn_e1_val.json", [0, 1], {"none": [5.0, 7.0], "p=0.25": [4.0, 5.0]}, scored_on="validation")
+    lines = tables.stock_cnn_one_epoch(tmp_path).splitlines()[2:]
+    assert lines[0] == "| test | 0–1 (`stock_cnn_e1_test.json`) | 0.25 | 6.00 | 4.50 | -1.50 ± 0.71 | 2 of 2 |"
+    assert lines[1].startswith("| test | 0–1 (`stock_cnn_e1_test.json`) | 0.5 |")
+    assert lines[2].startswith("| test | 5–6 (")  # files in seed order, whatever their names
+    assert lines[3].startswith("| validation | 0–1 ")
+    assert lines[4] == "| test | all 4, pooled | 0.25 | 5.50 | 4.75 | -0.75 ± 1.26 | 3 of 4 |"
+    assert len(lines) == 5  # p 0.5 and validation come from one file each: nothing to pool
+    write("stock_cnn_e1_test_seeds7-8.json", [7, 8], {"none": [1.0, 1.0], "p=0.25": [1.0, 1.0]}, dropout=True)
+    with pytest.raises(ValueError, match="seeds7-8.json is not a one-epoch run without dropout"):
         tables.stock_cnn_one_epoch(tmp_path)
