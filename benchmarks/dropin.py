@@ -631,12 +631,12 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         generator = row["generator"] if RunSpec(row["dataset"], row["model"], row["augmentation"], row["subset"], "test",
                                                  0, row["epochs"]).uses_generator else ""
         lines.append(f"| {row['dataset']} | {row['model']} | {row['subset']} | {row['epochs']} | {generator} | "
-                     f"{row['augmentation']} | {_knob(row)} | {len(row['seeds'])} | {row['mean']:.2f}{spread} | "
-                     f"{_difference(row['vs_none'])} | {_difference(row['vs_best_classic'], row['best_classic'])} |")
+                     f"{row['augmentation']} | {knob_label(row)} | {len(row['seeds'])} | {row['mean']:.2f}{spread} | "
+                     f"{paired_text(row['vs_none'])} | {paired_text(row['vs_best_classic'], row['best_classic'])} |")
     return "\n".join(lines) + "\n"
 
 
-def _knob(row: dict[str, Any]) -> str:
+def knob_label(row: dict[str, Any]) -> str:
     """The knob, and for a transferred row the regime whose validation picked it, which also named the best
     classic augmentation it is paired with (so knob-less rows say it too)."""
     if not row["knobs_from"]:
@@ -657,7 +657,7 @@ def validation_markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _difference(paired: dict[str, Any] | None, against: str | None = None) -> str:
+def paired_text(paired: dict[str, Any] | None, against: str | None = None) -> str:
     if paired is None:
         return ""
     spread = "" if paired["std"] is None else f" ± {paired['std']:.2f}"

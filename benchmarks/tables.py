@@ -397,6 +397,12 @@ def dropin_results(results: Path) -> tuple[list[dict], list[dict]]:
     return runs, dropin.summarize(runs)
 
 
+def uses_generator(row: dict) -> bool:
+    """Whether a drop-in summary row's augmentation makes twins (its generator column means something)."""
+    return sibling_benchmark("dropin").RunSpec(row["dataset"], row["model"], row["augmentation"], row["subset"],
+                                               "test", 0, row["epochs"]).uses_generator
+
+
 def dropin_label(row: dict) -> str:
     """The augmentation's name in the docs, with † when it joined the candidate set after test results."""
     posthoc = (row["dataset"], row["model"], row["augmentation"], row["knob"]) in ADDED_AFTER_TEST_RESULTS
@@ -412,21 +418,14 @@ def dropin_regime(results: Path, dataset: str, models: tuple[str, ...], subset: 
     "transferred" rows whose knobs came from another regime's; ``baselines`` adds the rows without twins."""
     dropin = sibling_benchmark("dropin")
     order = list(AUGMENTATION_NAMES)
-    rows = []
-    for row in dropin_results(results)[1]:
-        if (row["dataset"], row["subset"]) != (dataset, subset) or row["model"] not in models \
-                or row["epochs"] not in epochs:
-            continue
-        uses_generator = dropin.RunSpec(row["dataset"], row["model"], row["augmentation"], row["subset"], "test", 0,
-                                        row["epochs"]).uses_generator
-        if uses_generator:
-            if row["generator"] != generator or (knobs == "own" and row["knobs_from"]) \
-                    or (knobs == "transferred" and not row["knobs_from"]):
-                continue
-        elif not baselines or (row["augmentation"] != "none" and knobs == "transferred" and not row["knobs_from"]) \
-                or (knobs == "own" and row["knobs_from"] and row["augmentation"] != "none"):
-            continue
-        rows.append(row)
+
+    def kept(row: dict) -> bool:
+        if row["generator"] != generator if uses_generator(row) else not baselines:
+            return False
+        return row["augmentation"] == "none" or knobs == "any" or (knobs == "transferred") == bool(row["knobs_from"])
+
+    rows = [row for row in dropin_results(results)[1] if (row["dataset"], row["subset"]) == (dataset, subset)
+            and row["model"] in models and row["epochs"] in epochs and kept(row)]
     if not rows:
         raise ValueError(f"no drop-in test runs of {dataset}/{subset}, {models}, epochs {epochs} under {results}")
     rows.sort(key=lambda row: (models.index(row["model"]), row["epochs"], order.index(row["augmentation"]),
@@ -444,10 +443,10 @@ def dropin_regime(results: Path, dataset: str, models: tuple[str, ...], subset: 
             mean = f"**{mean}**"
         per_seed = ", ".join(f"{error:.2f}" for error in row["errors"])
         classic = row["vs_best_classic"]
-        against = "" if classic is None else (f"{dropin._difference(classic)} "
+        against = "" if classic is None else (f"{dropin.paired_text(classic)} "
                                               f"({AUGMENTATION_NAMES[row['best_classic']]})")
-        lines.append(f"| {row['model']} | {row['epochs']} | {dropin_label(row)} | {dropin._knob(row)} | {per_seed} "
-                     f"| {mean} | {dropin._difference(row['vs_none'])} | {against} |")
+        lines.append(f"| {row['model']} | {row['epochs']} | {dropin_label(row)} | {dropin.knob_label(row)} | {per_seed} "
+                     f"| {mean} | {dropin.paired_text(row['vs_none'])} | {against} |")
     return "\n".join(lines) + "\n"
 
 
@@ -476,7 +475,8 @@ def dropin_readme(results: Path = RESULTS) -> str:
 
     def find(regime: tuple, augmentation: str) -> dict | None:
         return next((row for row in summary if (row["dataset"], row["model"], row["subset"], row["epochs"]) == regime
-                     and row["augmentation"] == augmentation and row["generator"] == "bundled"), None)
+                     and row["augmentation"] == augmentation
+                     and (row["generator"] == "bundled" or not uses_generator(row))), None)
 
     lines = ["| case | none | best classic | with twins |", "|---|---|---|---|"]
     for case, regime, twins in README_DROPIN_CASES:
