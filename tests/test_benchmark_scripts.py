@@ -10,6 +10,7 @@ import torch
 
 from conftest import BENCHMARKS, load_benchmark, stops_after
 from exaug import ExemplarVAE, evaluate
+from exaug.bundle import resolve_bundle
 
 sys.path.insert(0, str(BENCHMARKS))  # as when run as scripts: a benchmark may import a sibling's helpers
 
@@ -328,6 +329,8 @@ def test_paired_nll_scores_every_generator_on_the_same_images_and_pairs_them(tmp
     assert len(first["bounds"]) == 3 and first["bounds"] == again["bounds"]  # the same images, the same noise
     assert result["differences"]["again"] == {"mean": 0.0, "sem": 0.0, "share_lower": 0.0}
     assert first["provenance"]["version"] == "mnist v1" and first["resumed"] is False
+    bundled = resolve_bundle("mnist")
+    assert first["bundle_bytes"] == sum(path.stat().st_size for path in bundled.iterdir() if path.is_file())
     assert list(tmp_path.glob("*.iwae-checkpoint.pt")) == []  # progress files go once the result is written
 
 
