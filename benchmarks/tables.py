@@ -252,6 +252,22 @@ def hvae_dropin(results: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def means_precision(results: Path = RESULTS) -> str:
+    """The same HVAE snapshot exported with its exemplar means in float32 and in float16: each bundle's size without
+    images and its test NLL on the same images, paired image by image (benchmarks/paired_nll.py)."""
+    run = json.loads((results / "hvae_50k" / "means_precision_nll.json").read_text())
+    lines = [f"| exemplar means | bundle size | test NLL, first {run['images']} images (S = {run['samples']}) "
+             f"| − {run['baseline']}, paired (± s.e.) | lower on |", "|---|---|---|---|---|"]
+    for name, generator in run["generators"].items():
+        size = generator["bundle_bytes"]
+        difference = run["differences"].get(name)
+        paired = "" if difference is None else f"{difference['mean']:+.5f} ± {difference['sem']:.5f}"
+        lower = "" if difference is None else f"{100 * difference['share_lower']:.1f} % of images"
+        lines.append(f"| {name} | {size / 2**20:.1f} MiB ({size / 1e6:.1f} MB) | {generator['nll']:.2f} | {paired} "
+                     f"| {lower} |")
+    return "\n".join(lines) + "\n"
+
+
 def convergence_latent_scale(results: Path = RESULTS) -> str:
     """How far each long default-recipe run has come, and whether its latent space stayed put after the KL warm-up:
     the exemplar prior's log σ² and the largest share of posterior log-variances on the encoder's clamp
@@ -553,7 +569,7 @@ TABLES: dict[str, Callable[[], str]] = {"table-3": table_3, "architecture-speed"
                                         "knn-scale": knn_scale, "knn-scale-step": knn_scale_step,
                                         "ddp-equivalence": ddp_equivalence, "exemplar-memory": exemplar_memory,
                                         "hvae-50k-curve": hvae_50k_curve, "hvae-50k-nll": hvae_50k_nll,
-                                        "hvae-dropin": hvae_dropin,
+                                        "hvae-dropin": hvae_dropin, "means-precision": means_precision,
                                         "convergence-latent-scale": convergence_latent_scale,
                                         "hvae-augmentation-validation": hvae_augmentation_validation,
                                         "hvae-augmentation-test": hvae_augmentation_test,

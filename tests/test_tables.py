@@ -287,3 +287,16 @@ def test_the_one_epoch_stock_cnn_table_pools_its_files_by_seed_and_counts_the_se
     write("stock_cnn_e1_test_seeds7-8.json", [7, 8], {"none": [1.0, 1.0], "p=0.25": [1.0, 1.0]}, dropout=True)
     with pytest.raises(ValueError, match="seeds7-8.json is not a one-epoch run without dropout"):
         tables.stock_cnn_one_epoch(tmp_path)
+
+
+def test_the_means_precision_table_gives_each_bundle_its_size_nll_and_paired_difference(tables, tmp_path):
+    (tmp_path / "hvae_50k").mkdir()
+    (tmp_path / "hvae_50k" / "means_precision_nll.json").write_text(json.dumps({
+        "images": 500, "samples": 1000, "baseline": "float32 means",
+        "generators": {"float32 means": {"bundle_bytes": 18_000_000, "nll": 80.634},
+                       "float16 means": {"bundle_bytes": 14_000_000, "nll": 80.634}},
+        "differences": {"float16 means": {"mean": 2.6e-05, "sem": 4.5e-05, "share_lower": 0.502}}}))
+    lines = tables.means_precision(tmp_path).splitlines()
+    assert lines[0].startswith("| exemplar means | bundle size | test NLL, first 500 images (S = 1000) |")
+    assert lines[2] == "| float32 means | 17.2 MiB (18.0 MB) | 80.63 |  |  |"
+    assert lines[3] == "| float16 means | 13.4 MiB (14.0 MB) | 80.63 | +0.00003 ± 0.00005 | 50.2 % of images |"
