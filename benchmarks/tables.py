@@ -290,6 +290,202 @@ def convergence_latent_scale(results: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------------------- docs/results.md
+def knn_query(results: Path = RESULTS) -> str:
+    """Validation ELBO at equal epochs with the kNN search around each exemplar's cached mean and around the batch's
+    posterior means, the mean over the seeds, and posterior − cache paired by seed (benchmarks/knn_query.py)."""
+    report = json.loads((results / "knn_query.json").read_text())
+    lines = ["| epoch | validation ELBO, cache query | validation ELBO, posterior query "
+             "| posterior − cache (paired) |", "|---|---|---|---|"]
+    for row in report["rows"]:
+        lines.append(f"| {row['epoch']} | {row['cache']:.2f} | {row['posterior']:.2f} | "
+                     f"{row['difference_mean']:+.2f} ± {row['difference_std']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def ablation(results: Path, study: str, column: str, default: str, paired_with: str | None = None,
+             bold: bool = True) -> str:
+    """One study of benchmarks/ablations.py (benchmarks/results/ablations/STUDY.json), per variant: test ELBO and test
+    NLL (mean ± std over the seeds); with ``paired_with``, the NLL's difference from that variant, paired by seed
+    ("every seed" when the differences of all seeds share a sign); the training objective minus the validation ELBO
+    at the last epoch (mean, then per seed); without ``paired_with``, the median CPU seconds of an epoch over every
+    epoch of every seed. A variant is named without the column's name ("M/N 0.2" under "M/N" is "0.2"), ``default``
+    marked; with ``bold``, the highest mean ELBO and the lowest mean NLL."""
+    report = json.loads((results / "ablations" / f"{study}.json").read_text())
+    variants = report["variants"]
+    elbo = {variant: [run["test_elbo"] for run in runs.values()] for variant, runs in variants.items()}
+    nll = {variant: [run["iwae_nll"] for run in runs.values()] for variant, runs in variants.items()}
+    best_elbo = max(variants, key=lambda variant: statistics.mean(elbo[variant]))
+    best_nll = min(variants, key=lambda variant: statistics.mean(nll[variant]))
+    header = [column, "test ELBO", f"test NLL (IWAE, S = {report['iwae_samples']})"]
+    header += [f"NLL − {paired_with}'s, paired"] if paired_with else []
+    header += ["train − validation ELBO, last epoch"] + ([] if paired_with else ["CPU s per epoch, median"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for variant, runs in variants.items():
+        label = variant.removeprefix(f"{column} ") + (" (default)" if variant == default else "")
+        cells = [label, mean_and_spread(elbo[variant]), mean_and_spread(nll[variant])]
+        if bold:
+            cells[1] = f"**{cells[1]}**" if variant == best_elbo else cells[1]
+            cells[2] = f"**{cells[2]}**" if variant == best_nll else cells[2]
+        if paired_with:
+            baseline = variants[paired_with]
+            differences = [run["iwae_nll"] - baseline[seed]["iwae_nll"] for seed, run in runs.items()]
+            same_sign = (all(difference > 0 for difference in differences)
+                         or all(difference < 0 for difference in differences))
+            cells.append("0" if variant == paired_with else
+                         paired_spread(differences) + (" (every seed)" if same_sign else ""))
+        gaps = [run["curves"]["train_elbo"][-1] - run["curves"]["val_elbo"][-1] for run in runs.values()]
+        cells.append(f"{statistics.mean(gaps):.1f} ({', '.join(f'{gap:.2f}' for gap in gaps)})")
+        if not paired_with:
+            seconds = statistics.median(second for run in runs.values() for second in run["curves"]["seconds"])
+            cells.append(f"{seconds:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# How docs/results.md names the variants of benchmarks/time_to_quality.py and benchmarks/latent_geometry.py.
+TIME_TO_QUALITY_10K_NAMES = {"paper recipe": "paper recipe (`--gradient-neighbours all`)",
+                             "gradient on 3 nearest": "gradient on each row's 3 nearest",
+                             "gradient on the nearest": "gradient on the nearest",
+                             "gradient into the μ head (cached trunk)": "gradient into the mean head, cached trunk",
+                             "cached centres only": "centres from the cache only",
+                             "batch 250": "batch 250, learning rate × √2.5",
+                             "batch 500": "batch 500, learning rate × √5"}
+TIME_TO_QUALITY_50K_NAMES = {"paper recipe": "paper recipe (all k, the default)",
+                             "gradient on 3 nearest": "gradient on 3 nearest (`--gradient-neighbours 3`)"}
+LATENT_GEOMETRY_NAMES = {"mnist": "bundled `mnist` (paper recipe, 341 epochs)",
+                         "runs/ttq-50k-default": "3 nearest, 349 epochs",
+                         "runs/ttq-50k-all": "paper recipe, 349 epochs"}
+
+
+def time_to_quality_timings(results: Path, name: str) -> dict[str, dict[str, float]]:
+    """Seconds per epoch of each variant at each thread count, from the timings file a time-to-quality result names
+    (benchmarks/time_to_quality.py time), read under ``results``."""
+    return json.loads((results / "time_to_quality" / Path(name).name).read_text())["seconds_per_epoch"]
+
+
+def time_to_quality_10k(results: Path = RESULTS) -> str:
+    """Each variant in the paper recipe's training time on the first 10,000 MNIST images
+    (benchmarks/time_to_quality.py report, frontier.json, with the seconds per epoch of the timings file it names):
+    its epochs, its final validation ELBO (mean ± std over the seeds), its seconds per epoch at each thread count,
+    and the minutes each seed took to reach the recipe's final ELBO ("not reached" for a variant no seed brought
+    there; a seed short of it in a row where others reached it says by how much). The highest final ELBO and the
+    fewest minutes on every seed in bold."""
+    frontier = json.loads((results / "time_to_quality" / "frontier.json").read_text())
+    timings = time_to_quality_timings(results, frontier["timings"])
+    rows, threshold, seeds = frontier["rows"], frontier["threshold_val_elbo"], frontier["seeds"]
+    best = max(rows, key=lambda variant: statistics.mean(rows[variant]["final_val_elbo"]))
+    reaching = [variant for variant, row in rows.items() if None not in row["minutes_to_threshold"]]
+    fastest = min(reaching, key=lambda variant: statistics.mean(rows[variant]["minutes_to_threshold"]), default=None)
+    threads = list(next(iter(timings.values())))
+    lines = [f"| variant | epochs in the time | validation ELBO at the end | s/epoch, {' / '.join(threads)} threads "
+             f"| minutes to {threshold:.2f} ({frontier['threads']} threads), per seed |", "|---|---|---|---|---|"]
+    for variant, row in rows.items():
+        label, final = TIME_TO_QUALITY_10K_NAMES.get(variant, variant), mean_and_spread(row["final_val_elbo"])
+        minutes = row["minutes_to_threshold"]
+        if all(minute is None for minute in minutes):
+            reached = "not reached"
+        else:
+            reached = ", ".join("not reached" if minute is None else f"{minute:.1f}" for minute in minutes)
+            reached += "".join(f" (seed {seed} ends {threshold - elbo:.2f} short)" for seed, minute, elbo
+                               in zip(seeds, minutes, row["final_val_elbo"], strict=True) if minute is None)
+        if variant == best:
+            label, final = f"**{label}**", f"**{final}**"
+        if variant == fastest:
+            reached = f"**{reached}**"
+        seconds = " / ".join(f"{timings[variant][thread]:.2f}" for thread in threads)
+        lines.append(f"| {label} | {row['epochs']} | {final} | {seconds} | {reached} |")
+    return "\n".join(lines) + "\n"
+
+
+def time_to_quality_50k_timings(results: Path = RESULTS) -> str:
+    """Seconds per epoch of all 50,000 MNIST images (validation and exemplar refresh included) of each variant of the
+    50K time-to-quality runs, at each thread count (the timings file that reach-50000.json names,
+    benchmarks/time_to_quality.py time)."""
+    reach = json.loads((results / "time_to_quality" / "reach-50000.json").read_text())
+    timings = time_to_quality_timings(results, reach["timings"])
+    threads = list(next(iter(timings.values())))
+    lines = ["| variant | " + " | ".join(f"s/epoch, {thread} thread{'s' * (thread != '1')}" for thread in threads)
+             + " |", "|---|" + "---|" * len(threads)]
+    for variant, by_threads in timings.items():
+        lines.append(f"| {TIME_TO_QUALITY_50K_NAMES.get(variant, variant)} | "
+                     + " | ".join(f"{by_threads[thread]:.1f}" for thread in threads) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def time_to_quality_50k_reach(results: Path = RESULTS) -> str:
+    """The 50K time-to-quality runs, one seed each (benchmarks/time_to_quality.py reach, reach-50000.json): the best
+    validation ELBO and its epoch, the ELBO after the last epoch both ran, the epochs and minutes to the target (by
+    the timed seconds per epoch), and the ELBO at equal time, the shorter run's minutes. The variant that reached the
+    target soonest, its epochs and minutes, and the highest ELBO at equal time in bold."""
+    reach = json.loads((results / "time_to_quality" / "reach-50000.json").read_text())
+    rows = reach["rows"]
+    epochs = {row["epochs"] for row in rows.values()} | {len(curve) for curve in reach["curves"].values()}
+    if len(epochs) > 1:
+        raise ValueError(f"the 50K runs were stopped at different epochs {sorted(epochs)}; the table compares one")
+    reaching = [variant for variant, row in rows.items() if row["minutes_to_target"] is not None]
+    soonest = min(reaching, key=lambda variant: rows[variant]["minutes_to_target"], default=None)
+    best_at_equal_time = max(rows, key=lambda variant: rows[variant]["val_elbo_at_equal_time"])
+    lines = [f"| variant | best validation ELBO (epoch) | after {epochs.pop()} epochs | epochs, minutes to "
+             f"{reach['target_val_elbo']:.1f} ({reach['threads']} threads) | at equal time, "
+             f"{reach['equal_minutes']:.1f} min |", "|---|---|---|---|---|"]
+    for variant, row in rows.items():
+        label = TIME_TO_QUALITY_50K_NAMES.get(variant, variant)
+        target = ("not reached" if row["minutes_to_target"] is None else
+                  f"{row['epochs_to_target']}, {row['minutes_to_target']:.1f}")
+        equal = f"{row['val_elbo_at_equal_time']:.2f}"
+        if variant == soonest:
+            label, target = f"**{label}**", f"**{target}**"
+        if variant == best_at_equal_time:
+            equal = f"**{equal}**"
+        lines.append(f"| {label} | {row['best_val_elbo']:.2f} ({row['best_epoch']}) | "
+                     f"{reach['curves'][variant][-1]:.2f} | {target} | {equal} (epoch {row['equal_time_epochs']}) |")
+    return "\n".join(lines) + "\n"
+
+
+def latent_geometry(results: Path = RESULTS) -> str:
+    """The scale of each generator's latent space (benchmarks/latent_geometry.py): the kernel σ, the exemplar means'
+    spread and spacing, a twin's offset σ·√d over that spacing, and the posterior log-variances of validation
+    images, their median and the share on the encoder's clamp."""
+    report = json.loads((results / "latent_geometry.json").read_text())
+    lines = ["| generator | kernel σ | exemplar spread per dimension (median std) | median distance to the nearest "
+             "other exemplar | σ·√d / that distance | posterior log σ², median | share at the "
+             f"{report['log_var_clamp']:+g} clamp |", "|---|---|---|---|---|---|---|"]
+    for name, figures in report["generators"].items():
+        lines.append(f"| {LATENT_GEOMETRY_NAMES.get(name, name)} | {figures['kernel_sigma']:.3f} | "
+                     f"{figures['exemplar_spread_per_dimension']:.3f} | {figures['nearest_exemplar_distance']:.3f} | "
+                     f"{figures['twin_offset_to_spacing']:.2f} | {figures['posterior_log_var_median']:.2f} | "
+                     f"{100 * figures['posterior_log_var_at_clamp_share']:.1f} % |")
+    return "\n".join(lines) + "\n"
+
+
+GENERATOR_SPEED_NAMES = {
+    "knn": "kNN, centres from the latent cache (`--no-neighbour-gradient`)",
+    "knn_neighbour_gradient": "kNN, gradient on all k = 10 neighbours (Algorithm 1, the default)",
+    "knn_neighbour_gradient_g3": "kNN, gradient on each row's 3 nearest (`--gradient-neighbours 3`)",
+    "knn_neighbour_gradient_g1": "kNN, gradient on the nearest only (`--gradient-neighbours 1`)",
+    "knn_neighbour_gradient_cached_trunk": "kNN, gradient into the mean head from cached trunk features "
+                                           "(`--cached-trunk`)",
+    "exact": "exact", "exact_neighbour_gradient": "exact with neighbour gradient"}
+GENERATOR_SPEED_DEFAULT = "knn_neighbour_gradient"
+
+
+def generator_speed(results: Path = RESULTS) -> str:
+    """An epoch of each prior variant relative to the Gaussian prior's, timed side by side in one process
+    (benchmarks/generator_speed.py); a ratio of 10 or more to the unit, the default in bold."""
+    report = json.loads((results / "generator_speed.json").read_text())
+    lines = ["| variant | epoch cost against the Gaussian prior |", "|---|---|"]
+    for variant, figures in report["results"].items():
+        if variant == "gaussian":
+            continue
+        ratio = figures["ratio_to_gaussian"]
+        cells = [GENERATOR_SPEED_NAMES.get(variant, variant), f"{ratio:.2f}×" if ratio < 10 else f"{ratio:.0f}×"]
+        if variant == GENERATOR_SPEED_DEFAULT:
+            cells = [f"**{cell}**" for cell in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def validation_pick(runs: list[dict]) -> dict:
     """The docs' selection rule, fixed before the runs it judges: the lowest final-epoch validation error, ties
     broken by the lowest mean of the last ten epochs."""
@@ -571,6 +767,18 @@ TABLES: dict[str, Callable[[], str]] = {"table-3": table_3, "architecture-speed"
                                         "hvae-50k-curve": hvae_50k_curve, "hvae-50k-nll": hvae_50k_nll,
                                         "hvae-dropin": hvae_dropin, "means-precision": means_precision,
                                         "convergence-latent-scale": convergence_latent_scale,
+                                        "knn-query": knn_query,
+                                        "ablation-leave-one-out": lambda: ablation(
+                                            RESULTS, "leave-one-out", "leave-one-out", "with"),
+                                        "ablation-prior": lambda: ablation(RESULTS, "prior", "prior", "exemplar"),
+                                        "ablation-exemplar-fraction": lambda: ablation(
+                                            RESULTS, "exemplar-fraction", "M/N", "M/N 0.5", paired_with="M/N 0.5"),
+                                        "ablation-search": lambda: ablation(
+                                            RESULTS, "search", "prior during training", "kNN, k = 10", bold=False),
+                                        "time-to-quality-10k": time_to_quality_10k,
+                                        "time-to-quality-50k-timings": time_to_quality_50k_timings,
+                                        "time-to-quality-50k-reach": time_to_quality_50k_reach,
+                                        "latent-geometry": latent_geometry, "generator-speed": generator_speed,
                                         "hvae-augmentation-validation": hvae_augmentation_validation,
                                         "hvae-augmentation-test": hvae_augmentation_test,
                                         "stock-cnn-one-epoch": stock_cnn_one_epoch,

@@ -300,3 +300,127 @@ def test_the_means_precision_table_gives_each_bundle_its_size_nll_and_paired_dif
     assert lines[0].startswith("| exemplar means | bundle size | test NLL, first 500 images (S = 1000) |")
     assert lines[2] == "| float32 means | 17.2 MiB (18.0 MB) | 80.63 |  |  |"
     assert lines[3] == "| float16 means | 13.4 MiB (14.0 MB) | 80.63 | +0.00003 ± 0.00005 | 50.2 % of images |"
+
+
+def test_the_knn_query_table_gives_each_epoch_both_queries_and_their_paired_difference(tables, tmp_path):
+    (tmp_path / "knn_query.json").write_text(json.dumps({"rows": [
+        {"epoch": 10, "cache": -109.694, "posterior": -109.6952, "difference_mean": -0.0012, "difference_std": 0.0064}]}))
+    assert tables.knn_query(tmp_path).splitlines()[2:] == ["| 10 | -109.69 | -109.70 | -0.00 ± 0.01 |"]
+
+
+def ablation_run(elbo: float, nll: float, gap: float, seconds: list[float]) -> dict:
+    """A seed's run as benchmarks/ablations.py records it (the fields the tables read)."""
+    return {"test_elbo": elbo, "iwae_nll": nll,
+            "curves": {"train_elbo": [-200.0, -100.0 + gap], "val_elbo": [-210.0, -100.0], "seconds": seconds}}
+
+
+def write_ablation(results: Path, study: str, variants: dict) -> None:
+    (results / "ablations").mkdir(exist_ok=True)
+    (results / "ablations" / f"{study}.json").write_text(json.dumps({"iwae_samples": 1000, "variants": variants}))
+
+
+def test_an_ablation_table_names_the_default_bolds_the_best_and_gives_the_median_epoch(tables, tmp_path):
+    write_ablation(tmp_path, "prior", {
+        "Gaussian": {"0": ablation_run(-107.0, 99.0, 2.5, [3.0, 2.0]),
+                     "1": ablation_run(-108.0, 99.5, 2.4, [2.0, 9.0])},
+        "exemplar": {"0": ablation_run(-100.0, 93.0, 2.0, [8.0, 8.0]),
+                     "1": ablation_run(-101.0, 94.0, 1.9, [9.0, 7.0])}})
+    lines = tables.ablation(tmp_path, "prior", "prior", "exemplar").splitlines()
+    assert lines[0] == ("| prior | test ELBO | test NLL (IWAE, S = 1000) | train − validation ELBO, last epoch "
+                        "| CPU s per epoch, median |")
+    assert lines[2] == "| Gaussian | -107.50 ± 0.71 | 99.25 ± 0.35 | 2.5 (2.50, 2.40) | 2.5 |"
+    assert lines[3] == "| exemplar (default) | **-100.50 ± 0.71** | **93.50 ± 0.71** | 2.0 (2.00, 1.90) | 8.0 |"
+    assert "**" not in tables.ablation(tmp_path, "prior", "prior", "exemplar", bold=False)
+
+
+def test_an_ablation_table_paired_with_one_variant_says_when_every_seed_agrees(tables, tmp_path):
+    write_ablation(tmp_path, "exemplar-fraction", {
+        "M/N 1": {"0": ablation_run(-100.0, 93.6, 3.4, [1.0]), "1": ablation_run(-100.0, 93.5, 3.3, [1.0])},
+        "M/N 0.5": {"0": ablation_run(-100.0, 93.4, 2.0, [1.0]), "1": ablation_run(-100.0, 93.3, 1.9, [1.0])},
+        "M/N 0.1": {"0": ablation_run(-101.0, 93.5, -0.3, [1.0]), "1": ablation_run(-101.0, 93.1, -0.1, [1.0])}})
+    lines = tables.ablation(tmp_path, "exemplar-fraction", "M/N", "M/N 0.5", paired_with="M/N 0.5").splitlines()
+    assert lines[0].endswith("| NLL − M/N 0.5's, paired | train − validation ELBO, last epoch |")
+    assert lines[2].startswith("| 1 | ") and lines[2].endswith("| +0.20 ± 0.00 (every seed) | 3.4 (3.40, 3.30) |")
+    assert lines[3].startswith("| 0.5 (default) | ") and lines[3].endswith("| 0 | 2.0 (2.00, 1.90) |")
+    assert lines[4].endswith("| **93.30 ± 0.28** | -0.05 ± 0.21 | -0.2 (-0.30, -0.10) |")  # one seed up, one down
+
+
+def test_the_10k_time_to_quality_table_explains_a_seed_short_of_the_threshold_and_bolds_the_winner(tables, tmp_path):
+    folder = tmp_path / "time_to_quality"
+    folder.mkdir()
+    (folder / "timings.json").write_text(json.dumps({"seconds_per_epoch": {
+        "paper recipe": {"1": 4.9885, "2": 3.082}, "gradient on 3 nearest": {"1": 3.0555, "2": 1.8275},
+        "cached centres only": {"1": 2.406, "2": 1.1985}}}))
+    row = lambda epochs, finals, minutes: {"epochs": epochs, "final_val_elbo": finals, "minutes_to_threshold": minutes}
+    (folder / "frontier.json").write_text(json.dumps({
+        "timings": "benchmarks/results/time_to_quality/timings.json", "threads": 2, "seeds": [0, 1],
+        "threshold_val_elbo": -102.114, "rows": {
+            "paper recipe": row(30, [-102.174, -102.054], [None, 1.541]),
+            "gradient on 3 nearest": row(50, [-100.1, -99.9], [0.944, 0.944]),
+            "cached centres only": row(77, [-102.4, -102.6], [None, None])}}))
+    lines = tables.time_to_quality_10k(tmp_path).splitlines()
+    assert lines[0].endswith("| s/epoch, 1 / 2 threads | minutes to -102.11 (2 threads), per seed |")
+    assert lines[2] == ("| paper recipe (`--gradient-neighbours all`) | 30 | -102.11 ± 0.08 | 4.99 / 3.08 "
+                        "| not reached, 1.5 (seed 0 ends 0.06 short) |")
+    assert lines[3] == ("| **gradient on each row's 3 nearest** | 50 | **-100.00 ± 0.14** | 3.06 / 1.83 "
+                        "| **0.9, 0.9** |")
+    assert lines[4] == "| centres from the cache only | 77 | -102.50 ± 0.14 | 2.41 / 1.20 | not reached |"
+
+
+@pytest.fixture
+def reach_50k(tmp_path):
+    """A 50K time-to-quality result (reach-50000.json) and the timings file it names."""
+    folder = tmp_path / "time_to_quality"
+    folder.mkdir()
+    (folder / "timings-50000.json").write_text(json.dumps({"seconds_per_epoch": {
+        "paper recipe": {"1": 27.125, "2": 16.151}, "gradient on 3 nearest": {"1": 17.217, "2": 10.257}}}))
+
+    def row(best, best_epoch, to_target, minutes, equal_epochs, equal_elbo):
+        return {"epochs": 3, "best_val_elbo": best, "best_epoch": best_epoch, "epochs_to_target": to_target,
+                "minutes_to_target": minutes, "equal_time_epochs": equal_epochs, "val_elbo_at_equal_time": equal_elbo}
+    (folder / "reach-50000.json").write_text(json.dumps({
+        "timings": "benchmarks/results/time_to_quality/timings-50000.json", "threads": 2, "target_val_elbo": -87.6,
+        "equal_minutes": 0.51, "rows": {"paper recipe": row(-87.7, 2, None, None, 2, -88.0),
+                                        "gradient on 3 nearest": row(-87.5, 3, 3, 0.513, 3, -87.55)},
+        "curves": {"paper recipe": [-90.0, -87.7, -87.8], "gradient on 3 nearest": [-90.0, -87.7, -87.5]}}))
+    return tmp_path
+
+
+def test_the_50k_timings_table_gives_each_variant_its_seconds_per_epoch_at_each_thread_count(tables, reach_50k):
+    assert tables.time_to_quality_50k_timings(reach_50k).splitlines() == [
+        "| variant | s/epoch, 1 thread | s/epoch, 2 threads |", "|---|---|---|",
+        "| paper recipe (all k, the default) | 27.1 | 16.2 |",
+        "| gradient on 3 nearest (`--gradient-neighbours 3`) | 17.2 | 10.3 |"]
+
+
+def test_the_50k_reach_table_bolds_the_variant_at_the_target_soonest_and_the_best_at_equal_time(tables, reach_50k):
+    lines = tables.time_to_quality_50k_reach(reach_50k).splitlines()
+    assert lines[0] == ("| variant | best validation ELBO (epoch) | after 3 epochs "
+                        "| epochs, minutes to -87.6 (2 threads) | at equal time, 0.5 min |")
+    assert lines[2] == "| paper recipe (all k, the default) | -87.70 (2) | -87.80 | not reached | -88.00 (epoch 2) |"
+    assert lines[3] == ("| **gradient on 3 nearest (`--gradient-neighbours 3`)** | -87.50 (3) | -87.50 | **3, 0.5** "
+                        "| **-87.55** (epoch 3) |")
+    report = json.loads((reach_50k / "time_to_quality" / "reach-50000.json").read_text())
+    report["curves"]["paper recipe"].append(-87.6)
+    (reach_50k / "time_to_quality" / "reach-50000.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match="stopped at different epochs"):
+        tables.time_to_quality_50k_reach(reach_50k)
+
+
+def test_the_latent_geometry_table_gives_each_generator_its_scale_and_share_on_the_clamp(tables, tmp_path):
+    (tmp_path / "latent_geometry.json").write_text(json.dumps({"log_var_clamp": 2.0, "generators": {
+        "runs/ttq-50k-default": {"kernel_sigma": 2.82550430, "exemplar_spread_per_dimension": 4.98197,
+                                 "nearest_exemplar_distance": 9.50087, "twin_offset_to_spacing": 1.88089,
+                                 "posterior_log_var_median": 1.51367, "posterior_log_var_at_clamp_share": 0.35114}}}))
+    lines = tables.latent_geometry(tmp_path).splitlines()
+    assert lines[0].endswith("| posterior log σ², median | share at the +2 clamp |")
+    assert lines[2] == "| 3 nearest, 349 epochs | 2.826 | 4.982 | 9.501 | 1.88 | 1.51 | 35.1 % |"
+
+
+def test_the_generator_speed_table_leaves_out_the_gaussian_unit_and_bolds_the_default(tables, tmp_path):
+    (tmp_path / "generator_speed.json").write_text(json.dumps({"results": {
+        "gaussian": {"ratio_to_gaussian": 1.0}, "knn_neighbour_gradient": {"ratio_to_gaussian": 2.734977},
+        "exact_neighbour_gradient": {"ratio_to_gaussian": 82.547}}}))
+    assert tables.generator_speed(tmp_path).splitlines()[2:] == [
+        "| **kNN, gradient on all k = 10 neighbours (Algorithm 1, the default)** | **2.73×** |",
+        "| exact with neighbour gradient | 83× |"]
