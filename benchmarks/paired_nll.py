@@ -25,7 +25,7 @@ import torch
 
 from exaug import load_generator
 from exaug.atomic import atomic_write_text
-from exaug.bundle import read_bundle_config, recorded_provenance, resolve_bundle, trained_dataset
+from exaug.bundle import bundle_size, read_bundle_config, recorded_provenance, trained_dataset
 from exaug.data import load_split
 from exaug.device import apply_threads
 from exaug.evaluate import binarize_once, iwae_log_likelihood
@@ -36,14 +36,12 @@ def scored(source: str, images: torch.Tensor, samples: int, checkpoint: Path) ->
     through ``checkpoint``. ``seconds`` times this call only: a call that continued a stopped one says so, in
     ``resumed``."""
     config = read_bundle_config(source)
-    folder = resolve_bundle(source)
     model = load_generator(source)
     resumed = checkpoint.exists()
     started = time.perf_counter()
     bounds = iwae_log_likelihood(model, images, samples, checkpoint=checkpoint)
     return {"source": source, "architecture": config["model"].get("architecture", "vae"),
-            "provenance": recorded_provenance(config), "bundle_bytes": sum(path.stat().st_size for path in
-                                                                          folder.iterdir() if path.is_file()),
+            "provenance": recorded_provenance(config), "bundle_bytes": bundle_size(source),
             "seconds": round(time.perf_counter() - started, 1),
             "resumed": resumed, "nll": -bounds.mean().item(), "bounds": bounds.tolist()}
 

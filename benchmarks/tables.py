@@ -254,17 +254,23 @@ def hvae_dropin(results: Path = RESULTS) -> str:
 
 def means_precision(results: Path = RESULTS) -> str:
     """The same HVAE snapshot exported with its exemplar means in float32 and in float16: each bundle's size without
-    images and its test NLL on the same images, paired image by image (benchmarks/paired_nll.py)."""
+    images, its test NLL on the same images paired image by image (benchmarks/paired_nll.py), and how far the §5.4
+    loader's twins of the training exemplars moved, drawn with the same noise (benchmarks/twin_shift.py)."""
     run = json.loads((results / "hvae_50k" / "means_precision_nll.json").read_text())
+    shift = json.loads((results / "hvae_50k" / "means_precision_twins.json").read_text())
     lines = [f"| exemplar means | bundle size | test NLL, first {run['images']} images (S = {run['samples']}) "
-             f"| − {run['baseline']}, paired (± s.e.) | lower on |", "|---|---|---|---|---|"]
+             f"| − {run['baseline']}, paired (± s.e.) | lower on | MixedBatchLoader twins of the first "
+             f"{shift['images']:,} exemplars that differ (pixels) |", "|---|---|---|---|---|---|"]
     for name, generator in run["generators"].items():
         size = generator["bundle_bytes"]
         difference = run["differences"].get(name)
         paired = "" if difference is None else f"{difference['mean']:+.5f} ± {difference['sem']:.5f}"
         lower = "" if difference is None else f"{100 * difference['share_lower']:.1f} % of images"
+        moved = "" if difference is None else (
+            f"{100 * shift['images_changed_share']:.1f} % ({100 * shift['pixels_changed_share']:.2f} %, at most "
+            f"{shift['max_abs_steps']:.0f}/255)")
         lines.append(f"| {name} | {size / 2**20:.1f} MiB ({size / 1e6:.1f} MB) | {generator['nll']:.2f} | {paired} "
-                     f"| {lower} |")
+                     f"| {lower} | {moved} |")
     return "\n".join(lines) + "\n"
 
 

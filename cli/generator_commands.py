@@ -295,14 +295,16 @@ def _images_advice(bundle_dir: Path) -> str:
                    "its training recorded, so figures can name the bundle they used.")
 @click.option("--means-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Precision of the stored exemplar means: float16 halves them (a smaller bundle to ship); they load "
-                   "back as float32, rounded, which moves the exemplar prior's components a little.")
+                   "back as float32, rounded, which moves the exemplar prior and the mixed loader's twins of the "
+                   "exemplars a little (not the networks, nor ExemplarAugment's twins).")
 @root_option
 def export_command(generator_dir: str, out: Path, images: bool, dataset: str | None, release: str | None,
                    means_dtype: str, root: Path | None) -> None:
     """Copy a generator bundle, optionally without its exemplar images; its provenance goes with it."""
     import dataclasses
 
-    from exaug.bundle import CONFIG_FILE, bundle_provenance, read_bundle_config, resolve_bundle, save_generator
+    from exaug.bundle import (CONFIG_FILE, bundle_provenance, bundle_size, read_bundle_config, resolve_bundle,
+                              save_generator)
 
     if (out / CONFIG_FILE).exists():
         raise click.ClickException(f"{out} already holds a bundle; choose another --out")
@@ -318,5 +320,4 @@ def export_command(generator_dir: str, out: Path, images: bool, dataset: str | N
     provenance = {**bundle_provenance(bundle_dir), **({} if release is None else {"version": release})}
     save_generator(model, out, training, config.get("data_checksum"), include_images=images,
                    provenance=provenance or None, means_dtype=getattr(torch, means_dtype))
-    size = sum(path.stat().st_size for path in out.iterdir()) / 2**20
-    click.echo(f"wrote {out} ({size:.1f} MiB)")
+    click.echo(f"wrote {out} ({bundle_size(out) / 2**20:.1f} MiB)")

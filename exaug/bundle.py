@@ -30,16 +30,17 @@ from safetensors.torch import load as load_safetensors, save
 
 from .atomic import atomic_path
 from .checkpoint import CHECKPOINT_FILE
-from .bundle_schema import (CONFIG_FILE, EXEMPLARS_FILE, FLOAT_DTYPES, FORMAT_NAME, FORMAT_VERSION, MODEL_FILE,
-                            BundleError, check_provenance, checked_bundle_config, model_config, parse_json,
-                            safetensors_header)
+from .bundle_schema import (CONFIG_FILE, EXEMPLARS_FILE, FLOAT_DTYPES, FORMAT_NAME, HASHED_FILES,
+                            MODEL_FILE, BundleError, check_provenance, checked_bundle_config, model_config,
+                            parse_json, safetensors_header)
 from .config import ModelConfig, TrainConfig
 from .exemplar_images import ExemplarImages
 from .models import ExemplarGenerator, build_generator
 
 
-# The precisions a bundle may store its exemplar means in (see save_generator's means_dtype).
-MEANS_DTYPES = (torch.float32, torch.float16)
+# The precisions a bundle may store its exemplar means in (see save_generator's means_dtype), each with the oldest
+# bundle format that holds it.
+MEANS_FORMAT_VERSIONS = {torch.float32: 1, torch.float16: 2}
 
 # Where a bundle saved without its exemplar images gets them: called with the bundle's config.json.
 ExemplarImageSource = Callable[[dict[str, Any]], "torch.Tensor | None"]
@@ -57,10 +58,12 @@ def save_generator(model: ExemplarGenerator, directory: str | os.PathLike, train
     :data:`exaug.bundle_schema.PROVENANCE_FIELDS`: a release version, the training command, its epochs and
     best validation ELBO), so a figure can name the bundle it used; it is checked before anything is written.
     ``means_dtype=torch.float16`` stores the exemplar means at half their size; they load back as float32, rounded
-    to float16's 11 significant bits, which moves the exemplar prior's components (not the networks) a little.
+    to float16's 11 significant bits. That moves what is built on the stored means a little: the exemplar prior's
+    components, and the twins :class:`~exaug.MixedBatchLoader` makes of the generator's own exemplars. The networks,
+    and the twins of :class:`~exaug.ExemplarAugment`, which encodes its input afresh, do not change.
     """
-    if means_dtype not in MEANS_DTYPES:
-        raise ValueError(f"means_dtype must be one of {sorted(map(str, MEANS_DTYPES))}, got {means_dtype}")
+    if means_dtype not in MEANS_FORMAT_VERSIONS:
+        raise ValueError(f"means_dtype must be one of {sorted(map(str, MEANS_FORMAT_VERSIONS))}, got {means_dtype}")
     if provenance is not None:
         check_provenance(provenance, Path(directory) / CONFIG_FILE)
     if model.exemplar_means is None or model.exemplar_means.shape[0] == 0:
@@ -71,6 +74,10 @@ def save_generator(model: ExemplarGenerator, directory: str | os.PathLike, train
     directory.mkdir(parents=True, exist_ok=True)
     weights = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     exemplars = {"means": model.exemplar_means.detach().cpu().to(means_dtype).contiguous()}
+    if not torch.isfinite(exemplars["means"]).all():
+        largest = model.exemplar_means.abs().max().item()
+        raise ValueError(f"an exemplar mean of size {largest:.4g} does not fit in {means_dtype}; save the means with "
+                         "means_dtype=torch.float32")
     if include_images:  # a set kept out of RAM is read whole here, once, as the file holds it whole
         images = model.exemplar_images
         exemplars["images"] = (images.to_tensor() if isinstance(images, ExemplarImages) else images).contiguous()
@@ -84,7 +91,7 @@ def save_generator(model: ExemplarGenerator, directory: str | os.PathLike, train
                   EXEMPLARS_FILE: _write_safetensors(exemplars, exemplars_temporary, directory / EXEMPLARS_FILE)}
         config = {
             "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
+            "format_version": MEANS_FORMAT_VERSIONS[means_dtype],
             "model": model.config.to_dict(),
             "training": None if train_config is None else train_config.to_dict(),
             "data_checksum": data_checksum,
@@ -95,6 +102,13 @@ def save_generator(model: ExemplarGenerator, directory: str | os.PathLike, train
             config["provenance"] = provenance
         _write_durably(config_temporary, (json.dumps(config, indent=2) + "\n").encode(), directory / CONFIG_FILE)
     return directory
+
+
+def bundle_size(path_or_name: str | os.PathLike) -> int:
+    """Bytes of a bundle's own files (config.json, the weights and the exemplar set), not of anything else in its
+    folder: a training run's folder also holds its checkpoint and log."""
+    directory = resolve_bundle(path_or_name)
+    return sum((directory / name).stat().st_size for name in (CONFIG_FILE, *HASHED_FILES))
 
 
 def read_bundle_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
@@ -205,7 +219,7 @@ def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu"
     images = exemplars.get("images")
     if images is None and exemplar_images is not None:
         images = exemplar_images(config)
-    model.set_exemplars(images, exemplars.get("labels"), means=exemplars["means"].float())
+    model.set_exemplars(images, exemplars.get("labels"), means=exemplars["means"])  # it casts float16 means to the model dtype
     return model.to(device).eval()
 
 
@@ -218,8 +232,9 @@ def _read_exemplars(directory: Path, config: dict[str, Any], architecture: Model
     declared = safetensors_header(content, path)
     if "means" not in declared:
         raise BundleError(f"{path} lacks the 'means' tensor")
-    if declared["means"][0] == "float16":  # saved with means_dtype=torch.float16
-        expected["means"] = ("float16", expected["means"][1])
+    stored = {str(dtype).removeprefix("torch.") for dtype in MEANS_FORMAT_VERSIONS}
+    if declared["means"][0] in stored:  # whichever precision save_generator's means_dtype chose
+        expected["means"] = (declared["means"][0], expected["means"][1])
     for name, found in declared.items():
         if name not in expected:
             raise BundleError(f"{path} holds an unexpected tensor {name!r}")

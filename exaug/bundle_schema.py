@@ -19,7 +19,9 @@ from typing import Any
 from .config import ARCHITECTURES, PRIORS, ModelConfig
 
 FORMAT_NAME = "exaug.exemplar-vae"
-FORMAT_VERSION = 1
+# The newest bundle format this exaug reads and writes. Version 2 added exemplar means stored as float16; a
+# bundle that does not need it is still written as version 1, so that an older exaug reads it.
+FORMAT_VERSION = 2
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 EXEMPLARS_FILE = "exemplars.safetensors"
@@ -53,8 +55,8 @@ def checked_bundle_config(config: Any, path: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
         raise BundleError(f"{path} does not describe an exaug generator (expected format {FORMAT_NAME!r})")
     version = config.get("format_version")
-    if version != FORMAT_VERSION:
-        raise BundleError(f"{path} has format_version={version!r}; this exaug reads version {FORMAT_VERSION}: "
+    if not _is_int(version) or not 1 <= version <= FORMAT_VERSION:
+        raise BundleError(f"{path} has format_version={version!r}; this exaug reads versions 1 to {FORMAT_VERSION}: "
                           "upgrade exaug")
     for key in ("model", "sha256", "exemplar_count"):
         if key not in config:

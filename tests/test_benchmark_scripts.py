@@ -7,10 +7,12 @@ import sys
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from conftest import BENCHMARKS, load_benchmark, stops_after
 from exaug import ExemplarVAE, evaluate
-from exaug.bundle import resolve_bundle
+from exaug.bundle import bundle_size
+from exaug.cli.main import main as cli
 
 sys.path.insert(0, str(BENCHMARKS))  # as when run as scripts: a benchmark may import a sibling's helpers
 
@@ -329,8 +331,7 @@ def test_paired_nll_scores_every_generator_on_the_same_images_and_pairs_them(tmp
     assert len(first["bounds"]) == 3 and first["bounds"] == again["bounds"]  # the same images, the same noise
     assert result["differences"]["again"] == {"mean": 0.0, "sem": 0.0, "share_lower": 0.0}
     assert first["provenance"]["version"] == "mnist v1" and first["resumed"] is False
-    bundled = resolve_bundle("mnist")
-    assert first["bundle_bytes"] == sum(path.stat().st_size for path in bundled.iterdir() if path.is_file())
+    assert first["bundle_bytes"] == bundle_size("mnist")
     assert list(tmp_path.glob("*.iwae-checkpoint.pt")) == []  # progress files go once the result is written
 
 
@@ -390,3 +391,23 @@ def test_thread_determinism_repeats_a_step_and_compares_it_at_each_other_thread_
     for architecture in result.values():
         assert architecture["repeat_identical"] is True  # the same thread count gives the same numbers
         assert architecture["threads_2"]["gradient_max_magnitude"] > 0
+
+
+def test_twin_shift_finds_no_change_between_a_bundle_and_itself_and_one_step_moves_from_half_precision_means(
+        tmp_path, monkeypatch):
+    twin_shift = load_benchmark("twin_shift")
+    exported = CliRunner().invoke(cli, ["export", "--generator", "mnist", "--no-images", "--means-dtype", "float16",
+                                        "--out", str(tmp_path / "half")])
+    assert exported.exit_code == 0, exported.output
+
+    def compare(second: str) -> dict:
+        out = tmp_path / f"{second.replace('/', '-')}.json"
+        monkeypatch.setattr(sys, "argv", ["twin_shift.py", "--generator", "full=mnist", "--generator",
+                                          f"other={second}", "--images", "200", "--out", str(out)])
+        twin_shift.main()
+        return json.loads(out.read_text())
+
+    same = compare("mnist")
+    assert same["pixels_changed_share"] == 0.0 and same["max_abs_steps"] == 0.0  # the same noise for both
+    half = compare(str(tmp_path / "half"))
+    assert 0.0 < half["images_changed_share"] <= 1.0 and half["max_abs_steps"] >= 1.0

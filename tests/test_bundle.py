@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from exaug import BundleError, ExemplarVAE, ModelConfig, load_generator, save_generator
-from exaug.bundle import CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE, bundle_provenance
+from exaug.bundle import CONFIG_FILE, EXEMPLARS_FILE, MODEL_FILE, bundle_provenance, bundle_size
 
 
 @pytest.fixture
@@ -129,11 +129,34 @@ def test_half_precision_means_halve_the_file_load_as_float32_and_leave_the_netwo
                                model.generate(images, torch.Generator().manual_seed(1)), rtol=0, atol=0)
 
 
+def test_a_bundles_size_counts_its_own_files_and_not_what_else_its_folder_holds(bundle):
+    _, directory = bundle
+    own = sum((directory / name).stat().st_size for name in (CONFIG_FILE, MODEL_FILE, EXEMPLARS_FILE))
+    (directory / "checkpoint.pt").write_bytes(b"x" * 1000)  # a training run's folder keeps its checkpoint there
+    assert bundle_size(directory) == own
+
+
 def test_means_in_another_precision_are_refused_naming_the_ones_that_work(bundle, tmp_path):
     model, _ = bundle
     with pytest.raises(ValueError, match="means_dtype must be one of"):
         save_generator(model, tmp_path / "b16", means_dtype=torch.bfloat16)
     assert not (tmp_path / "b16").exists()
+
+
+def test_only_a_bundle_with_half_precision_means_needs_the_newer_format(bundle, tmp_path):
+    model, full_dir = bundle
+    save_generator(model, tmp_path / "half", means_dtype=torch.float16)
+    version = {name: json.loads((folder / CONFIG_FILE).read_text())["format_version"]
+               for name, folder in (("full", full_dir), ("half", tmp_path / "half"))}
+    assert version == {"full": 1, "half": 2}  # an exaug that reads only version 1 still reads float32 bundles
+
+
+def test_means_too_large_for_half_precision_are_refused_before_anything_is_written(bundle, tmp_path):
+    model, _ = bundle
+    model.set_exemplars(model.exemplar_images, model.exemplar_labels, means=torch.full((10, 3), 1e5))
+    with pytest.raises(ValueError, match="does not fit in torch.float16; save the means with means_dtype=torch.float32"):
+        save_generator(model, tmp_path / "half", means_dtype=torch.float16)
+    assert not (tmp_path / "half" / CONFIG_FILE).exists()
 
 
 def test_an_unknown_name_lists_the_bundled_generators():

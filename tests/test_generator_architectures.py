@@ -156,6 +156,16 @@ def test_the_collate_and_the_mixed_loader_take_every_architecture(bundle):
         assert batch.synthetic.shape == batch.real.shape and not torch.equal(batch.synthetic, batch.real)
 
 
+def test_half_precision_means_leave_the_transforms_twins_of_every_architecture_unchanged(bundle, tmp_path):
+    save_generator(load_generator(bundle), tmp_path / "half", means_dtype=torch.float16)
+    images = blob_images(6, seed=12)[0]
+
+    def twins(folder) -> torch.Tensor:
+        return ExemplarAugment.from_pretrained(folder, p=1.0, rng=torch.Generator().manual_seed(5)).twins(images)
+
+    assert torch.equal(twins(tmp_path / "half"), twins(bundle))
+
+
 def test_the_batch_twins_replace_every_image_in_place_with_every_architecture(bundle):
     images, labels = blob_images(8, seed=9)
     twins = ExemplarTwins(bundle, p=1.0, rng=torch.Generator().manual_seed(0))

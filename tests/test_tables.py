@@ -296,10 +296,14 @@ def test_the_means_precision_table_gives_each_bundle_its_size_nll_and_paired_dif
         "generators": {"float32 means": {"bundle_bytes": 18_000_000, "nll": 80.634},
                        "float16 means": {"bundle_bytes": 14_000_000, "nll": 80.634}},
         "differences": {"float16 means": {"mean": 2.6e-05, "sem": 4.5e-05, "share_lower": 0.502}}}))
+    (tmp_path / "hvae_50k" / "means_precision_twins.json").write_text(json.dumps({
+        "images": 10000, "images_changed_share": 0.947, "pixels_changed_share": 0.004678, "max_abs_steps": 1.0}))
     lines = tables.means_precision(tmp_path).splitlines()
     assert lines[0].startswith("| exemplar means | bundle size | test NLL, first 500 images (S = 1000) |")
-    assert lines[2] == "| float32 means | 17.2 MiB (18.0 MB) | 80.63 |  |  |"
-    assert lines[3] == "| float16 means | 13.4 MiB (14.0 MB) | 80.63 | +0.00003 ± 0.00005 | 50.2 % of images |"
+    assert lines[0].endswith("| MixedBatchLoader twins of the first 10,000 exemplars that differ (pixels) |")
+    assert lines[2] == "| float32 means | 17.2 MiB (18.0 MB) | 80.63 |  |  |  |"
+    assert lines[3] == ("| float16 means | 13.4 MiB (14.0 MB) | 80.63 | +0.00003 ± 0.00005 | 50.2 % of images "
+                        "| 94.7 % (0.47 %, at most 1/255) |")
 
 
 def test_the_knn_query_table_gives_each_epoch_both_queries_and_their_paired_difference(tables, tmp_path):
