@@ -18,6 +18,7 @@ import re
 import statistics
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 from exaug.atomic import atomic_write_text
@@ -579,25 +580,12 @@ def hvae_augmentation_test(results: Path = RESULTS) -> str:
 # How the docs name the grid's augmentations (benchmarks/dropin.py AUGMENTATIONS), and the order of their rows.
 AUGMENTATION_NAMES = {"none": "none", "affine": "RandomAffine", "hflip": "RandomHorizontalFlip",
                       "mixup-cutmix": "Mixup/CutMix", "trivialaugment": "TrivialAugment",
-                      "exemplar": "ExemplarAugment (drop-in)", "exemplar-append": "twins appended",
+                      "exemplar": "drop-in ExemplarAugment", "exemplar-append": "twins appended",
                       "mixed": "mixed loss (eq. 16)", "hflip+exemplar-append": "RandomHorizontalFlip + appended",
                       "affine+exemplar": "RandomAffine + ExemplarAugment",
                       "affine+exemplar-append": "RandomAffine + appended",
                       "trivialaugment+exemplar-append": "TrivialAugment + appended"}
-# Rows that joined the candidate set after test results had been seen (dataset, model, augmentation, knob): the
-# flip after a first Fashion-MNIST test run at the MNIST knobs, the Fashion-MNIST tuning of the CNN after that
-# run, and TrivialAugment + appended twins after every other row of its table had been tested. Marked † in the
-# tables, so that no reader takes them for blind picks.
-ADDED_AFTER_TEST_RESULTS = {
-    ("fashion-mnist", "mlp", "hflip", ""), ("fashion-mnist", "mlp", "hflip+exemplar-append", "p 1"),
-    ("fashion-mnist", "mlp", "trivialaugment+exemplar-append", "p 1"),
-    ("fashion-mnist", "cnn", "trivialaugment", ""), ("fashion-mnist", "cnn", "exemplar", "p 0.5"),
-    ("fashion-mnist", "cnn", "exemplar-append", "p 1"),
-    ("fashion-mnist", "cnn", "trivialaugment+exemplar-append", "p 0.5")}
-AFTER_TEST_MARK = " †"
-
-
-def sibling_benchmark(name: str):
+def sibling_benchmark(name: str) -> ModuleType:
     """The script benchmarks/NAME.py as a module (registered under NAME: its dataclasses look their module up)."""
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / f"{name}.py")
@@ -615,16 +603,11 @@ def dropin_results(results: Path) -> tuple[list[dict], list[dict]]:
     return runs, dropin.summarize(runs)
 
 
-def uses_generator(row: dict) -> bool:
-    """Whether a drop-in summary row's augmentation makes twins (its generator column means something)."""
-    return sibling_benchmark("dropin").RunSpec(row["dataset"], row["model"], row["augmentation"], row["subset"],
-                                               "test", 0, row["epochs"]).uses_generator
-
-
 def dropin_label(row: dict) -> str:
-    """The augmentation's name in the docs, with † when it joined the candidate set after test results."""
-    posthoc = (row["dataset"], row["model"], row["augmentation"], row["knob"]) in ADDED_AFTER_TEST_RESULTS
-    return AUGMENTATION_NAMES[row["augmentation"]] + (AFTER_TEST_MARK if posthoc else "")
+    """The augmentation's name in the docs, marked when it joined the candidate set after test results."""
+    dropin = sibling_benchmark("dropin")
+    return AUGMENTATION_NAMES[row["augmentation"]] + (
+        dropin.ADDED_AFTER_TEST_MARK if dropin.added_after_test_results(row) else "")
 
 
 def dropin_regime(results: Path, dataset: str, models: tuple[str, ...], subset: str, epochs: tuple[int, ...],
@@ -638,9 +621,13 @@ def dropin_regime(results: Path, dataset: str, models: tuple[str, ...], subset: 
     order = list(AUGMENTATION_NAMES)
 
     def kept(row: dict) -> bool:
-        if row["generator"] != generator if uses_generator(row) else not baselines:
+        if dropin.row_uses_generator(row) and row["generator"] != generator:
             return False
-        return row["augmentation"] == "none" or knobs == "any" or (knobs == "transferred") == bool(row["knobs_from"])
+        if not dropin.row_uses_generator(row) and not baselines:
+            return False
+        if row["augmentation"] == "none" or knobs == "any":
+            return True
+        return (knobs == "transferred") == bool(row["knobs_from"])
 
     rows = [row for row in dropin_results(results)[1] if (row["dataset"], row["subset"]) == (dataset, subset)
             and row["model"] in models and row["epochs"] in epochs and kept(row)]
@@ -655,8 +642,7 @@ def dropin_regime(results: Path, dataset: str, models: tuple[str, ...], subset: 
     lines = ["| model | epochs | augmentation | knob | test error % per seed | mean ± std | vs none, paired "
              "| vs the best classic on validation, paired |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        spread = "" if row["std"] is None else f" ± {row['std']:.2f}"
-        mean = f"{row['mean']:.2f}{spread}"
+        mean = dropin.mean_text(row)
         if row["mean"] == best[(row["model"], row["epochs"])]:
             mean = f"**{mean}**"
         per_seed = ", ".join(f"{error:.2f}" for error in row["errors"])
@@ -689,12 +675,17 @@ def dropin_readme(results: Path = RESULTS) -> str:
     """The README's summary of the drop-in grid: per case, no augmentation, the best classic augmentation on
     validation and the shown twins row (the bundled generator's, at its validation knob), mean ± std over the test
     seeds, the lowest in bold; † marks a row that joined the candidate set after test results."""
+    dropin = sibling_benchmark("dropin")
     summary = dropin_results(results)[1]
 
     def find(regime: tuple, augmentation: str) -> dict | None:
-        return next((row for row in summary if (row["dataset"], row["model"], row["subset"], row["epochs"]) == regime
-                     and row["augmentation"] == augmentation
-                     and (row["generator"] == "bundled" or not uses_generator(row))), None)
+        found = [row for row in summary if (row["dataset"], row["model"], row["subset"], row["epochs"]) == regime
+                 and row["augmentation"] == augmentation
+                 and (row["generator"] == "bundled" or not dropin.row_uses_generator(row))]
+        if len(found) > 1:
+            raise ValueError(f"{regime} has {len(found)} test rows of {augmentation} (knobs "
+                             f"{[dropin.knob_label(row) for row in found]}); the README shows one")
+        return found[0] if found else None
 
     lines = ["| case | none | best classic | with twins |", "|---|---|---|---|"]
     for case, regime, twins in README_DROPIN_CASES:
@@ -708,7 +699,7 @@ def dropin_readme(results: Path = RESULTS) -> str:
         def cell(row: dict | None, named: bool) -> str:
             if row is None:
                 return "not run"
-            text = f"{row['mean']:.2f} ± {row['std']:.2f}"
+            text = dropin.mean_text(row)
             text = f"**{text}**" if row["mean"] == best else text
             if not named:
                 return text
@@ -745,20 +736,29 @@ def stock_cnn_one_epoch(results: Path = RESULTS) -> str:
         return (f"| {scored_on} | {seeds} | {p} | {statistics.mean(none):.2f} | {statistics.mean(twins):.2f} | "
                 f"{paired_spread(differences)} | {lower} of {len(differences)} |")
 
-    pooled: dict[tuple[str, str], dict[str, list[float]]] = {}
+    recipes = {(run["epochs"], run["dropout"], run.get("normalize")) for run in runs}
+    if recipes != {(1, False, True)}:
+        raise ValueError(f"the stock_cnn_e1_*.json files must all be one-epoch runs without dropout, with "
+                         f"Normalize; they hold (epochs, dropout, normalize) {sorted(recipes, key=str)}")
+    pooled: dict[tuple[str, str], dict[str, list]] = {}
     for run in runs:
-        if run["epochs"] != 1 or run["dropout"]:
-            raise ValueError(f"{run['file']} is not a one-epoch run without dropout")
         seeds = run["seeds"]
+        consecutive = seeds == list(range(seeds[0], seeds[-1] + 1))
+        seed_label = f"{seeds[0]}–{seeds[-1]}" if consecutive else ", ".join(map(str, seeds))
         for p, errors in run["errors"].items():
             if p == "none":
                 continue
             label = p.removeprefix("p=")
-            lines.append(row(run["scored_on"], f"{seeds[0]}–{seeds[-1]} (`{run['file']}`)", label,
-                             run["errors"]["none"], errors))
-            group = pooled.setdefault((run["scored_on"], label), {"none": [], "twins": [], "files": []})
+            lines.append(row(run["scored_on"], f"{seed_label} (`{run['file']}`)", label, run["errors"]["none"],
+                             errors))
+            group = pooled.setdefault((run["scored_on"], label), {"none": [], "twins": [], "seeds": [], "files": []})
+            repeated = set(group["seeds"]) & set(seeds)
+            if repeated:
+                raise ValueError(f"{run['file']} repeats seeds {sorted(repeated)} of {group['files']} "
+                                 f"({run['scored_on']}, p {label}): pooling would count them twice")
             group["none"] += run["errors"]["none"]
             group["twins"] += errors
+            group["seeds"] += seeds
             group["files"].append(run["file"])
     for (scored_on, p), group in pooled.items():
         if len(group["files"]) > 1:

@@ -221,26 +221,27 @@ def test_paired_rows_refuse_a_candidate_trained_to_another_recipe(tables, tmp_pa
         tables.classifier_paired_rows(tmp_path, "mlp", ["wide"])
 
 
+def write_dropin_runs(tables, folder, augmentation: str, split: str, errors: list[float], **fields) -> None:
+    """Result files of a Fashion-MNIST CNN regime on 1,000 images, laid out as benchmarks/dropin.py writes them."""
+    dropin = tables.sibling_benchmark("dropin")
+    regime = dropin.RunSpec("fashion-mnist", "cnn", "none", "balanced1000", "test", seed=0, epochs=100, p=0.5)
+    for seed, error in enumerate(errors):
+        spec = dataclasses.replace(regime, augmentation=augmentation, split=split, seed=seed, **fields)
+        run = folder / "dropin" / "runs" / spec.name()
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "result.json").write_text(json.dumps({"spec": spec.to_dict(), "error": error}))
+
+
 @pytest.fixture
 def dropin_grid(tables, tmp_path):
-    """A small drop-in grid written as benchmarks/dropin.py lays out its runs: Fashion-MNIST, the CNN, 1,000 images."""
-    dropin = tables.sibling_benchmark("dropin")
-    regime = dropin.RunSpec("fashion-mnist", "cnn", "none", "balanced1000", "test", seed=0, epochs=100)
-
-    def write(augmentation: str, split: str, errors: list[float], p: float = 0.5) -> None:
-        for seed, error in enumerate(errors):
-            spec = dataclasses.replace(regime, augmentation=augmentation, split=split, seed=seed, p=p)
-            folder = tmp_path / "dropin" / "runs" / spec.name()
-            folder.mkdir(parents=True)
-            (folder / "result.json").write_text(json.dumps({"spec": spec.to_dict(), "error": error}))
-
+    """A small drop-in grid: validation picks TrivialAugment as the best classic augmentation."""
     for augmentation, error in {"none": 20.0, "affine": 18.0, "trivialaugment": 15.0}.items():
-        write(augmentation, "val", [error])
-    write("trivialaugment+exemplar-append", "val", [14.0])
-    write("none", "test", [17.0, 18.0])
-    write("trivialaugment", "test", [16.0, 16.5])
-    write("affine", "test", [19.0, 19.5])
-    write("trivialaugment+exemplar-append", "test", [15.5, 16.0])
+        write_dropin_runs(tables, tmp_path, augmentation, "val", [error])
+    write_dropin_runs(tables, tmp_path, "trivialaugment+exemplar-append", "val", [14.0])
+    write_dropin_runs(tables, tmp_path, "none", "test", [17.0, 18.0])
+    write_dropin_runs(tables, tmp_path, "trivialaugment", "test", [16.0, 16.5])
+    write_dropin_runs(tables, tmp_path, "affine", "test", [19.0, 19.5])
+    write_dropin_runs(tables, tmp_path, "trivialaugment+exemplar-append", "test", [15.5, 16.0])
     return tmp_path
 
 
@@ -257,6 +258,26 @@ def test_a_drop_in_regime_lists_each_row_per_seed_paired_with_none_and_the_best_
         tables.dropin_regime(dropin_grid, "mnist", ("cnn",), "balanced1000", (100,))
 
 
+def test_a_drop_in_regime_shows_its_own_picks_or_those_transferred_from_another_regime(tables, dropin_grid,
+                                                                                       monkeypatch):
+    write_dropin_runs(tables, dropin_grid, "exemplar", "val", [15.5])  # its own validation picks p 0.5
+    write_dropin_runs(tables, dropin_grid, "exemplar", "test", [16.5, 17.0])
+    write_dropin_runs(tables, dropin_grid, "exemplar", "test", [17.5, 18.0], p=1.0,
+                      knobs_from="mnist/cnn-balanced1000-e100")
+
+    def rows(knobs: str) -> list[str]:
+        table = tables.dropin_regime(dropin_grid, "fashion-mnist", ("cnn",), "balanced1000", (100,), knobs=knobs)
+        return [" | ".join(line.split(" | ")[2:4]) for line in table.splitlines()[2:]]
+
+    assert rows("own") == ["none | ", "RandomAffine | ", "TrivialAugment † | ", "drop-in ExemplarAugment † | p 0.5",
+                           "TrivialAugment + appended † | p 0.5"]
+    assert rows("transferred") == ["none | ", "drop-in ExemplarAugment | p 1 (val of mnist/cnn-balanced1000-e100)"]
+    monkeypatch.setattr(tables, "README_DROPIN_CASES", [("case", ("fashion-mnist", "cnn", "balanced1000", 100),
+                                                         "exemplar")])
+    with pytest.raises(ValueError, match="has 2 test rows of exemplar"):  # the README shows one row per case
+        tables.dropin_readme(dropin_grid)
+
+
 def test_the_readme_drop_in_row_shows_none_the_best_classic_and_the_twins_with_the_lowest_in_bold(
         tables, dropin_grid, monkeypatch):
     monkeypatch.setattr(tables, "README_DROPIN_CASES", [
@@ -271,7 +292,8 @@ def test_the_readme_drop_in_row_shows_none_the_best_classic_and_the_twins_with_t
 
 def test_the_one_epoch_stock_cnn_table_pools_its_files_by_seed_and_counts_the_seeds_twins_lowered(tables, tmp_path):
     def write(name: str, seeds: list[int], errors: dict, scored_on: str = "test", **recipe) -> None:
-        run = {"epochs": 1, "dropout": False, "scored_on": scored_on, "seeds": seeds, "errors": errors, **recipe}
+        run = {"epochs": 1, "dropout": False, "normalize": True, "scored_on": scored_on, "seeds": seeds,
+               "errors": errors, **recipe}
         (tmp_path / name).write_text(json.dumps(run))
 
     write("stock_cnn_e1_test_seeds5-6.json", [5, 6], {"none": [4.0, 6.0], "p=0.25": [5.0, 5.0]})
@@ -285,7 +307,10 @@ def test_the_one_epoch_stock_cnn_table_pools_its_files_by_seed_and_counts_the_se
     assert lines[4] == "| test | all 4, pooled | 0.25 | 5.50 | 4.75 | -0.75 ± 1.26 | 3 of 4 |"
     assert len(lines) == 5  # p 0.5 and validation come from one file each: nothing to pool
     write("stock_cnn_e1_test_seeds7-8.json", [7, 8], {"none": [1.0, 1.0], "p=0.25": [1.0, 1.0]}, dropout=True)
-    with pytest.raises(ValueError, match="seeds7-8.json is not a one-epoch run without dropout"):
+    with pytest.raises(ValueError, match="must all be one-epoch runs without dropout, with Normalize"):
+        tables.stock_cnn_one_epoch(tmp_path)
+    write("stock_cnn_e1_test_seeds7-8.json", [6, 8], {"none": [1.0, 1.0], "p=0.25": [1.0, 1.0]})
+    with pytest.raises(ValueError, match=r"seeds7-8.json repeats seeds \[6\] .* pooling would count them twice"):
         tables.stock_cnn_one_epoch(tmp_path)
 
 
