@@ -17,6 +17,27 @@ def tables():
     return load_benchmark("tables")
 
 
+# The topic modules tables.py loads (benchmarks/tables_*.py): the very modules whose globals its tables read.
+@pytest.fixture(scope="module")
+def generators(tables):
+    return tables.tables_generators
+
+
+@pytest.fixture(scope="module")
+def speed(tables):
+    return tables.tables_speed
+
+
+@pytest.fixture(scope="module")
+def classifiers(tables):
+    return tables.tables_classifiers
+
+
+@pytest.fixture(scope="module")
+def dropin_tables(tables):
+    return tables.tables_dropin
+
+
 def test_every_generated_table_in_the_docs_matches_its_result_files(tables):
     assert tables.stale_tables() == [], "run python benchmarks/tables.py and commit the docs"
 
@@ -41,59 +62,59 @@ def study(train_images: int, nll: float) -> dict:
             "variants": {"exemplar": {"0": {"iwae_nll": nll, "test_elbo": -nll - 7}}}}
 
 
-def test_table_3_puts_each_architecture_beside_the_paper_and_marks_what_did_not_run(tables, tmp_path):
+def test_table_3_puts_each_architecture_beside_the_paper_and_marks_what_did_not_run(generators, tmp_path):
     (tmp_path / "ablations").mkdir()
     (tmp_path / "ablations" / "prior-hvae.json").write_text(json.dumps(study(10000, 91.5)))
-    table = tables.table_3(tmp_path)
+    table = generators.table_3(tmp_path)
     assert "| HVAE | exemplar | 91.50 | 0 |  | -98.50 | 81.22 |" in table
     assert "| ConvHVAE | exemplar |  | not run |  |  | 79.58 |" in table
 
 
-def test_table_3_pairs_each_architecture_with_the_vae_by_seed(tables, tmp_path):
+def test_table_3_pairs_each_architecture_with_the_vae_by_seed(generators, tmp_path):
     (tmp_path / "ablations").mkdir()
     vae, hvae = study(10000, 93.0), study(10000, 91.5)
     vae["variants"]["exemplar"]["1"] = {"iwae_nll": 94.0, "test_elbo": -101.0}
     hvae["variants"]["exemplar"]["1"] = {"iwae_nll": 93.0, "test_elbo": -100.0}
     (tmp_path / "ablations" / "prior.json").write_text(json.dumps(vae))
     (tmp_path / "ablations" / "prior-hvae.json").write_text(json.dumps(hvae))
-    assert "| HVAE | exemplar | 92.25 ± 1.06 | 0, 1 | -1.25 ± 0.35 |" in tables.table_3(tmp_path)
+    assert "| HVAE | exemplar | 92.25 ± 1.06 | 0, 1 | -1.25 ± 0.35 |" in generators.table_3(tmp_path)
 
 
-def test_table_3_refuses_studies_on_different_budgets(tables, tmp_path):
+def test_table_3_refuses_studies_on_different_budgets(generators, tmp_path):
     (tmp_path / "ablations").mkdir()
     (tmp_path / "ablations" / "prior.json").write_text(json.dumps(study(10000, 93.0)))
     (tmp_path / "ablations" / "prior-hvae.json").write_text(json.dumps(study(50000, 91.5)))
     with pytest.raises(ValueError, match="different budgets"):
-        tables.table_3(tmp_path)
+        generators.table_3(tmp_path)
 
 
-def test_the_curves_table_shows_each_architecture_at_the_epochs_it_reached(tables, tmp_path):
+def test_the_curves_table_shows_each_architecture_at_the_epochs_it_reached(generators, tmp_path):
     (tmp_path / "ablations").mkdir()
     finished = study(10000, 91.5)
     finished["variants"]["exemplar"]["0"]["curves"] = {"epoch": [1, 2, 3], "val_elbo": [-200.0, -150.0, -140.0]}
     (tmp_path / "ablations" / "prior-hvae.json").write_text(json.dumps(finished))
     in_progress = {"runs": {"convhvae": {"epoch": [1], "val_elbo": [-190.0]}}}
     (tmp_path / "ablations" / "prior-convhvae-curves.json").write_text(json.dumps(in_progress))
-    table = tables.architecture_curves(tmp_path)
-    assert "| HVAE | -200.00 | -150.00 | -140.00 |" + "  |" * (len(tables.CURVE_EPOCHS) - 3) in table
+    table = generators.architecture_curves(tmp_path)
+    assert "| HVAE | -200.00 | -150.00 | -140.00 |" + "  |" * (len(generators.CURVE_EPOCHS) - 3) in table
     assert "| ConvHVAE | -190.00 |  |  |" in table and "VAE (MLP)" not in table
 
 
-def test_the_latent_scale_table_reads_only_the_epochs_after_the_warm_up(tables, tmp_path):
+def test_the_latent_scale_table_reads_only_the_epochs_after_the_warm_up(generators, tmp_path):
     (tmp_path / "convergence").mkdir()
     run = {"epochs_trained": 4, "training": {"warmup_epochs": 2}, "epoch": [1, 2, 3, 4],
            "val_elbo": [-120.0, -100.0, -95.0, -96.0], "prior_log_var": [5.0, -1.5, -1.7, -1.6],
            "val_posterior_log_var_at_clamp_share": [None, 0.0, 0.25, 0.0]}
     (tmp_path / "convergence" / "curves.json").write_text(json.dumps({"runs": {"mlp": run}}))
-    assert "| mlp | 4 | -95.00 (3) | -1.50 → -1.60 | -1.70 to -1.50 | 25.0 % |" in tables.convergence_latent_scale(tmp_path)
+    assert "| mlp | 4 | -95.00 (3) | -1.50 → -1.60 | -1.70 to -1.50 | 25.0 % |" in generators.convergence_latent_scale(tmp_path)
 
 
-def test_the_latent_scale_table_says_when_a_run_is_still_in_its_warm_up(tables, tmp_path):
+def test_the_latent_scale_table_says_when_a_run_is_still_in_its_warm_up(generators, tmp_path):
     (tmp_path / "convergence").mkdir()
     run = {"epochs_trained": 2, "training": {"warmup_epochs": 100}, "epoch": [1, 2], "val_elbo": [-330.0, -310.0],
            "prior_log_var": [-0.2, -0.5], "val_posterior_log_var_at_clamp_share": [0.0, 0.0]}
     (tmp_path / "convergence" / "curves.json").write_text(json.dumps({"runs": {"fashion": run}}))
-    assert "| fashion | 2 | -310.00 (2) | in warm-up (epoch 2 of 100) | |  |" in tables.convergence_latent_scale(tmp_path)
+    assert "| fashion | 2 | -310.00 (2) | in warm-up (epoch 2 of 100) | |  |" in generators.convergence_latent_scale(tmp_path)
 
 
 def paired_report(epochs: int, nll: float, difference: float) -> dict:
@@ -103,11 +124,11 @@ def paired_report(epochs: int, nll: float, difference: float) -> dict:
             "differences": {"hvae": {"mean": difference, "sem": 0.1, "share_lower": 0.5}}}
 
 
-def test_the_hvae_nll_table_lists_the_baseline_once_and_every_snapshot_of_the_run(tables, tmp_path):
+def test_the_hvae_nll_table_lists_the_baseline_once_and_every_snapshot_of_the_run(generators, tmp_path):
     (tmp_path / "hvae_50k").mkdir()
     (tmp_path / "hvae_50k" / "paired_nll-epoch135.json").write_text(json.dumps(paired_report(135, 82.4, 0.4)))
     (tmp_path / "hvae_50k" / "paired_nll.json").write_text(json.dumps(paired_report(300, 81.8, -0.2)))
-    rows = tables.hvae_50k_nll(tmp_path).splitlines()[2:]
+    rows = generators.hvae_50k_nll(tmp_path).splitlines()[2:]
     assert rows[0].startswith("| mlp | 341 |") and len(rows) == 3
     assert "| hvae, 135 epochs | 135 | -88.00 | 82.40 | +0.40 ± 0.10 | 50 % of images |" in rows
     assert "| hvae, 300 epochs | 300 | -88.00 | 81.80 | -0.20 ± 0.10 | 50 % of images |" in rows
@@ -142,7 +163,8 @@ def test_run_curves_records_a_runs_epochs_so_far_with_its_latent_scale_and_plots
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_hvae_dropin_table_labels_each_snapshot_by_its_recorded_version_and_pairs_it_with_the_mlp(tables, tmp_path):
+def test_the_hvae_dropin_table_labels_each_snapshot_by_its_recorded_version_and_pairs_it_with_the_mlp(dropin_tables,
+                                                                                                       tmp_path):
     cell = tmp_path / "dropin" / "runs" / "mnist" / "test" / "cnn-balanced1000-e100"
 
     def write(folder, generator, p, errors, provenance=None):
@@ -156,7 +178,7 @@ def test_the_hvae_dropin_table_labels_each_snapshot_by_its_recorded_version_and_
     write("affine+exemplar-append-p1-bundled", "bundled", 1.0, [1.9, 2.0, 1.8])
     write("affine+exemplar-append-p0.5-hvae", "hvae", 0.5, [2.0, 2.0, 1.9])
     write("affine+exemplar-append-p1-hvae-longer", "hvae-longer", 1.0, [1.8, 1.9, 1.8], {"version": "hvae, epoch 311"})
-    rows = tables.hvae_dropin(tmp_path).splitlines()[2:]
+    rows = dropin_tables.hvae_dropin(tmp_path).splitlines()[2:]
     assert "| affine+exemplar-append (hvae, epoch 311, p 1) | 1.80, 1.90, 1.80 | 1.83 | -0.07 ± 0.06 |" in rows
     assert "| affine+exemplar-append (hvae, p 0.5) | 2.00, 2.00, 1.90 | 1.97 | +0.07 ± 0.06 |" in rows
     assert "| affine | 2.00, 2.20, 2.10 | 2.10 |  |" in rows and len(rows) == 4
@@ -176,49 +198,49 @@ def write_row(results, name, runs, split="test", generator="a1", **recipe):
                                                                        "runs": runs}))
 
 
-def test_the_validation_grid_bolds_the_rules_pick_breaking_a_tie_by_the_last_ten_epochs(tables, tmp_path):
+def test_the_validation_grid_bolds_the_rules_pick_breaking_a_tie_by_the_last_ten_epochs(classifiers, tmp_path):
     write_row(tmp_path, "hvae-validation-lr0.1", [classifier_run(0, 0.98, 0.2, last=0.990),
                                                   classifier_run(0, 0.96, 0.4, last=0.985)], split="val")
     write_row(tmp_path, "hvae-validation-lr0.05", [classifier_run(0, 0.96, 0.4, 0.05, last=0.979)], split="val")
-    rows = tables.hvae_augmentation_validation(tmp_path).splitlines()[2:]
+    rows = classifiers.hvae_augmentation_validation(tmp_path).splitlines()[2:]
     assert rows == ["| 0.1 | 0.2 | 0.98 | 0.990 |", "| 0.1 | 0.4 | 0.96 | 0.985 |",
                     "| **0.05** | **0.4** | **0.96** | **0.979** |"]
 
 
 @pytest.mark.parametrize("second", [{"split": "test"}, {"generator": "b2"}, {"hidden": [8192, 8192]}])
-def test_the_validation_grid_refuses_a_file_of_another_split_generator_or_recipe(tables, tmp_path, second):
+def test_the_validation_grid_refuses_a_file_of_another_split_generator_or_recipe(classifiers, tmp_path, second):
     write_row(tmp_path, "hvae-validation-lr0.1", [classifier_run(0, 0.9)], split="val")
     write_row(tmp_path, "hvae-validation-lr0.05", [classifier_run(0, 0.9, learning_rate=0.05)],
               **{"split": "val", **second})
     with pytest.raises(ValueError, match="one recipe and generator, scored on validation"):
-        tables.hvae_augmentation_validation(tmp_path)
+        classifiers.hvae_augmentation_validation(tmp_path)
 
 
-def test_a_table_without_its_result_files_names_what_to_collect(tables, tmp_path):
+def test_a_table_without_its_result_files_names_what_to_collect(classifiers, tmp_path):
     with pytest.raises(ValueError, match="no classifier result file matches .*hvae-validation-.*classifier_runs.py"):
-        tables.hvae_augmentation_validation(tmp_path)
+        classifiers.hvae_augmentation_validation(tmp_path)
 
 
-def test_paired_rows_give_each_candidate_its_difference_from_the_baseline_over_shared_seeds(tables, tmp_path):
+def test_paired_rows_give_each_candidate_its_difference_from_the_baseline_over_shared_seeds(classifiers, tmp_path):
     write_row(tmp_path, "mlp", [classifier_run(seed, error) for seed, error in enumerate([0.80, 0.78, 0.76])])
     write_row(tmp_path, "hvae", [classifier_run(seed, error, 0.6, 0.05, version="mnist-hvae")
                                  for seed, error in enumerate([0.75, 0.74, 0.70, 0.71])], generator="b2")
-    rows = tables.classifier_paired_rows(tmp_path, "mlp", ["hvae"]).splitlines()[2:]
+    rows = classifiers.classifier_paired_rows(tmp_path, "mlp", ["hvae"]).splitlines()[2:]
     assert rows == ["| mnist v1 | 0.4 | 0.1 | 0–2 | 0.78 ± 0.02 |  |",
                     "| mnist-hvae | 0.6 | 0.05 | 0–3 | 0.72 ± 0.02 | -0.05 ± 0.01 over 3 seeds |"]
 
 
-def test_a_paired_row_refuses_runs_of_different_lambdas(tables, tmp_path):
+def test_a_paired_row_refuses_runs_of_different_lambdas(classifiers, tmp_path):
     write_row(tmp_path, "mixed", [classifier_run(0, 0.8, 0.4), classifier_run(1, 0.8, 0.6)])
     with pytest.raises(ValueError, match="mix λ or η"):
-        tables.classifier_paired_rows(tmp_path, "mixed", [])
+        classifiers.classifier_paired_rows(tmp_path, "mixed", [])
 
 
-def test_paired_rows_refuse_a_candidate_trained_to_another_recipe(tables, tmp_path):
+def test_paired_rows_refuse_a_candidate_trained_to_another_recipe(classifiers, tmp_path):
     write_row(tmp_path, "mlp", [classifier_run(0, 0.8)])
     write_row(tmp_path, "wide", [classifier_run(0, 0.7)], generator="b2", hidden=[8192, 8192])
     with pytest.raises(ValueError, match="wide: its recipe differs from mlp's"):
-        tables.classifier_paired_rows(tmp_path, "mlp", ["wide"])
+        classifiers.classifier_paired_rows(tmp_path, "mlp", ["wide"])
 
 
 def write_dropin_runs(tables, folder, augmentation: str, split: str, errors: list[float], **fields) -> None:
@@ -245,52 +267,54 @@ def dropin_grid(tables, tmp_path):
     return tmp_path
 
 
-def test_a_drop_in_regime_lists_each_row_per_seed_paired_with_none_and_the_best_classic(tables, dropin_grid):
-    table = tables.dropin_regime(dropin_grid, "fashion-mnist", ("cnn",), "balanced1000", (100,)).splitlines()
+def test_a_drop_in_regime_lists_each_row_per_seed_paired_with_none_and_the_best_classic(dropin_tables, dropin_grid):
+    table = dropin_tables.dropin_regime(dropin_grid, "fashion-mnist", ("cnn",), "balanced1000", (100,)).splitlines()
     assert [line.split(" | ")[2] for line in table[2:]] == [
         "none", "RandomAffine", "TrivialAugment †", "TrivialAugment + appended †"]  # none first, twins last
     assert table[-1] == ("| cnn | 100 | TrivialAugment + appended † | p 0.5 | 15.50, 16.00 | **15.75 ± 0.35** "
                          "| -1.75 ± 0.35 | -0.50 ± 0.00 (TrivialAugment) |")
     assert table[3].endswith("| +1.75 ± 0.35 | +3.00 ± 0.00 (TrivialAugment) |")  # affine, against the val winner
-    twins_only = tables.dropin_regime(dropin_grid, "fashion-mnist", ("cnn",), "balanced1000", (100,), baselines=False)
+    twins_only = dropin_tables.dropin_regime(dropin_grid, "fashion-mnist", ("cnn",), "balanced1000", (100,),
+                                             baselines=False)
     assert len(twins_only.splitlines()) == 3
     with pytest.raises(ValueError, match="no drop-in test runs of mnist/balanced1000"):
-        tables.dropin_regime(dropin_grid, "mnist", ("cnn",), "balanced1000", (100,))
+        dropin_tables.dropin_regime(dropin_grid, "mnist", ("cnn",), "balanced1000", (100,))
 
 
-def test_a_drop_in_regime_shows_its_own_picks_or_those_transferred_from_another_regime(tables, dropin_grid,
-                                                                                       monkeypatch):
+def test_a_drop_in_regime_shows_its_own_picks_or_those_transferred_from_another_regime(tables, dropin_tables,
+                                                                                       dropin_grid, monkeypatch):
     write_dropin_runs(tables, dropin_grid, "exemplar", "val", [15.5])  # its own validation picks p 0.5
     write_dropin_runs(tables, dropin_grid, "exemplar", "test", [16.5, 17.0])
     write_dropin_runs(tables, dropin_grid, "exemplar", "test", [17.5, 18.0], p=1.0,
                       knobs_from="mnist/cnn-balanced1000-e100")
 
     def rows(knobs: str) -> list[str]:
-        table = tables.dropin_regime(dropin_grid, "fashion-mnist", ("cnn",), "balanced1000", (100,), knobs=knobs)
+        table = dropin_tables.dropin_regime(dropin_grid, "fashion-mnist", ("cnn",), "balanced1000", (100,), knobs=knobs)
         return [" | ".join(line.split(" | ")[2:4]) for line in table.splitlines()[2:]]
 
     assert rows("own") == ["none | ", "RandomAffine | ", "TrivialAugment † | ", "drop-in ExemplarAugment † | p 0.5",
                            "TrivialAugment + appended † | p 0.5"]
     assert rows("transferred") == ["none | ", "drop-in ExemplarAugment | p 1 (val of mnist/cnn-balanced1000-e100)"]
-    monkeypatch.setattr(tables, "README_DROPIN_CASES", [("case", ("fashion-mnist", "cnn", "balanced1000", 100),
+    monkeypatch.setattr(dropin_tables, "README_DROPIN_CASES", [("case", ("fashion-mnist", "cnn", "balanced1000", 100),
                                                          "exemplar")])
     with pytest.raises(ValueError, match="has 2 test rows of exemplar"):  # the README shows one row per case
-        tables.dropin_readme(dropin_grid)
+        dropin_tables.dropin_readme(dropin_grid)
 
 
 def test_the_readme_drop_in_row_shows_none_the_best_classic_and_the_twins_with_the_lowest_in_bold(
-        tables, dropin_grid, monkeypatch):
-    monkeypatch.setattr(tables, "README_DROPIN_CASES", [
+        dropin_tables, dropin_grid, monkeypatch):
+    monkeypatch.setattr(dropin_tables, "README_DROPIN_CASES", [
         ("a case", ("fashion-mnist", "cnn", "balanced1000", 100), "trivialaugment+exemplar-append")])
-    assert tables.dropin_readme(dropin_grid).splitlines()[-1] == (
+    assert dropin_tables.dropin_readme(dropin_grid).splitlines()[-1] == (
         "| a case | 17.50 ± 0.71 | 16.25 ± 0.35 (TrivialAugment †) | **15.75 ± 0.35** (TrivialAugment + appended †) |")
-    monkeypatch.setattr(tables, "README_DROPIN_CASES", [("a case", ("fashion-mnist", "cnn", "balanced1000", 100),
+    monkeypatch.setattr(dropin_tables, "README_DROPIN_CASES", [("a case", ("fashion-mnist", "cnn", "balanced1000", 100),
                                                          "exemplar-append")])
     with pytest.raises(ValueError, match="no drop-in test row exemplar-append"):
-        tables.dropin_readme(dropin_grid)
+        dropin_tables.dropin_readme(dropin_grid)
 
 
-def test_the_one_epoch_stock_cnn_table_pools_its_files_by_seed_and_counts_the_seeds_twins_lowered(tables, tmp_path):
+def test_the_one_epoch_stock_cnn_table_pools_its_files_by_seed_and_counts_the_seeds_twins_lowered(dropin_tables,
+                                                                                                     tmp_path):
     def write(name: str, seeds: list[int], errors: dict, scored_on: str = "test", **recipe) -> None:
         run = {"epochs": 1, "dropout": False, "normalize": True, "scored_on": scored_on, "seeds": seeds,
                "errors": errors, **recipe}
@@ -299,7 +323,7 @@ def test_the_one_epoch_stock_cnn_table_pools_its_files_by_seed_and_counts_the_se
     write("stock_cnn_e1_test_seeds5-6.json", [5, 6], {"none": [4.0, 6.0], "p=0.25": [5.0, 5.0]})
     write("stock_cnn_e1_test.json", [0, 1], {"none": [5.0, 7.0], "p=0.25": [4.0, 5.0], "p=0.5": [6.0, 6.0]})
     write("stock_cnn_e1_val.json", [0, 1], {"none": [5.0, 7.0], "p=0.25": [4.0, 5.0]}, scored_on="validation")
-    lines = tables.stock_cnn_one_epoch(tmp_path).splitlines()[2:]
+    lines = dropin_tables.stock_cnn_one_epoch(tmp_path).splitlines()[2:]
     assert lines[0] == "| test | 0–1 (`stock_cnn_e1_test.json`) | 0.25 | 6.00 | 4.50 | -1.50 ± 0.71 | 2 of 2 |"
     assert lines[1].startswith("| test | 0–1 (`stock_cnn_e1_test.json`) | 0.5 |")
     assert lines[2].startswith("| test | 5–6 (")  # files in seed order, whatever their names
@@ -308,13 +332,13 @@ def test_the_one_epoch_stock_cnn_table_pools_its_files_by_seed_and_counts_the_se
     assert len(lines) == 5  # p 0.5 and validation come from one file each: nothing to pool
     write("stock_cnn_e1_test_seeds7-8.json", [7, 8], {"none": [1.0, 1.0], "p=0.25": [1.0, 1.0]}, dropout=True)
     with pytest.raises(ValueError, match="must all be one-epoch runs without dropout, with Normalize"):
-        tables.stock_cnn_one_epoch(tmp_path)
+        dropin_tables.stock_cnn_one_epoch(tmp_path)
     write("stock_cnn_e1_test_seeds7-8.json", [6, 8], {"none": [1.0, 1.0], "p=0.25": [1.0, 1.0]})
     with pytest.raises(ValueError, match=r"seeds7-8.json repeats seeds \[6\] .* pooling would count them twice"):
-        tables.stock_cnn_one_epoch(tmp_path)
+        dropin_tables.stock_cnn_one_epoch(tmp_path)
 
 
-def test_the_means_precision_table_gives_each_bundle_its_size_nll_and_paired_difference(tables, tmp_path):
+def test_the_means_precision_table_gives_each_bundle_its_size_nll_and_paired_difference(generators, tmp_path):
     (tmp_path / "hvae_50k").mkdir()
     (tmp_path / "hvae_50k" / "means_precision_nll.json").write_text(json.dumps({
         "images": 500, "samples": 1000, "baseline": "float32 means",
@@ -323,7 +347,7 @@ def test_the_means_precision_table_gives_each_bundle_its_size_nll_and_paired_dif
         "differences": {"float16 means": {"mean": 2.6e-05, "sem": 4.5e-05, "share_lower": 0.502}}}))
     (tmp_path / "hvae_50k" / "means_precision_twins.json").write_text(json.dumps({
         "images": 10000, "images_changed_share": 0.947, "pixels_changed_share": 0.004678, "max_abs_steps": 1.0}))
-    lines = tables.means_precision(tmp_path).splitlines()
+    lines = generators.means_precision(tmp_path).splitlines()
     assert lines[0].startswith("| exemplar means | bundle size | test NLL, first 500 images (S = 1000) |")
     assert lines[0].endswith("| MixedBatchLoader twins of the first 10,000 exemplars that differ (pixels) |")
     assert lines[2] == "| float32 means | 17.2 MiB (18.0 MB) | 80.63 |  |  |  |"
@@ -331,10 +355,10 @@ def test_the_means_precision_table_gives_each_bundle_its_size_nll_and_paired_dif
                         "| 94.7 % (0.47 %, at most 1/255) |")
 
 
-def test_the_knn_query_table_gives_each_epoch_both_queries_and_their_paired_difference(tables, tmp_path):
+def test_the_knn_query_table_gives_each_epoch_both_queries_and_their_paired_difference(generators, tmp_path):
     (tmp_path / "knn_query.json").write_text(json.dumps({"rows": [
         {"epoch": 10, "cache": -109.694, "posterior": -109.6952, "difference_mean": -0.0012, "difference_std": 0.0064}]}))
-    assert tables.knn_query(tmp_path).splitlines()[2:] == ["| 10 | -109.69 | -109.70 | -0.00 ± 0.01 |"]
+    assert generators.knn_query(tmp_path).splitlines()[2:] == ["| 10 | -109.69 | -109.70 | -0.00 ± 0.01 |"]
 
 
 def ablation_run(elbo: float, nll: float, gap: float, seconds: list[float]) -> dict:
@@ -348,33 +372,33 @@ def write_ablation(results: Path, study: str, variants: dict) -> None:
     (results / "ablations" / f"{study}.json").write_text(json.dumps({"iwae_samples": 1000, "variants": variants}))
 
 
-def test_an_ablation_table_names_the_default_bolds_the_best_and_gives_the_median_epoch(tables, tmp_path):
+def test_an_ablation_table_names_the_default_bolds_the_best_and_gives_the_median_epoch(generators, tmp_path):
     write_ablation(tmp_path, "prior", {
         "Gaussian": {"0": ablation_run(-107.0, 99.0, 2.5, [3.0, 2.0]),
                      "1": ablation_run(-108.0, 99.5, 2.4, [2.0, 9.0])},
         "exemplar": {"0": ablation_run(-100.0, 93.0, 2.0, [8.0, 8.0]),
                      "1": ablation_run(-101.0, 94.0, 1.9, [9.0, 7.0])}})
-    lines = tables.ablation(tmp_path, "prior", "prior", "exemplar").splitlines()
+    lines = generators.ablation(tmp_path, "prior", "prior", "exemplar").splitlines()
     assert lines[0] == ("| prior | test ELBO | test NLL (IWAE, S = 1000) | train − validation ELBO, last epoch "
                         "| CPU s per epoch, median |")
     assert lines[2] == "| Gaussian | -107.50 ± 0.71 | 99.25 ± 0.35 | 2.5 (2.50, 2.40) | 2.5 |"
     assert lines[3] == "| exemplar (default) | **-100.50 ± 0.71** | **93.50 ± 0.71** | 2.0 (2.00, 1.90) | 8.0 |"
-    assert "**" not in tables.ablation(tmp_path, "prior", "prior", "exemplar", bold=False)
+    assert "**" not in generators.ablation(tmp_path, "prior", "prior", "exemplar", bold=False)
 
 
-def test_an_ablation_table_paired_with_one_variant_says_when_every_seed_agrees(tables, tmp_path):
+def test_an_ablation_table_paired_with_one_variant_says_when_every_seed_agrees(generators, tmp_path):
     write_ablation(tmp_path, "exemplar-fraction", {
         "M/N 1": {"0": ablation_run(-100.0, 93.6, 3.4, [1.0]), "1": ablation_run(-100.0, 93.5, 3.3, [1.0])},
         "M/N 0.5": {"0": ablation_run(-100.0, 93.4, 2.0, [1.0]), "1": ablation_run(-100.0, 93.3, 1.9, [1.0])},
         "M/N 0.1": {"0": ablation_run(-101.0, 93.5, -0.3, [1.0]), "1": ablation_run(-101.0, 93.1, -0.1, [1.0])}})
-    lines = tables.ablation(tmp_path, "exemplar-fraction", "M/N", "M/N 0.5", paired_with="M/N 0.5").splitlines()
+    lines = generators.ablation(tmp_path, "exemplar-fraction", "M/N", "M/N 0.5", paired_with="M/N 0.5").splitlines()
     assert lines[0].endswith("| NLL − M/N 0.5's, paired | train − validation ELBO, last epoch |")
     assert lines[2].startswith("| 1 | ") and lines[2].endswith("| +0.20 ± 0.00 (every seed) | 3.4 (3.40, 3.30) |")
     assert lines[3].startswith("| 0.5 (default) | ") and lines[3].endswith("| 0 | 2.0 (2.00, 1.90) |")
     assert lines[4].endswith("| **93.30 ± 0.28** | -0.05 ± 0.21 | -0.2 (-0.30, -0.10) |")  # one seed up, one down
 
 
-def test_the_10k_time_to_quality_table_explains_a_seed_short_of_the_threshold_and_bolds_the_winner(tables, tmp_path):
+def test_the_10k_time_to_quality_table_explains_a_seed_short_of_the_threshold_and_bolds_the_winner(speed, tmp_path):
     folder = tmp_path / "time_to_quality"
     folder.mkdir()
     (folder / "timings.json").write_text(json.dumps({"seconds_per_epoch": {
@@ -387,7 +411,7 @@ def test_the_10k_time_to_quality_table_explains_a_seed_short_of_the_threshold_an
             "paper recipe": row(30, [-102.174, -102.054], [None, 1.541]),
             "gradient on 3 nearest": row(50, [-100.1, -99.9], [0.944, 0.944]),
             "cached centres only": row(77, [-102.4, -102.6], [None, None])}}))
-    lines = tables.time_to_quality_10k(tmp_path).splitlines()
+    lines = speed.time_to_quality_10k(tmp_path).splitlines()
     assert lines[0].endswith("| s/epoch, 1 / 2 threads | minutes to -102.11 (2 threads), per seed |")
     assert lines[2] == ("| paper recipe (`--gradient-neighbours all`) | 30 | -102.11 ± 0.08 | 4.99 / 3.08 "
                         "| not reached, 1.5 (seed 0 ends 0.06 short) |")
@@ -415,15 +439,15 @@ def reach_50k(tmp_path):
     return tmp_path
 
 
-def test_the_50k_timings_table_gives_each_variant_its_seconds_per_epoch_at_each_thread_count(tables, reach_50k):
-    assert tables.time_to_quality_50k_timings(reach_50k).splitlines() == [
+def test_the_50k_timings_table_gives_each_variant_its_seconds_per_epoch_at_each_thread_count(speed, reach_50k):
+    assert speed.time_to_quality_50k_timings(reach_50k).splitlines() == [
         "| variant | s/epoch, 1 thread | s/epoch, 2 threads |", "|---|---|---|",
         "| paper recipe (all k, the default) | 27.1 | 16.2 |",
         "| gradient on 3 nearest (`--gradient-neighbours 3`) | 17.2 | 10.3 |"]
 
 
-def test_the_50k_reach_table_bolds_the_variant_at_the_target_soonest_and_the_best_at_equal_time(tables, reach_50k):
-    lines = tables.time_to_quality_50k_reach(reach_50k).splitlines()
+def test_the_50k_reach_table_bolds_the_variant_at_the_target_soonest_and_the_best_at_equal_time(speed, reach_50k):
+    lines = speed.time_to_quality_50k_reach(reach_50k).splitlines()
     assert lines[0] == ("| variant | best validation ELBO (epoch) | after 3 epochs "
                         "| epochs, minutes to -87.6 (2 threads) | at equal time, 0.5 min |")
     assert lines[2] == "| paper recipe (all k, the default) | -87.70 (2) | -87.80 | not reached | -88.00 (epoch 2) |"
@@ -433,23 +457,23 @@ def test_the_50k_reach_table_bolds_the_variant_at_the_target_soonest_and_the_bes
     report["curves"]["paper recipe"].append(-87.6)
     (reach_50k / "time_to_quality" / "reach-50000.json").write_text(json.dumps(report))
     with pytest.raises(ValueError, match="stopped at different epochs"):
-        tables.time_to_quality_50k_reach(reach_50k)
+        speed.time_to_quality_50k_reach(reach_50k)
 
 
-def test_the_latent_geometry_table_gives_each_generator_its_scale_and_share_on_the_clamp(tables, tmp_path):
+def test_the_latent_geometry_table_gives_each_generator_its_scale_and_share_on_the_clamp(generators, tmp_path):
     (tmp_path / "latent_geometry.json").write_text(json.dumps({"log_var_clamp": 2.0, "generators": {
         "runs/ttq-50k-default": {"kernel_sigma": 2.82550430, "exemplar_spread_per_dimension": 4.98197,
                                  "nearest_exemplar_distance": 9.50087, "twin_offset_to_spacing": 1.88089,
                                  "posterior_log_var_median": 1.51367, "posterior_log_var_at_clamp_share": 0.35114}}}))
-    lines = tables.latent_geometry(tmp_path).splitlines()
+    lines = generators.latent_geometry(tmp_path).splitlines()
     assert lines[0].endswith("| posterior log σ², median | share at the +2 clamp |")
     assert lines[2] == "| 3 nearest, 349 epochs | 2.826 | 4.982 | 9.501 | 1.88 | 1.51 | 35.1 % |"
 
 
-def test_the_generator_speed_table_leaves_out_the_gaussian_unit_and_bolds_the_default(tables, tmp_path):
+def test_the_generator_speed_table_leaves_out_the_gaussian_unit_and_bolds_the_default(speed, tmp_path):
     (tmp_path / "generator_speed.json").write_text(json.dumps({"results": {
         "gaussian": {"ratio_to_gaussian": 1.0}, "knn_neighbour_gradient": {"ratio_to_gaussian": 2.734977},
         "exact_neighbour_gradient": {"ratio_to_gaussian": 82.547}}}))
-    assert tables.generator_speed(tmp_path).splitlines()[2:] == [
+    assert speed.generator_speed(tmp_path).splitlines()[2:] == [
         "| **kNN, gradient on all k = 10 neighbours (Algorithm 1, the default)** | **2.73×** |",
         "| exact with neighbour gradient | 83× |"]
