@@ -73,9 +73,11 @@ def save_generator(model: ExemplarGenerator, directory: str | os.PathLike, train
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    exemplars = {"means": model.exemplar_means.detach().cpu().to(means_dtype).contiguous()}
-    if not torch.isfinite(exemplars["means"]).all():
-        largest = model.exemplar_means.abs().max().item()
+    means = model.exemplar_means.detach().cpu()
+    exemplars = {"means": means.to(means_dtype).contiguous()}
+    overflowed = torch.isfinite(means) & ~torch.isfinite(exemplars["means"])
+    if overflowed.any():
+        largest = means[overflowed].abs().max().item()
         raise ValueError(f"an exemplar mean of size {largest:.4g} does not fit in {means_dtype}; save the means with "
                          "means_dtype=torch.float32")
     if include_images:  # a set kept out of RAM is read whole here, once, as the file holds it whole

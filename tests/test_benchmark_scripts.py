@@ -393,6 +393,16 @@ def test_thread_determinism_repeats_a_step_and_compares_it_at_each_other_thread_
         assert architecture["threads_2"]["gradient_max_magnitude"] > 0
 
 
+def test_twin_shift_counts_the_twins_and_pixels_that_moved_and_by_how_many_steps():
+    twin_shift = load_benchmark("twin_shift")
+    first = torch.zeros(4, 1, 2, 2)
+    second = first.clone()
+    second[1, 0, 0, 0], second[3, 0, 1, 1] = 1.0, -2.0  # two twins move, one pixel each
+    assert twin_shift.shift(first, second) == {"pixels_changed_share": 2 / 16, "images_changed_share": 0.5,
+                                               "mean_abs_steps": 3 / 16, "max_abs_steps": 2.0}
+
+
+@pytest.mark.slow
 def test_twin_shift_finds_no_change_between_a_bundle_and_itself_and_one_step_moves_from_half_precision_means(
         tmp_path, monkeypatch):
     twin_shift = load_benchmark("twin_shift")

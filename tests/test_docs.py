@@ -102,13 +102,23 @@ def stated_values(code: str) -> list[str]:
 
 
 @functools.cache
+def benchmark_help(script: str, subcommand: str | None) -> str:
+    """What ``--help`` prints for a benchmark script, or for one of its subcommands (click or argparse)."""
+    shown = subprocess.run([sys.executable, str(REPO / script), *([subcommand] if subcommand else []), "--help"],
+                           capture_output=True, text=True, timeout=TIMEOUT_S, cwd=REPO)
+    assert shown.returncode == 0, shown.stderr
+    return shown.stdout
+
+
 def benchmark_options(script: str, leading: tuple[str, ...]) -> set[str]:
     """Every option that ``--help`` lists for a benchmark script (argparse or click, ``--x/--no-x`` pairs
-    included), after its ``leading`` words: a click subcommand's own help."""
-    shown = subprocess.run([sys.executable, str(REPO / script), *leading, "--help"], capture_output=True,
-                           text=True, timeout=TIMEOUT_S, cwd=REPO)
-    assert shown.returncode == 0, shown.stderr
-    return set(re.findall(r"--[a-z][\w-]*", shown.stdout))
+    included); when the script has subcommands and ``leading`` (the words before the first option) names one,
+    that subcommand's own. The other leading words are arguments, which change no option: leaving them out lets
+    one ``--help`` serve every command of a script."""
+    top = benchmark_help(script, None)
+    has_subcommands = "Commands:" in top or re.search(r"^\s*\{[\w,-]+\}", top, re.M) is not None
+    shown = benchmark_help(script, leading[0]) if has_subcommands and leading else top
+    return set(re.findall(r"--[a-z][\w-]*", shown))
 
 
 def check_recorded_command(line: str) -> None:
@@ -178,3 +188,12 @@ def test_every_image_in_the_docs_exists() -> None:
     for document in DOCUMENTS:
         for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", document.read_text(encoding="utf-8")):
             assert (document.parent / target).is_file(), f"{document.name} shows a missing image {target}"
+
+
+def test_a_recorded_benchmark_command_is_checked_against_its_subcommands_options_whatever_its_arguments() -> None:
+    check_recorded_command("python benchmarks/dropin.py grid plan-a.json --jobs 2")
+    check_recorded_command("python benchmarks/dropin.py grid plan-b.json --only mlp- --jobs 1")
+    with pytest.raises(AssertionError, match="has no option --sizes"):
+        check_recorded_command("python benchmarks/dropin.py grid plan-a.json --sizes 1000")  # plan's option, not grid's
+    with pytest.raises(AssertionError, match="has no option --no-such-flag"):
+        check_recorded_command("python benchmarks/tables.py --no-such-flag")
