@@ -53,6 +53,21 @@ def paired_difference(first: list[float], second: list[float]) -> dict[str, floa
             "share_lower": (differences < 0).double().mean().item()}
 
 
+def generator_sources(parser: argparse.ArgumentParser, entries: list[str], count: int | None = None,
+                      ) -> tuple[dict[str, str], str]:
+    """The ``--generator NAME=BUNDLE`` entries as {name: bundle}, in order (the first is the baseline), and the one
+    training dataset they all record; ``count`` asks for exactly that many, else at least two. Anything else is
+    the parser's error, naming what was given."""
+    sources = dict(entry.split("=", 1) for entry in entries if "=" in entry)
+    wanted = "at least twice" if count is None else f"exactly {count} times"
+    if len(sources) != len(entries) or len(sources) < 2 or count is not None and len(sources) != count:
+        parser.error(f"--generator takes NAME=BUNDLE, {wanted}, with distinct names; got {entries}")
+    datasets = {trained_dataset(read_bundle_config(source)) for source in sources.values()}
+    if len(datasets) != 1 or None in datasets:
+        parser.error(f"the generators must record one training dataset; they record {sorted(map(str, datasets))}")
+    return sources, datasets.pop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--generator", action="append", required=True, metavar="NAME=BUNDLE",
@@ -62,14 +77,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    sources = dict(entry.split("=", 1) for entry in args.generator if "=" in entry)
-    if len(sources) != len(args.generator) or len(sources) < 2:
-        parser.error(f"--generator takes NAME=BUNDLE, at least twice with distinct names; got {args.generator}")
-    datasets = {trained_dataset(read_bundle_config(source)) for source in sources.values()}
-    if len(datasets) != 1 or None in datasets:
-        parser.error(f"the generators must record one training dataset; they record {sorted(map(str, datasets))}")
+    sources, dataset = generator_sources(parser, args.generator)
     apply_threads(args.threads)
-    test = load_split(datasets.pop(), "test")
+    test = load_split(dataset, "test")
     images = binarize_once(test.images[: args.images].float() / 255.0)
     # one file per generator beside --out saves its progress; a rerun of the same command continues from them
     checkpoints = {name: args.out.with_name(f"{args.out.stem}.{re.sub(r'[^A-Za-z0-9]+', '-', name)}.iwae-checkpoint.pt")

@@ -20,16 +20,17 @@ import platform
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from exaug import MixedBatchLoader, load_generator
 from exaug.atomic import atomic_write_text
-from exaug.bundle import read_bundle_config, trained_dataset
 from exaug.data import load_split
 from exaug.device import apply_threads
 
+from paired_nll import generator_sources  # a sibling script: benchmarks/ is on the path when this one runs
 
-def twins(source: str, dataset, seed: int, batch_size: int) -> torch.Tensor:
+
+def twins(source: str, dataset: Dataset, seed: int, batch_size: int) -> torch.Tensor:
     """The §5.4 twins of every image of ``dataset`` from the bundle at ``source``, in steps of 1/255."""
     loader = MixedBatchLoader(DataLoader(dataset, batch_size=batch_size), load_generator(source), device="cpu",
                               seed=seed)
@@ -55,14 +56,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    sources = dict(entry.split("=", 1) for entry in args.generator if "=" in entry)
-    if len(sources) != 2 or len(args.generator) != 2:
-        parser.error(f"--generator takes NAME=BUNDLE exactly twice, with distinct names; got {args.generator}")
-    datasets = {trained_dataset(read_bundle_config(source)) for source in sources.values()}
-    if len(datasets) != 1 or None in datasets:
-        parser.error(f"the generators must record one training dataset; they record {sorted(map(str, datasets))}")
+    sources, dataset = generator_sources(parser, args.generator, count=2)
     apply_threads(args.threads)
-    train = Subset(load_split(datasets.pop(), "train"), range(args.images))
+    train = Subset(load_split(dataset, "train"), range(args.images))
     (baseline, first), (other, second) = ((name, twins(source, train, args.seed, args.batch_size))
                                           for name, source in sources.items())
     report = {"benchmark": "twin_shift", "images": args.images, "seed": args.seed, "threads": args.threads,

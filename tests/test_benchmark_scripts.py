@@ -1,5 +1,6 @@
 """The small benchmark scripts beside the drop-in grid: their measuring code runs and measures what it says."""
 
+import argparse
 import json
 import math
 import re
@@ -400,6 +401,18 @@ def test_twin_shift_counts_the_twins_and_pixels_that_moved_and_by_how_many_steps
     second[1, 0, 0, 0], second[3, 0, 1, 1] = 1.0, -2.0  # two twins move, one pixel each
     assert twin_shift.shift(first, second) == {"pixels_changed_share": 2 / 16, "images_changed_share": 0.5,
                                                "mean_abs_steps": 3 / 16, "max_abs_steps": 2.0}
+
+
+def test_the_compared_generators_are_named_once_each_and_trained_on_one_dataset(capsys):
+    paired_nll = load_benchmark("paired_nll")
+    parser = argparse.ArgumentParser()
+    assert paired_nll.generator_sources(parser, ["a=mnist", "b=mnist"], count=2) == ({"a": "mnist", "b": "mnist"},
+                                                                                     "mnist")
+    for entries, count in ((["a=mnist", "b=mnist", "c=mnist"], 2), (["a=mnist", "a=mnist"], None), (["mnist"], None),
+                           (["a=mnist", "b=fashion-mnist"], None)):
+        with pytest.raises(SystemExit):
+            paired_nll.generator_sources(parser, entries, count)
+    assert "exactly 2 times" in capsys.readouterr().err.split("\n")[1]
 
 
 @pytest.mark.slow
