@@ -43,7 +43,7 @@ from exaug.atomic import atomic_write_text
 from exaug.bundle import bundle_provenance
 from exaug.figures import pyplot, save_png
 from exaug.data import load_split
-from exaug.device import apply_threads
+from exaug.device import apply_threads, resolve_device
 from exaug.train import training_log
 from exaug.evaluate import evaluate_generator
 
@@ -106,6 +106,11 @@ def spread(values: list[float]) -> str:
     return "" if len(values) < 2 else f" ± {np.std(values, ddof=1):.2f}"
 
 
+def device_name(device: torch.device) -> str:
+    """The device in words for the result file: "cpu", or the GPU's own name (e.g. "cuda: NVIDIA H100 ...")."""
+    return "cpu" if device.type == "cpu" else f"{device.type}: {torch.cuda.get_device_name(device)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", choices=sorted(STUDIES), required=True)
@@ -120,6 +125,9 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=500)
     parser.add_argument("--samples", type=int, default=1000, help="IWAE importance samples")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (the default: every committed study ran there), cuda, cuda:N or auto; recorded in "
+                             "the result file, so a GPU study's figures name their device")
     parser.add_argument("--runs", type=Path, default=Path("runs/ablations"))
     parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/ablations/STUDY.json")
     parser.add_argument("--plot", type=Path, default=None, help="default: docs/figures/ablation-STUDY.png")
@@ -135,6 +143,7 @@ def main() -> None:
     if args.variants:
         variants = {variant: options for variant, options in variants.items() if variant in args.variants}
 
+    device = resolve_device(args.device)
     train = Subset(load_split(args.dataset, "train"), range(args.train))
     val = load_split(args.dataset, "val")
     test = load_split(args.dataset, "test")
@@ -142,14 +151,15 @@ def main() -> None:
                                "train_images": args.train,
                                "epochs": args.epochs, "warmup_epochs": args.warmup, "seeds": args.seeds,
                                "test_images": args.test_images, "iwae_samples": args.samples,
-                               "threads": args.threads, "torch": torch.__version__, "machine": platform.machine(),
+                               "threads": args.threads, "device": device_name(device), "torch": torch.__version__,
+                               "machine": platform.machine(),
                                "variants": {}}
     for variant, (train_options, model_options) in variants.items():
         results["variants"][variant] = {}
         for seed in args.seeds:
             folder = args.runs / name / folder_name(variant) / f"seed{seed}"
             config = TrainConfig(epochs=args.epochs, warmup_epochs=args.warmup, patience=args.epochs, seed=seed,
-                                 device="cpu", **{**PAPER_RECIPE, **train_options})
+                                 device=str(device), **{**PAPER_RECIPE, **train_options})
             architecture = ModelConfig(architecture=args.arch, **model_options)
             model = fit_generator(train, val, config, folder, model_config=architecture,
                                   progress=False, log=lambda record: None)
@@ -158,7 +168,7 @@ def main() -> None:
                                         iwae_checkpoint=scores_file(folder, args.test_images, args.samples))
             results["variants"][variant][seed] = {
                 "test_elbo": scores["test_elbo"], "iwae_nll": scores["iwae_nll"], "curves": curves(folder)}
-    print(f"| {args.study} | test ELBO | test NLL (IWAE, S = {args.samples}) | CPU s per epoch, median |")
+    print(f"| {args.study} | test ELBO | test NLL (IWAE, S = {args.samples}) | s per epoch, median |")
     print("|---|---|---|---|")
     for variant, by_seed in results["variants"].items():
         elbo = [run["test_elbo"] for run in by_seed.values()]

@@ -72,7 +72,7 @@ def test_an_ablation_study_trains_scores_and_plots_every_variant_on_the_same_bud
     monkeypatch.setattr(sys, "argv", study)
     ablations.main()
     result = json.loads(out.read_text())
-    assert set(result["variants"]) == {"with", "without"}
+    assert set(result["variants"]) == {"with", "without"} and result["device"] == "cpu"  # recorded, for GPU studies
     for variant in ("with", "without"):
         run = result["variants"][variant]["0"]
         assert run["curves"]["epoch"] == [1, 2] and run["iwae_nll"] > 0
