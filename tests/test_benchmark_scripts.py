@@ -33,8 +33,8 @@ def test_the_stock_cnn_case_trains_one_epoch_with_the_transform_on_pil_images():
     stock_cnn = load_benchmark("stock_cnn")
     torch.set_num_threads(1)
     error = stock_cnn.train_and_score(seed=0, p=0.5, epochs=1, dropout=False, normalize=True, test=False,
-                                      root=fetch("mnist", default_root()))
-    assert 0.0 < error < 20.0  # one epoch on 10K images learns MNIST far past chance (90 %)
+                                      root=fetch("mnist", default_root()), train_images=3000)
+    assert 0.0 < error < 30.0  # one epoch on 3,000 images learns MNIST far past chance (90 %)
 
 
 def test_the_knn_query_comparison_pairs_both_queries_by_seed_at_equal_epochs(tmp_path, monkeypatch):
