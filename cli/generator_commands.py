@@ -11,6 +11,7 @@ import torch
 from click.core import ParameterSource
 
 from exaug import data
+from exaug.bundle_schema import MEANS_DTYPE_FORMAT_VERSIONS
 from exaug.config import ARCHITECTURES, EXEMPLAR_SEARCHES, KNN_INDEXES, KNN_QUERIES, PRIORS, ModelConfig, TrainConfig
 from exaug.device import apply_threads
 from exaug.pretrained import load_generator
@@ -293,7 +294,8 @@ def _images_advice(bundle_dir: Path) -> str:
 @click.option("--version", "release", default=None, metavar="LABEL",
               help="Record the release label the copy is published under (e.g. 'mnist v2'), beside the provenance "
                    "its training recorded, so figures can name the bundle they used.")
-@click.option("--means-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+@click.option("--means-dtype", type=click.Choice(list(MEANS_DTYPE_FORMAT_VERSIONS)), default="float32",
+              show_default=True,
               help="Precision of the stored exemplar means: float16 halves them (a smaller bundle to ship); they load "
                    "back as float32, rounded, which moves the exemplar prior and the mixed loader's twins of the "
                    "exemplars a little (not the networks, nor ExemplarAugment's twins).")

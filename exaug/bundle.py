@@ -31,16 +31,16 @@ from safetensors.torch import load as load_safetensors, save
 from .atomic import atomic_path
 from .checkpoint import CHECKPOINT_FILE
 from .bundle_schema import (CONFIG_FILE, EXEMPLARS_FILE, FLOAT_DTYPES, FORMAT_NAME, HASHED_FILES,
-                            MODEL_FILE, BundleError, check_provenance, checked_bundle_config, model_config,
-                            parse_json, safetensors_header)
+                            MEANS_DTYPE_FORMAT_VERSIONS, MODEL_FILE, BundleError, check_provenance,
+                            checked_bundle_config, model_config, parse_json, safetensors_header)
 from .config import ModelConfig, TrainConfig
 from .exemplar_images import ExemplarImages
 from .models import ExemplarGenerator, build_generator
 
 
-# The precisions a bundle may store its exemplar means in (see save_generator's means_dtype), each with the oldest
-# bundle format that holds it.
-MEANS_FORMAT_VERSIONS = {torch.float32: 1, torch.float16: 2}
+# save_generator's means_dtype, by torch dtype, with the bundle format each is written as.
+MEANS_FORMAT_VERSIONS = {getattr(torch, name): version
+                         for name, version in MEANS_DTYPE_FORMAT_VERSIONS.items()}
 
 # Where a bundle saved without its exemplar images gets them: called with the bundle's config.json.
 ExemplarImageSource = Callable[[dict[str, Any]], "torch.Tensor | None"]
@@ -63,7 +63,8 @@ def save_generator(model: ExemplarGenerator, directory: str | os.PathLike, train
     and the twins of :class:`~exaug.ExemplarAugment`, which encodes its input afresh, do not change.
     """
     if means_dtype not in MEANS_FORMAT_VERSIONS:
-        raise ValueError(f"means_dtype must be one of {sorted(map(str, MEANS_FORMAT_VERSIONS))}, got {means_dtype}")
+        raise ValueError(f"means_dtype must be one of {sorted(map(str, MEANS_FORMAT_VERSIONS))}, "
+                         f"got {means_dtype}")
     if provenance is not None:
         check_provenance(provenance, Path(directory) / CONFIG_FILE)
     if model.exemplar_means is None or model.exemplar_means.shape[0] == 0:
@@ -221,7 +222,8 @@ def load_bundle(directory: str | os.PathLike, device: str | torch.device = "cpu"
     images = exemplars.get("images")
     if images is None and exemplar_images is not None:
         images = exemplar_images(config)
-    model.set_exemplars(images, exemplars.get("labels"), means=exemplars["means"])  # it casts float16 means to the model dtype
+    # set_exemplars casts float16 means to the model's dtype
+    model.set_exemplars(images, exemplars.get("labels"), means=exemplars["means"])
     return model.to(device).eval()
 
 
@@ -234,8 +236,7 @@ def _read_exemplars(directory: Path, config: dict[str, Any], architecture: Model
     declared = safetensors_header(content, path)
     if "means" not in declared:
         raise BundleError(f"{path} lacks the 'means' tensor")
-    stored = {str(dtype).removeprefix("torch.") for dtype in MEANS_FORMAT_VERSIONS}
-    if declared["means"][0] in stored:  # whichever precision save_generator's means_dtype chose
+    if declared["means"][0] in MEANS_DTYPE_FORMAT_VERSIONS:  # the precision save_generator's means_dtype chose
         expected["means"] = (declared["means"][0], expected["means"][1])
     for name, found in declared.items():
         if name not in expected:

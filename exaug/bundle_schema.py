@@ -19,9 +19,12 @@ from typing import Any
 from .config import ARCHITECTURES, PRIORS, ModelConfig
 
 FORMAT_NAME = "exaug.exemplar-vae"
-# The newest bundle format this exaug reads and writes. Version 2 added exemplar means stored as float16; a
-# bundle that does not need it is still written as version 1, so that an older exaug reads it.
-FORMAT_VERSION = 2
+# The precisions a bundle may store its exemplar means in, each with the oldest bundle format that holds it:
+# version 2 added float16 means, and a bundle of float32 means is still written as version 1, so that an older
+# exaug reads it.
+MEANS_DTYPE_FORMAT_VERSIONS = {"float32": 1, "float16": 2}
+# The newest bundle format this exaug reads and writes.
+FORMAT_VERSION = max(MEANS_DTYPE_FORMAT_VERSIONS.values())
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 EXEMPLARS_FILE = "exemplars.safetensors"
