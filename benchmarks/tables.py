@@ -33,7 +33,6 @@ tables_speed = sibling_benchmark("tables_speed")
 tables_scale = sibling_benchmark("tables_scale")
 tables_classifiers = sibling_benchmark("tables_classifiers")
 tables_dropin = sibling_benchmark("tables_dropin")
-validation_pick = tables_classifiers.validation_pick  # lane scripts outside the repository call tables.validation_pick
 
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
