@@ -26,9 +26,15 @@ def mean_and_spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+def signed(value: float, digits: int = 2) -> str:
+    """A difference with its sign ("+0.36", "-0.86"), and "0.00" when it rounds to zero: "-0.00" would claim a side."""
+    text = f"{value:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
+
+
 def paired_spread(differences: list[float]) -> str:
     """"+m ± sd" of paired differences: the sign says which side is lower."""
-    return f"{statistics.mean(differences):+.2f} ± {statistics.stdev(differences):.2f}"
+    return f"{signed(statistics.mean(differences))} ± {statistics.stdev(differences):.2f}"
 
 
 def sibling_benchmark(name: str) -> ModuleType:

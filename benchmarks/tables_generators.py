@@ -8,7 +8,7 @@ import json
 import statistics
 from pathlib import Path
 
-from tables_common import ARCHITECTURE_NAMES, RESULTS, mean_and_spread, paired_spread
+from tables_common import ARCHITECTURE_NAMES, RESULTS, mean_and_spread, paired_spread, signed
 
 # Table 3 of the paper: MNIST test NLL (nats, IWAE S = 5000, means of 5 runs at the full budget).
 PAPER_TABLE_3 = {"vae": {"Gaussian": 84.45, "VampPrior": 82.43, "exemplar": 82.09},
@@ -85,7 +85,7 @@ def hvae_50k_curve(results: Path = RESULTS) -> str:
     epochs = [epoch for epoch in (10, 20, 40, 80, 120, 160, 200, 240, 280, 320) if epoch < last] + [last]
     lines = ["| epoch | MLP VAE | HVAE | HVAE − MLP |", "|---|---|---|---|"]
     for epoch in epochs:
-        lines.append(f"| {epoch} | {mlp[epoch - 1]:.2f} | {by_epoch[epoch]:.2f} | {by_epoch[epoch] - mlp[epoch - 1]:+.2f} |")
+        lines.append(f"| {epoch} | {mlp[epoch - 1]:.2f} | {by_epoch[epoch]:.2f} | {signed(by_epoch[epoch] - mlp[epoch - 1])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -104,7 +104,7 @@ def hvae_50k_nll(results: Path = RESULTS) -> str:
              "|---|---|---|---|---|---|"]
     for label, (run, difference) in sorted(rows.items(), key=lambda row: row[1][1] is not None):
         provenance = run["provenance"]
-        paired = "" if difference is None else f"{difference['mean']:+.2f} ± {difference['sem']:.2f}"
+        paired = "" if difference is None else f"{signed(difference['mean'])} ± {difference['sem']:.2f}"
         lower = "" if difference is None else f"{100 * difference['share_lower']:.0f} % of images"
         lines.append(f"| {label} | {provenance.get('epochs_trained', '')} | "
                      f"{provenance.get('best_val_elbo', 0):.2f} | {run['nll']:.2f} | {paired} | {lower} |")
@@ -123,7 +123,7 @@ def means_precision(results: Path = RESULTS) -> str:
     for name, generator in run["generators"].items():
         size = generator["bundle_bytes"]
         difference = run["differences"].get(name)
-        paired = "" if difference is None else f"{difference['mean']:+.5f} ± {difference['sem']:.5f}"
+        paired = "" if difference is None else f"{signed(difference['mean'], 5)} ± {difference['sem']:.5f}"
         lower = "" if difference is None else f"{100 * difference['share_lower']:.1f} % of images"
         moved = "" if difference is None else (
             f"{100 * shift['images_changed_share']:.1f} % ({100 * shift['pixels_changed_share']:.2f} %, at most "
@@ -163,7 +163,7 @@ def knn_query(results: Path = RESULTS) -> str:
              "| posterior − cache (paired) |", "|---|---|---|---|"]
     for row in report["rows"]:
         lines.append(f"| {row['epoch']} | {row['cache']:.2f} | {row['posterior']:.2f} | "
-                     f"{row['difference_mean']:+.2f} ± {row['difference_std']:.2f} |")
+                     f"{signed(row['difference_mean'])} ± {row['difference_std']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

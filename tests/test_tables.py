@@ -358,7 +358,13 @@ def test_the_means_precision_table_gives_each_bundle_its_size_nll_and_paired_dif
 def test_the_knn_query_table_gives_each_epoch_both_queries_and_their_paired_difference(generators, tmp_path):
     (tmp_path / "knn_query.json").write_text(json.dumps({"rows": [
         {"epoch": 10, "cache": -109.694, "posterior": -109.6952, "difference_mean": -0.0012, "difference_std": 0.0064}]}))
-    assert generators.knn_query(tmp_path).splitlines()[2:] == ["| 10 | -109.69 | -109.70 | -0.00 ± 0.01 |"]
+    assert generators.knn_query(tmp_path).splitlines()[2:] == ["| 10 | -109.69 | -109.70 | 0.00 ± 0.01 |"]
+
+
+@pytest.mark.parametrize("difference, digits, written", [(0.356, 2, "+0.36"), (-0.86, 2, "-0.86"), (-0.0012, 2, "0.00"),
+                                                          (0.0004, 2, "0.00"), (-0.000031, 5, "-0.00003")])
+def test_a_difference_keeps_its_sign_unless_it_rounds_to_zero(generators, difference, digits, written):
+    assert generators.signed(difference, digits) == written
 
 
 def ablation_run(elbo: float, nll: float, gap: float, seconds: list[float]) -> dict:
