@@ -40,6 +40,7 @@ BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /tab
 
 TABLES: dict[str, Callable[[], str]] = {
     "table-3": tables_generators.table_3, "architecture-speed": tables_speed.architecture_speed,
+    "whole-test-set": tables_generators.whole_test_set,
     "architecture-curves": tables_generators.architecture_curves,
     "knn-scale": tables_scale.knn_scale, "knn-scale-step": tables_scale.knn_scale_step,
     "ddp-equivalence": tables_scale.ddp_equivalence, "exemplar-memory": tables_scale.exemplar_memory,

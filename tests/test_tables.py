@@ -134,6 +134,32 @@ def test_the_hvae_nll_table_lists_the_baseline_once_and_every_snapshot_of_the_ru
     assert "| hvae, 300 epochs | 300 | -88.00 | 81.80 | -0.20 ± 0.10 | 50 % of images |" in rows
 
 
+def evaluation_report(dataset: str = "mnist", iwae_images: int = 10_000) -> dict:
+    """What ``exaug evaluate --out`` writes (the fields the whole-test-set table reads)."""
+    return {"dataset": dataset, "test_images": 10_000, "iwae_images": iwae_images, "iwae_samples": 5000,
+            "iwae_nll": 81.904, "iwae_nll_sem": 0.2212, "test_elbo": -86.01, "test_kl": 25.5,
+            "test_reconstruction": -60.51, "active_units": 30, "latent_dim": 40, "knn_error": 1.08, "knn_k": 6,
+            "generator_provenance": {"epochs_trained": 612, "best_val_elbo": -86.512}}
+
+
+def test_the_whole_test_set_table_puts_each_scored_run_beside_the_paper_and_its_target(generators, tmp_path):
+    (tmp_path / "convergence").mkdir()
+    (tmp_path / "convergence" / "mnist-evaluation.json").write_text(json.dumps(evaluation_report()))
+    rows = generators.whole_test_set(tmp_path).splitlines()[2:]
+    assert rows[0] == ("| MNIST, MLP VAE (default recipe) | 612 | -86.51 | 81.90 ± 0.22 (S = 5000) | 82.09 | ≤ 82.0 | "
+                       "-86.01 | 25.50 / 60.51 | 30 / 40 | 1.08 (6) | 1.13 | ≤ 1.10 |")
+    assert rows[1].startswith("| Fashion-MNIST, MLP VAE (default recipe) | not scored yet |")
+    assert rows[2].startswith("| MNIST, HVAE (50K run) | not scored yet |")
+
+
+@pytest.mark.parametrize("report", [evaluation_report(iwae_images=1000), evaluation_report(dataset="fashion-mnist")])
+def test_the_whole_test_set_table_refuses_a_partial_score_or_another_dataset(generators, tmp_path, report):
+    (tmp_path / "convergence").mkdir()
+    (tmp_path / "convergence" / "mnist-evaluation.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match="mnist-evaluation.json"):
+        generators.whole_test_set(tmp_path)
+
+
 def load_run_curves():
     return load_benchmark("run_curves")
 
