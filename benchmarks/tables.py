@@ -59,6 +59,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "time-to-quality-50k-reach": tables_speed.time_to_quality_50k_reach,
     "latent-geometry": tables_generators.latent_geometry, "generator-speed": tables_speed.generator_speed,
     "hvae-augmentation-validation": tables_classifiers.hvae_augmentation_validation,
+    "hvae-validation-picks": tables_classifiers.hvae_validation_picks,
     "hvae-augmentation-test": tables_classifiers.hvae_augmentation_test,
     "stock-cnn-one-epoch": tables_dropin.stock_cnn_one_epoch,
     "dropin-readme": tables_dropin.dropin_readme, "dropin-test": tables_dropin.dropin_test,

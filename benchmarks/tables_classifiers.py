@@ -48,6 +48,36 @@ def classifier_validation_grid(results: Path, pattern: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def validation_picks(results: Path, rows: list[tuple[str, str]]) -> str:
+    """Each generator's validation pick beside the others': per (pattern, how its candidates were chosen), the rule's
+    pick among the runs of the benchmarks/classifier_runs.py files matching ``pattern``. The rows must share their
+    recipe but for the generator, λ and η, and their seed: then they differ in the generator and its own pick only."""
+    picks = []
+    for pattern, chosen_how in rows:
+        files = classifier_files(results, pattern)
+        runs = [run for file in files for run in file["runs"]]
+        picks.append((validation_pick(runs), without_generator(files[0]["recipe"]), chosen_how, pattern))
+    for pick, recipe, _, pattern in picks[1:]:
+        if recipe != picks[0][1] or pick["seed"] != picks[0][0]["seed"] or recipe["split"] != "val":
+            raise ValueError(f"{pattern}: its runs differ from {picks[0][3]}'s in more than the generator, λ and η "
+                             "(or are not scored on validation, seed for seed)")
+    lines = ["| generator | candidates | λ | η | validation error %, final epoch | mean of the last 10 epochs |",
+             "|---|---|---|---|---|---|"]
+    for pick, _, chosen_how, _ in picks:
+        generator = pick["generator"] or {}
+        lines.append(f"| {generator.get('version') or generator.get('source')} | {chosen_how} | {pick['lam']:g} | "
+                     f"{pick['learning_rate']:g} | {pick['error']:.2f} | {pick['mean_of_last_epochs']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def hvae_validation_picks(results: Path = RESULTS) -> str:
+    """The HVAE's validation pick beside the bundled MLP generator's, on the same split, recipe and seed."""
+    return validation_picks(results, [
+        ("hvae-validation-*.json", "its 3 λ × 2 η grid, with this snapshot"),
+        ("mlp-validation-*.json", "λ from a sweep with its 100-epoch predecessor; η of two with this bundle (no raw "
+                                  "file); this cell rerun")])
+
+
 def classifier_paired_rows(results: Path, baseline: str, candidates: list[str]) -> str:
     """Test error per seed of each row (a benchmarks/classifier_runs.py file: one recipe, one generator, one λ and
     η), and each candidate's paired difference from ``baseline`` over the seeds both ran. The rows must share

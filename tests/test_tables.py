@@ -242,6 +242,24 @@ def test_the_validation_grid_refuses_a_file_of_another_split_generator_or_recipe
         classifiers.hvae_augmentation_validation(tmp_path)
 
 
+def test_the_validation_picks_put_each_generators_own_pick_side_by_side(classifiers, tmp_path):
+    write_row(tmp_path, "hvae-validation-lr0.1", [classifier_run(0, 1.06, 0.4, version="hvae"),
+                                                  classifier_run(0, 1.15, 0.2, version="hvae")], split="val", generator="h")
+    write_row(tmp_path, "mlp-validation-lr0.05", [classifier_run(0, 0.97, 0.4, 0.05)], split="val", generator="m")
+    rows = classifiers.hvae_validation_picks(tmp_path).splitlines()[2:]
+    assert rows[0] == "| hvae | its 3 λ × 2 η grid, with this snapshot | 0.4 | 0.1 | 1.06 | 1.060 |"
+    assert rows[1].startswith("| mnist v1 | λ from a sweep") and rows[1].endswith("| 0.4 | 0.05 | 0.97 | 0.970 |")
+
+
+@pytest.mark.parametrize("second, run", [({"hidden": [8192, 8192]}, classifier_run(0, 0.97)),
+                                         ({}, classifier_run(1, 0.97)), ({"split": "test"}, classifier_run(0, 0.97))])
+def test_the_validation_picks_refuse_runs_that_differ_in_more_than_the_generator(classifiers, tmp_path, second, run):
+    write_row(tmp_path, "hvae-validation-lr0.1", [classifier_run(0, 1.06)], split="val", generator="h")
+    write_row(tmp_path, "mlp-validation-lr0.05", [run], **{"split": "val", "generator": "m", **second})
+    with pytest.raises(ValueError, match="mlp-validation"):
+        classifiers.hvae_validation_picks(tmp_path)
+
+
 def test_a_table_without_its_result_files_names_what_to_collect(classifiers, tmp_path):
     with pytest.raises(ValueError, match="no classifier result file matches .*hvae-validation-.*classifier_runs.py"):
         classifiers.hvae_augmentation_validation(tmp_path)
