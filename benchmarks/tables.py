@@ -60,6 +60,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "latent-geometry": tables_generators.latent_geometry, "generator-speed": tables_speed.generator_speed,
     "hvae-augmentation-validation": tables_classifiers.hvae_augmentation_validation,
     "hvae-validation-picks": tables_classifiers.hvae_validation_picks,
+    "hvae-twin-agreement": lambda: tables_generators.twin_agreement(RESULTS, {
+        "mnist v1 (MLP VAE)": "hvae_50k/twins-mlp.json", "mnist-hvae, epoch 311": "hvae_50k/twins-hvae-e311.json"}),
     "hvae-augmentation-test": tables_classifiers.hvae_augmentation_test,
     "stock-cnn-one-epoch": tables_dropin.stock_cnn_one_epoch,
     "dropin-readme": tables_dropin.dropin_readme, "dropin-test": tables_dropin.dropin_test,

@@ -150,6 +150,25 @@ def whole_test_set(results: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def twin_agreement(results: Path, files: dict[str, str]) -> str:
+    """Per generator (label → a benchmarks/twin_label_agreement.py file), the share of its twins of the same exemplars
+    that one classifier trained on real images only assigns to another class than the exemplar's, at each kernel
+    width, beside the share of the real exemplars it gets wrong. The files must share their classifier and exemplars."""
+    reports = {label: json.loads((results / file).read_text()) for label, file in files.items()}
+    first = next(iter(reports.values()))
+    for label, report in reports.items():
+        if (report["classifier"], report["count"], report["dataset"]) != (first["classifier"], first["count"], first["dataset"]):
+            raise ValueError(f"{files[label]}: another classifier, exemplar count or dataset than {next(iter(files.values()))}")
+    scales = [key for key in first["disagreement_percent"] if key.startswith("twins_sigma_x")]
+    lines = ["| generator | kernel σ | real exemplars | " + " | ".join(
+        f"twins at {key.removeprefix('twins_sigma_x')}·σ" for key in scales) + " |", "|---" * (3 + len(scales)) + "|"]
+    for label, report in reports.items():
+        shares = report["disagreement_percent"]
+        lines.append(f"| {label} | {report['kernel_sigma']:.3f} | {shares['real_exemplars']:.2f} % | " +
+                     " | ".join(f"{shares[key]:.2f} %" for key in scales) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def means_precision(results: Path = RESULTS) -> str:
     """The same HVAE snapshot exported with its exemplar means in float32 and in float16: each bundle's size without
     images, its test NLL on the same images paired image by image (benchmarks/paired_nll.py), and how far the §5.4

@@ -134,6 +134,27 @@ def test_the_hvae_nll_table_lists_the_baseline_once_and_every_snapshot_of_the_ru
     assert "| hvae, 300 epochs | 300 | -88.00 | 81.80 | -0.20 ± 0.10 | 50 % of images |" in rows
 
 
+def agreement_report(classifier: str = "clf/seed0", twins_at_sigma: float = 3.3) -> dict:
+    """What benchmarks/twin_label_agreement.py writes."""
+    return {"classifier": classifier, "count": 10_000, "dataset": "mnist", "kernel_sigma": 0.35893,
+            "disagreement_percent": {"real_exemplars": 0.05, "twins_sigma_x0.5": 0.9, "twins_sigma_x1": twins_at_sigma}}
+
+
+def test_the_twin_agreement_table_gives_each_generator_its_off_class_share_at_each_kernel_width(generators, tmp_path):
+    (tmp_path / "mlp.json").write_text(json.dumps(agreement_report()))
+    (tmp_path / "hvae.json").write_text(json.dumps(agreement_report(twins_at_sigma=5.123)))
+    lines = generators.twin_agreement(tmp_path, {"MLP": "mlp.json", "HVAE": "hvae.json"}).splitlines()
+    assert lines[0] == "| generator | kernel σ | real exemplars | twins at 0.5·σ | twins at 1·σ |"
+    assert lines[2:] == ["| MLP | 0.359 | 0.05 % | 0.90 % | 3.30 % |", "| HVAE | 0.359 | 0.05 % | 0.90 % | 5.12 % |"]
+
+
+def test_the_twin_agreement_table_refuses_files_scored_by_different_classifiers(generators, tmp_path):
+    (tmp_path / "mlp.json").write_text(json.dumps(agreement_report()))
+    (tmp_path / "hvae.json").write_text(json.dumps(agreement_report(classifier="other/seed0")))
+    with pytest.raises(ValueError, match="hvae.json: another classifier"):
+        generators.twin_agreement(tmp_path, {"MLP": "mlp.json", "HVAE": "hvae.json"})
+
+
 def evaluation_report(dataset: str = "mnist", iwae_images: int = 10_000) -> dict:
     """What ``exaug evaluate --out`` writes (the fields the whole-test-set table reads)."""
     return {"dataset": dataset, "test_images": 10_000, "iwae_images": iwae_images, "iwae_samples": 5000,
