@@ -28,15 +28,22 @@ def without_generator(recipe: dict) -> dict:
     return {key: value for key, value in recipe.items() if key != "generator_sha256"}
 
 
-def classifier_validation_grid(results: Path, pattern: str) -> str:
-    """Every λ, η of a validation sweep (benchmarks/classifier_runs.py files matching ``pattern``, one recipe and
-    generator), the rule's pick in bold."""
+def validation_grid(results: Path, pattern: str) -> tuple[dict, list[dict]]:
+    """The recipe and the runs of a validation sweep (the benchmarks/classifier_runs.py files matching ``pattern``):
+    refused unless they hold one recipe and generator, scored on validation, each λ, η once."""
     files = classifier_files(results, pattern)
     if any(file["recipe"] != files[0]["recipe"] for file in files) or files[0]["recipe"]["split"] != "val":
         raise ValueError(f"{pattern}: a validation grid holds one recipe and generator, scored on validation")
     runs = [run for file in files for run in file["runs"]]
     if len({(run["lam"], run["learning_rate"]) for run in runs}) < len(runs):
         raise ValueError(f"{pattern}: a λ, η appears twice in the grid")
+    return files[0]["recipe"], runs
+
+
+def classifier_validation_grid(results: Path, pattern: str) -> str:
+    """Every λ, η of a validation sweep (benchmarks/classifier_runs.py files matching ``pattern``, one recipe and
+    generator), the rule's pick in bold."""
+    _, runs = validation_grid(results, pattern)
     pick = validation_pick(runs)
     lines = ["| η | λ | validation error %, final epoch | mean of the last 10 epochs |", "|---|---|---|---|"]
     for run in sorted(runs, key=lambda run: (-run["learning_rate"], run["lam"])):
@@ -50,20 +57,19 @@ def classifier_validation_grid(results: Path, pattern: str) -> str:
 
 def validation_picks(results: Path, rows: list[tuple[str, str]]) -> str:
     """Each generator's validation pick beside the others': per (pattern, how its candidates were chosen), the rule's
-    pick among the runs of the benchmarks/classifier_runs.py files matching ``pattern``. The rows must share their
-    recipe but for the generator, λ and η, and their seed: then they differ in the generator and its own pick only."""
-    picks = []
-    for pattern, chosen_how in rows:
-        files = classifier_files(results, pattern)
-        runs = [run for file in files for run in file["runs"]]
-        picks.append((validation_pick(runs), without_generator(files[0]["recipe"]), chosen_how, pattern))
-    for pick, recipe, _, pattern in picks[1:]:
-        if recipe != picks[0][1] or pick["seed"] != picks[0][0]["seed"] or recipe["split"] != "val":
-            raise ValueError(f"{pattern}: its runs differ from {picks[0][3]}'s in more than the generator, λ and η "
-                             "(or are not scored on validation, seed for seed)")
+    pick in the validation sweep of the files matching ``pattern``. The sweeps must share their recipe but for the
+    generator, λ and η, and their seed: then the rows differ in the generator and its own pick only."""
     lines = ["| generator | candidates | λ | η | validation error %, final epoch | mean of the last 10 epochs |",
              "|---|---|---|---|---|---|"]
-    for pick, _, chosen_how, _ in picks:
+    first_pattern, first_recipe, first_seed = None, None, None
+    for pattern, chosen_how in rows:
+        recipe, runs = validation_grid(results, pattern)
+        pick = validation_pick(runs)
+        if first_pattern is None:
+            first_pattern, first_recipe, first_seed = pattern, without_generator(recipe), pick["seed"]
+        elif without_generator(recipe) != first_recipe or pick["seed"] != first_seed:
+            raise ValueError(f"{pattern}: its runs differ from {first_pattern}'s in more than the generator, λ and η "
+                             "(or are not scored on validation, seed for seed)")
         generator = pick["generator"] or {}
         lines.append(f"| {generator.get('version') or generator.get('source')} | {chosen_how} | {pick['lam']:g} | "
                      f"{pick['learning_rate']:g} | {pick['error']:.2f} | {pick['mean_of_last_epochs']:.3f} |")
