@@ -47,6 +47,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "hvae-50k-curve": tables_generators.hvae_50k_curve, "hvae-50k-nll": tables_generators.hvae_50k_nll,
     "hvae-dropin": tables_dropin.hvae_dropin, "means-precision": tables_generators.means_precision,
     "convergence-latent-scale": tables_generators.convergence_latent_scale,
+    "rerun-agreement": tables_generators.rerun_agreement,
     "knn-query": tables_generators.knn_query,
     "ablation-leave-one-out": lambda: tables_generators.ablation(RESULTS, "leave-one-out", "leave-one-out", "with"),
     "ablation-prior": lambda: tables_generators.ablation(RESULTS, "prior", "prior", "exemplar"),

@@ -49,6 +49,47 @@ def table_3(results: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_curve_files(path: Path) -> list[tuple[str, Path]]:
+    """The curve file of a run (benchmarks/run_curves.py) and, before it, that of a first run of the same command
+    that was lost with its machine (``NAME-first-run.json``), each with the words that tell the two apart ("" where
+    there was one run)."""
+    first = path.with_name(f"{path.stem}-first-run{path.suffix}")
+    if not first.exists():
+        return [("", path)] if path.exists() else []
+    return [(", first run (lost with its machine)", first)] + ([(", rerun", path)] if path.exists() else [])
+
+
+# The runs that were started again from scratch after their machine was lost: (label, curve file, run name in it).
+RERUNS = [
+    ("MNIST, MLP VAE (default recipe)", "convergence/curves.json", "MNIST, MLP VAE (default recipe)"),
+    ("MNIST, HVAE (50K run)", "hvae_50k/curve.json", "hvae"),
+    ("ConvHVAE, exemplar prior, 10K images", "ablations/prior-convhvae-curves.json", "convhvae"),
+]
+
+
+def rerun_agreement(results: Path = RESULTS) -> str:
+    """How closely a rerun of the same command, on another machine, follows the lost first run: the difference of
+    their validation ELBO (rerun − first run) at a few epochs both reached, and the largest one up to the last."""
+    lines = ["| run | epochs both reached | at epoch 1 | at epoch 10 | at the last of them | largest, in absolute value |",
+             "|---|---|---|---|---|---|"]
+    for label, file, name in RERUNS:
+        files = dict(run_curve_files(results / file))
+        if set(files) != {", first run (lost with its machine)", ", rerun"}:
+            continue
+        first, rerun = (json.loads(files[which].read_text())["runs"][name]
+                        for which in (", first run (lost with its machine)", ", rerun"))
+        first_elbo = dict(zip(first["epoch"], first["val_elbo"]))
+        differences = {epoch: elbo - first_elbo[epoch] for epoch, elbo in zip(rerun["epoch"], rerun["val_elbo"])
+                       if epoch in first_elbo}
+        if not differences:
+            continue
+        last = max(differences)
+        cells = [f"{differences[epoch]:+.2g}" if epoch in differences else "" for epoch in (1, 10)]
+        lines.append(f"| {label} | {last} | {cells[0]} | {cells[1]} | {differences[last]:+.2g} | "
+                     f"{max(abs(value) for value in differences.values()):.2g} |")
+    return "\n".join(lines) + "\n"
+
+
 CURVE_EPOCHS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 30)
 
 
@@ -63,29 +104,33 @@ def architecture_curves(results: Path = RESULTS) -> str:
             runs = json.loads(path.read_text())["variants"].get("exemplar", {})
             if "0" in runs:
                 curves[architecture] = dict(zip(runs["0"]["curves"]["epoch"], runs["0"]["curves"]["val_elbo"]))
-    in_progress = results / "ablations" / "prior-convhvae-curves.json"
-    if in_progress.exists():
-        run = json.loads(in_progress.read_text())["runs"]["convhvae"]
-        curves["convhvae"] = dict(zip(run["epoch"], run["val_elbo"]))
+    curves = {ARCHITECTURE_NAMES[architecture]: by_epoch for architecture, by_epoch in curves.items()}
+    for which, path in run_curve_files(results / "ablations" / "prior-convhvae-curves.json"):
+        run = json.loads(path.read_text())["runs"]["convhvae"]
+        curves[ARCHITECTURE_NAMES["convhvae"] + which] = dict(zip(run["epoch"], run["val_elbo"]))
     lines = ["| architecture | " + " | ".join(f"epoch {epoch}" for epoch in CURVE_EPOCHS) + " |",
              "|---|" + "---|" * len(CURVE_EPOCHS)]
-    for architecture, by_epoch in curves.items():
+    for name, by_epoch in curves.items():
         cells = [f"{by_epoch[epoch]:.2f}" if epoch in by_epoch else "" for epoch in CURVE_EPOCHS]
-        lines.append(f"| {ARCHITECTURE_NAMES[architecture]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def hvae_50k_curve(results: Path = RESULTS) -> str:
     """Validation ELBO at equal epochs on all 50K MNIST images, seed 0, one recipe: the MLP VAE of the time-to-quality
-    study (the paper's recipe, warm-up 40) beside the HVAE run (benchmarks/run_curves.py)."""
+    study (the paper's recipe, warm-up 40) beside the HVAE runs (benchmarks/run_curves.py)."""
     mlp = json.loads((results / "time_to_quality" / "reach-50000.json").read_text())["curves"]["paper recipe"]
-    hvae = json.loads((results / "hvae_50k" / "curve.json").read_text())["runs"]["hvae"]
-    by_epoch = dict(zip(hvae["epoch"], hvae["val_elbo"]))
-    last = min(len(mlp), max(by_epoch))
+    hvae = {f"HVAE{which}": dict(zip(run["epoch"], run["val_elbo"]))
+            for which, path in run_curve_files(results / "hvae_50k" / "curve.json")
+            for run in [json.loads(path.read_text())["runs"]["hvae"]]}
+    last = min(len(mlp), max(max(by_epoch) for by_epoch in hvae.values()))
     epochs = [epoch for epoch in (10, 20, 40, 80, 120, 160, 200, 240, 280, 320) if epoch < last] + [last]
-    lines = ["| epoch | MLP VAE | HVAE | HVAE − MLP |", "|---|---|---|---|"]
+    lines = ["| epoch | MLP VAE | " + " | ".join(f"{name} | − MLP" for name in hvae) + " |",
+             "|---|---|" + "---|---|" * len(hvae)]
     for epoch in epochs:
-        lines.append(f"| {epoch} | {mlp[epoch - 1]:.2f} | {by_epoch[epoch]:.2f} | {signed(by_epoch[epoch] - mlp[epoch - 1])} |")
+        cells = [f"{by_epoch[epoch]:.2f} | {signed(by_epoch[epoch] - mlp[epoch - 1])}" if epoch in by_epoch else " | "
+                 for by_epoch in hvae.values()]
+        lines.append(f"| {epoch} | {mlp[epoch - 1]:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -195,7 +240,8 @@ def convergence_latent_scale(results: Path = RESULTS) -> str:
     """How far each long default-recipe run has come, and whether its latent space stayed put after the KL warm-up:
     the exemplar prior's log σ² and the largest share of posterior log-variances on the encoder's clamp
     (benchmarks/run_curves.py)."""
-    runs = json.loads((results / "convergence" / "curves.json").read_text())["runs"]
+    runs = {name + which: run for which, path in run_curve_files(results / "convergence" / "curves.json")
+            for name, run in json.loads(path.read_text())["runs"].items()}
     lines = ["| run | epochs so far | best validation ELBO (epoch) | prior log σ², end of warm-up → last | "
              "its range after warm-up | largest share on the clamp after warm-up |", "|---|---|---|---|---|---|"]
     for name, run in runs.items():

@@ -5,7 +5,8 @@
 - ```bash, ```sh and ```console blocks run as written, or as their STAND_INS entry when running them
   would take long; a block that names a long-running command and has no stand-in fails.
 - docs/results.md and docs/dropin.md record runs of hours: each of their commands is parsed by exaug's
-  own CLI parser (every flag, type and choice), or checked against its benchmark script, and not run.
+  own CLI parser (every flag, type and choice), or checked against its benchmark script (a lane script:
+  that it exists and parses), and not run.
 - ```text blocks are output samples and are skipped; any other tag fails.
 
 The blocks of one document run in order in one temporary folder, so a walk-through can build on its
@@ -145,6 +146,10 @@ def check_recorded_command(line: str) -> None:
         options = benchmark_options(words[1], leading)
         for flag in (word for word in words[2:] if word.startswith("--")):
             assert flag in options, f"{words[1]} has no option {flag}"
+    elif words[0] == "bash" and words[1].startswith("benchmarks/"):  # a script of the background lanes
+        script = REPO / words[1]
+        assert script.is_file(), f"no script {words[1]}"
+        assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0, f"{words[1]} is not bash"
     else:
         assert words[0] in ("cp", "mkdir"), f"not an exaug, benchmark or file command: {line!r}"
 
@@ -197,3 +202,9 @@ def test_a_recorded_benchmark_command_is_checked_against_its_subcommands_options
         check_recorded_command("python benchmarks/dropin.py grid plan-a.json --sizes 1000")  # plan's option, not grid's
     with pytest.raises(AssertionError, match="has no option --no-such-flag"):
         check_recorded_command("python benchmarks/tables.py --no-such-flag")
+
+
+def test_a_recorded_lane_script_must_exist() -> None:
+    check_recorded_command("bash benchmarks/lanes/start.sh")
+    with pytest.raises(AssertionError, match="no script benchmarks/lanes/gone.sh"):
+        check_recorded_command("bash benchmarks/lanes/gone.sh")

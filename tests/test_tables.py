@@ -117,6 +117,27 @@ def test_the_latent_scale_table_says_when_a_run_is_still_in_its_warm_up(generato
     assert "| fashion | 2 | -310.00 (2) | in warm-up (epoch 2 of 100) | |  |" in generators.convergence_latent_scale(tmp_path)
 
 
+def test_a_run_lost_with_its_machine_keeps_its_row_beside_its_rerun(generators, tmp_path):
+    (tmp_path / "convergence").mkdir()
+    run = {"epochs_trained": 2, "training": {"warmup_epochs": 100}, "epoch": [1, 2], "val_elbo": [-330.0, -310.0],
+           "prior_log_var": [-0.2, -0.5], "val_posterior_log_var_at_clamp_share": [0.0, 0.0]}
+    lost = {**run, "epochs_trained": 3, "epoch": [1, 2, 3], "val_elbo": [-330.0, -310.0, -300.0],
+            "prior_log_var": [-0.2, -0.5, -0.6], "val_posterior_log_var_at_clamp_share": [0.0, 0.0, 0.0]}
+    (tmp_path / "convergence" / "curves-first-run.json").write_text(json.dumps({"runs": {"mlp": lost}}))
+    (tmp_path / "convergence" / "curves.json").write_text(json.dumps({"runs": {"mlp": run}}))
+    table = generators.convergence_latent_scale(tmp_path)
+    assert table.index("| mlp, first run (lost with its machine) | 3 | -300.00 (3) |") < table.index("| mlp, rerun | 2 |")
+
+
+def test_a_rerun_is_compared_with_its_lost_first_run_at_the_epochs_both_reached(generators, tmp_path):
+    (tmp_path / "hvae_50k").mkdir()
+    first = {"epoch": [1, 2, 10, 11], "val_elbo": [-200.0, -150.0, -110.0, -109.0]}
+    rerun = {"epoch": [1, 2, 10], "val_elbo": [-200.001, -150.5, -109.75]}
+    (tmp_path / "hvae_50k" / "curve-first-run.json").write_text(json.dumps({"runs": {"hvae": first}}))
+    (tmp_path / "hvae_50k" / "curve.json").write_text(json.dumps({"runs": {"hvae": rerun}}))
+    assert "| MNIST, HVAE (50K run) | 10 | -0.001 | +0.25 | +0.25 | 0.5 |" in generators.rerun_agreement(tmp_path)
+
+
 def paired_report(epochs: int, nll: float, difference: float) -> dict:
     mlp = {"nll": 82.0, "provenance": {"version": "mnist v1", "epochs_trained": 341, "best_val_elbo": -87.6}}
     hvae = {"nll": nll, "provenance": {"epochs_trained": epochs, "best_val_elbo": -88.0}}

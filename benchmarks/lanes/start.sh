@@ -7,9 +7,8 @@ source scripts/env.sh >/dev/null
 exaug data fetch --package-sources
 python benchmarks/carry.py restore
 mkdir -p carry
-for lane in benchmarks/lanes/*.sh; do
+for lane in benchmarks/lanes/lane-*.sh; do
     name=$(basename "$lane" .sh)
-    [[ "$name" == start ]] && continue
     if pgrep -f "bash $lane" >/dev/null; then
         echo "$name: already running"
     else
