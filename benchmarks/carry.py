@@ -2,8 +2,8 @@
 
 The long generator, classifier and scoring runs of the docs train in the background for many sessions,
 each resuming from its checkpoint. Their folders (``carry/``) are git-ignored, and a session that starts on a
-new machine finds only what was committed: on 7 December 2026 one did, and three sessions of training were
-lost. This script copies what a run needs to resume into ``benchmarks/in-progress/``, which is committed:
+new machine finds only what was committed (docs/results.md, "Runs lost with their machine"). This script
+copies what a run needs to resume into ``benchmarks/in-progress/``, which is committed:
 
     python benchmarks/carry.py save       # then commit benchmarks/in-progress
     python benchmarks/carry.py restore    # on a new machine, before restarting the runs
