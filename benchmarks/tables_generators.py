@@ -49,6 +49,10 @@ def table_3(results: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+# How the tables tell a lost first run from its rerun (appended to the run's name).
+FIRST_RUN, RERUN = ", first run (lost with its machine)", ", rerun"
+
+
 def run_curve_files(path: Path) -> list[tuple[str, Path]]:
     """The curve file of a run (benchmarks/run_curves.py) and, before it, that of a first run of the same command
     that was lost with its machine (``NAME-first-run.json``), each with the words that tell the two apart ("" where
@@ -56,7 +60,7 @@ def run_curve_files(path: Path) -> list[tuple[str, Path]]:
     first = path.with_name(f"{path.stem}-first-run{path.suffix}")
     if not first.exists():
         return [("", path)] if path.exists() else []
-    return [(", first run (lost with its machine)", first)] + ([(", rerun", path)] if path.exists() else [])
+    return [(FIRST_RUN, first)] + ([(RERUN, path)] if path.exists() else [])
 
 
 # The runs that were started again from scratch after their machine was lost: (label, curve file, run name in it).
@@ -74,10 +78,9 @@ def rerun_agreement(results: Path = RESULTS) -> str:
              "|---|---|---|---|---|---|"]
     for label, file, name in RERUNS:
         files = dict(run_curve_files(results / file))
-        if set(files) != {", first run (lost with its machine)", ", rerun"}:
+        if set(files) != {FIRST_RUN, RERUN}:
             continue
-        first, rerun = (json.loads(files[which].read_text())["runs"][name]
-                        for which in (", first run (lost with its machine)", ", rerun"))
+        first, rerun = (json.loads(files[which].read_text())["runs"][name] for which in (FIRST_RUN, RERUN))
         first_elbo = dict(zip(first["epoch"], first["val_elbo"]))
         differences = {epoch: elbo - first_elbo[epoch] for epoch, elbo in zip(rerun["epoch"], rerun["val_elbo"])
                        if epoch in first_elbo}
