@@ -138,6 +138,21 @@ def test_a_rerun_is_compared_with_its_lost_first_run_at_the_epochs_both_reached(
     assert "| MNIST, HVAE (50K run) | 10 | -0.001 | +0.25 | +0.25 | 0.5 |" in generators.rerun_agreement(tmp_path)
 
 
+def test_the_hvae_curve_table_gives_the_lost_run_and_its_rerun_a_column_each(generators, tmp_path):
+    (tmp_path / "hvae_50k").mkdir()
+    (tmp_path / "time_to_quality").mkdir()
+    mlp = [-100.0 - epoch for epoch in range(20, 0, -1)]  # epochs 1..20
+    (tmp_path / "time_to_quality" / "reach-50000.json").write_text(json.dumps({"curves": {"paper recipe": mlp}}))
+    first = {"epoch": list(range(1, 21)), "val_elbo": [-110.0] * 20}
+    rerun = {"epoch": list(range(1, 11)), "val_elbo": [-111.0] * 10}
+    (tmp_path / "hvae_50k" / "curve-first-run.json").write_text(json.dumps({"runs": {"hvae": first}}))
+    (tmp_path / "hvae_50k" / "curve.json").write_text(json.dumps({"runs": {"hvae": rerun}}))
+    table = generators.hvae_50k_curve(tmp_path)
+    assert "| epoch | MLP VAE | HVAE, first run (lost with its machine) | − MLP | HVAE, rerun | − MLP |" in table
+    assert "| 10 | -111.00 | -110.00 | +1.00 | -111.00 | 0.00 |" in table
+    assert "| 20 | -101.00 | -110.00 | -9.00 |  |  |" in table
+
+
 def paired_report(epochs: int, nll: float, difference: float) -> dict:
     mlp = {"nll": 82.0, "provenance": {"version": "mnist v1", "epochs_trained": 341, "best_val_elbo": -87.6}}
     hvae = {"nll": nll, "provenance": {"epochs_trained": epochs, "best_val_elbo": -88.0}}
