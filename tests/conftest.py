@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import TensorDataset
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -44,6 +45,15 @@ def blob_images(count: int, shape=(1, 16, 16), seed: int = 0) -> tuple[torch.Ten
         top, left = (label // 2) * height // 2, (label % 2) * width // 2
         images[index, :, top:top + height // 2, left:left + width // 2] += 0.8
     return (images.clamp(0, 1) * 255).round() / 255, labels
+
+
+def write_folder(root: Path, count: int = 12, size: tuple[int, int] = (16, 16)) -> Path:
+    """``count`` grey blob images saved as an ImageFolder under ``root``: one subfolder per class, PNG files."""
+    images, labels = blob_images(count, shape=(1, *size))
+    for index, (image, label) in enumerate(zip(images, labels.tolist())):
+        (root / f"class{label}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image[0] * 255).byte().numpy(), mode="L").save(root / f"class{label}" / f"{index}.png")
+    return root
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
-from conftest import blob_images, load_benchmark
+from conftest import load_benchmark, write_folder
 from exaug.cli.main import main
 
 carry = load_benchmark("carry")
@@ -15,11 +14,7 @@ carry = load_benchmark("carry")
 @pytest.fixture
 def repository(tmp_path):
     """A repository root whose carry/ holds one generator run, one epoch into a budget of two."""
-    images, labels = blob_images(64)
-    folder = tmp_path / "images"
-    for index, (image, label) in enumerate(zip(images, labels.tolist())):
-        (folder / f"class{label}").mkdir(parents=True, exist_ok=True)
-        Image.fromarray((image[0] * 255).byte().numpy(), mode="L").save(folder / f"class{label}" / f"{index}.png")
+    folder = write_folder(tmp_path / "images", count=64)
     root = tmp_path / "repo"
     command = ["fit-generator", "--dataset", str(folder), "--channels", "1", "--warmup-epochs", "1",
                "--hidden-dim", "16", "--latent-dim", "4", "--no-progress", "--out", str(root / "carry" / "gen")]

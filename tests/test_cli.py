@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import blob_images, stops_after
+from conftest import stops_after, write_folder
 from exaug import load_generator
 from exaug.bundle import bundle_provenance
 from exaug.cli.main import main
@@ -17,12 +17,7 @@ from exaug.cli.main import main
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("folder")
-    images, labels = blob_images(200)
-    for index, (image, label) in enumerate(zip(images, labels.tolist())):
-        (root / f"class{label}").mkdir(exist_ok=True)
-        Image.fromarray((image[0] * 255).byte().numpy(), mode="L").save(root / f"class{label}" / f"{index}.png")
-    return root
+    return write_folder(tmp_path_factory.mktemp("folder"), count=200)
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,12 @@ import shutil
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
 
-from conftest import blob_images
+from conftest import write_folder
 from exaug.cli.main import main
 
 CLASSIFIER = ["fit-classifier", "--generator", "none", "--hidden", "8", "--epochs", "1", "--seeds", "1",
               "--workers", "0", "--no-progress"]
-
-
-def write_folder(root, count=12, size=(16, 16)):
-    images, labels = blob_images(count, shape=(1, *size))
-    for index, (image, label) in enumerate(zip(images, labels.tolist())):
-        (root / f"class{label}").mkdir(parents=True, exist_ok=True)
-        Image.fromarray((image[0] * 255).byte().numpy(), mode="L").save(root / f"class{label}" / f"{index}.png")
-    return root
 
 
 def one_line_error(result, *fragments):

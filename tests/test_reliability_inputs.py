@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from exaug.cli.main import main
 from exaug.cli.options import ImageFileError, open_dataset
-from test_cli_errors import CLASSIFIER, one_line_error, write_folder
+from conftest import write_folder
+from test_cli_errors import CLASSIFIER, one_line_error
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:
