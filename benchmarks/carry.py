@@ -11,14 +11,15 @@ copies what a run needs to resume into ``benchmarks/in-progress/``, which is com
 What is copied: every file under ``carry/`` and every scoring progress file (``*.iwae-checkpoint.pt``)
 under ``benchmarks/results/``, except run locks and, in a folder with a ``checkpoint.pt``, the bundle files
 that resuming rewrites from it (``model.safetensors``, ``exemplars.safetensors``). A bundle exported from a
-run (no checkpoint) is copied whole: it may be a snapshot of an epoch the run has trained past. ``save`` adds and updates, and never
-deletes: a run that has finished is removed from the snapshot by hand (``git rm``). ``restore`` copies a
+run (no checkpoint) is copied whole: it may be a snapshot of an epoch the run has trained past. ``save``
+adds and updates, and never deletes: a run that has finished is removed from the snapshot by hand (``git rm``). ``restore`` copies a
 file back only where none is, so it never overwrites a live run's newer state.
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -54,7 +55,7 @@ def save(root: Path) -> list[Path]:
     copied = []
     for relative in resumable_files(root):
         source, target = root / relative, root / SNAPSHOT / relative
-        if target.exists() and _same_file(source, target):
+        if target.exists() and filecmp.cmp(source, target, shallow=False):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(target.name + ".partial")
@@ -81,10 +82,6 @@ def restore(root: Path) -> list[Path]:
         shutil.copy2(path, target)
         restored.append(relative)
     return restored
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
 
 
 def main() -> None:

@@ -106,8 +106,8 @@ def architecture_curves(results: Path = RESULTS) -> str:
         if path.exists():
             runs = json.loads(path.read_text())["variants"].get("exemplar", {})
             if "0" in runs:
-                curves[architecture] = dict(zip(runs["0"]["curves"]["epoch"], runs["0"]["curves"]["val_elbo"]))
-    curves = {ARCHITECTURE_NAMES[architecture]: by_epoch for architecture, by_epoch in curves.items()}
+                curves[ARCHITECTURE_NAMES[architecture]] = dict(zip(runs["0"]["curves"]["epoch"],
+                                                                    runs["0"]["curves"]["val_elbo"]))
     for which, path in run_curve_files(results / "ablations" / "prior-convhvae-curves.json"):
         run = json.loads(path.read_text())["runs"]["convhvae"]
         curves[ARCHITECTURE_NAMES["convhvae"] + which] = dict(zip(run["epoch"], run["val_elbo"]))
