@@ -434,3 +434,14 @@ def test_twin_shift_finds_no_change_between_a_bundle_and_itself_and_one_step_mov
     assert same["pixels_changed_share"] == 0.0 and same["max_abs_steps"] == 0.0  # the same noise for both
     half = compare(str(tmp_path / "half"))
     assert 0.0 < half["images_changed_share"] <= 1.0 and half["max_abs_steps"] >= 1.0
+
+
+def test_golden_drift_tells_rounding_in_a_history_from_a_changed_digest():
+    golden_drift = load_benchmark("golden_drift")
+    recorded = {"generator": {"weights": "a", "history": [{"epoch": 1, "loss": 200.0}]}, "augment": "b"}
+    now = {"generator": {"weights": "c", "history": [{"epoch": 1, "loss": 200.00006, "new_field": 1.0}]},
+           "augment": "b"}
+    parts = golden_drift.drift(recorded, now)
+    assert parts["generator"]["weights_digest_same"] is False
+    assert abs(parts["generator"]["largest_relative_difference"] - 3e-7) < 1e-9
+    assert parts["augment"] == {"digest_same": True}
